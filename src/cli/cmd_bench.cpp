@@ -1,0 +1,116 @@
+// `cvllm bench latency`: prompt-processing and decode speed of the engine, as JSON.
+//   cvllm bench latency --input-len 512 --output-len 128 --batch-size 1 --num-iters 3
+// Each iteration submits batch_size random-token prompts (ignore_eos, greedy) and times the
+// steps: until every prompt has produced its first token is "prefill", the rest is "decode".
+#include <algorithm>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "cli/commands.h"
+#include "engine/llm_engine.h"
+#include "kernels/backend.h"
+#include "util/error.h"
+#include "util/system.h"
+
+namespace cvllm::cli {
+namespace {
+
+struct IterationTiming {
+  double prefill_s = 0.0;
+  double decode_s = 0.0;
+  int64_t decode_tokens = 0;
+};
+
+IterationTiming run_iteration(LLMEngine& engine, int batch_size, int input_len, int output_len,
+                              std::mt19937& rng, int64_t& next_id) {
+  SamplingParams params;
+  params.temperature = 0.0;
+  params.ignore_eos = true;
+  params.max_tokens = output_len;
+  params.output_kind = RequestOutputKind::kDelta;
+  std::uniform_int_distribution<int32_t> token(100, static_cast<int32_t>(engine.model_config().vocab_size) - 1);
+  for (int b = 0; b < batch_size; ++b) {
+    std::vector<int32_t> ids(input_len);
+    for (int32_t& t : ids) t = token(rng);
+    engine.add_request(std::to_string(next_id++), Prompt(ids), params);
+  }
+  IterationTiming timing;
+  double start = monotonic_seconds();
+  int64_t first_tokens = 0, total_tokens = 0;
+  double prefill_end = 0.0;
+  while (engine.has_unfinished_requests()) {
+    for (const RequestOutput& out : engine.step()) {
+      for (const CompletionOutput& c : out.outputs) total_tokens += static_cast<int64_t>(c.token_ids.size());
+    }
+    if (prefill_end == 0.0 && total_tokens >= batch_size) {
+      prefill_end = monotonic_seconds();
+      first_tokens = total_tokens;
+    }
+  }
+  double end = monotonic_seconds();
+  timing.prefill_s = prefill_end - start;
+  timing.decode_s = end - prefill_end;
+  timing.decode_tokens = total_tokens - first_tokens;
+  return timing;
+}
+
+int bench_latency(int argc, char** argv) {
+  std::set<std::string> values = engine_value_flags();
+  values.insert({"input-len", "output-len", "batch-size", "num-iters", "num-iters-warmup"});
+  Flags flags(argc, argv, 3, values, engine_bool_flags());
+  int input_len = static_cast<int>(flags.get_int("input-len").value_or(32));
+  int output_len = static_cast<int>(flags.get_int("output-len").value_or(128));
+  int batch_size = static_cast<int>(flags.get_int("batch-size").value_or(8));
+  int iters = static_cast<int>(flags.get_int("num-iters").value_or(3));
+  int warmup = static_cast<int>(flags.get_int("num-iters-warmup").value_or(1));
+  if (input_len < 1 || output_len < 1 || batch_size < 1 || iters < 1 || warmup < 0) {
+    throw ValueError("input-len, output-len, batch-size and num-iters must be positive");
+  }
+  EngineArgs args = engine_args_from_flags(flags);
+  // The whole batch's prompts are processed in one step, so prefill is measured as one pass.
+  args.max_num_batched_tokens = std::max(args.max_num_batched_tokens, batch_size * input_len);
+  args.max_num_seqs = std::max(args.max_num_seqs, batch_size);
+  args.enable_prefix_caching = false;  // random prompts would not hit anyway; keep it out of the way
+  LLMEngine engine(args);
+  std::mt19937 rng(1234);
+  int64_t next_id = 0;
+  for (int i = 0; i < warmup; ++i) run_iteration(engine, batch_size, input_len, output_len, rng, next_id);
+  std::vector<IterationTiming> runs;
+  for (int i = 0; i < iters; ++i) runs.push_back(run_iteration(engine, batch_size, input_len, output_len, rng, next_id));
+
+  double prefill = 0.0, decode = 0.0;
+  int64_t decode_tokens = 0;
+  nlohmann::json latencies = nlohmann::json::array();
+  for (const IterationTiming& t : runs) {
+    prefill += t.prefill_s;
+    decode += t.decode_s;
+    decode_tokens += t.decode_tokens;
+    latencies.push_back(t.prefill_s + t.decode_s);
+  }
+  nlohmann::json out;
+  out["model"] = engine.model_path();
+  out["backend"] = engine.backend().name();
+  out["input_len"] = input_len;
+  out["output_len"] = output_len;
+  out["batch_size"] = batch_size;
+  out["num_iters"] = iters;
+  out["avg_latency_s"] = (prefill + decode) / iters;
+  out["latencies_s"] = latencies;
+  out["avg_prefill_s"] = prefill / iters;
+  out["prompt_tokens_per_s"] = static_cast<double>(batch_size) * input_len * iters / prefill;
+  out["decode_tokens_per_s"] = decode > 0 ? static_cast<double>(decode_tokens) / decode : 0.0;
+  std::cout << out.dump(2) << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+int run_bench(int argc, char** argv) {
+  if (argc < 3 || std::string(argv[2]) != "latency") {
+    throw ValueError("usage: cvllm bench latency [--input-len N --output-len N --batch-size N ...]");
+  }
+  return bench_latency(argc, argv);
+}
+
+}  // namespace cvllm::cli

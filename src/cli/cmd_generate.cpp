@@ -1,0 +1,86 @@
+// `cvllm generate`: offline generation from the command line, the quickest way to try a model.
+//   cvllm generate --prompt "Hello, my name is" --temperature 0 --max-tokens 32
+// Prints each completion's text (or, with --output-json, vLLM's RequestOutput fields as JSON).
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cvllm/cvllm.h"
+
+namespace cvllm::cli {
+namespace {
+
+nlohmann::json to_json(const RequestOutput& out) {
+  nlohmann::json j;
+  j["request_id"] = out.request_id;
+  j["prompt"] = out.prompt ? nlohmann::json(*out.prompt) : nlohmann::json(nullptr);
+  j["prompt_token_ids"] = out.prompt_token_ids;
+  j["finished"] = out.finished;
+  for (const CompletionOutput& c : out.outputs) {
+    nlohmann::json o;
+    o["index"] = c.index;
+    o["text"] = c.text;
+    o["token_ids"] = c.token_ids;
+    o["finish_reason"] = c.finish_reason ? nlohmann::json(*c.finish_reason) : nlohmann::json(nullptr);
+    if (auto* s = std::get_if<std::string>(&c.stop_reason)) o["stop_reason"] = *s;
+    else if (auto* t = std::get_if<int32_t>(&c.stop_reason)) o["stop_reason"] = *t;
+    else o["stop_reason"] = nullptr;
+    o["cumulative_logprob"] = c.cumulative_logprob ? nlohmann::json(*c.cumulative_logprob) : nlohmann::json(nullptr);
+    j["outputs"].push_back(o);
+  }
+  return j;
+}
+
+}  // namespace
+
+int run_generate(int argc, char** argv) {
+  std::set<std::string> values = engine_value_flags();
+  for (const char* f : {"prompt", "temperature", "top-p", "top-k", "min-p", "max-tokens", "min-tokens",
+                        "stop", "n", "presence-penalty", "frequency-penalty", "repetition-penalty",
+                        "logprobs"}) {
+    values.insert(f);
+  }
+  std::set<std::string> bools = engine_bool_flags();
+  bools.insert({"ignore-eos", "output-json", "include-stop-str-in-output"});
+  Flags flags(argc, argv, 2, values, bools);
+
+  EngineArgs args = engine_args_from_flags(flags);
+  SamplingParams params;
+  if (auto v = flags.get_double("temperature")) params.temperature = *v;
+  if (auto v = flags.get_double("top-p")) params.top_p = *v;
+  if (auto v = flags.get_int("top-k")) params.top_k = static_cast<int>(*v);
+  if (auto v = flags.get_double("min-p")) params.min_p = *v;
+  if (auto v = flags.get_int("seed")) params.seed = *v;
+  if (auto v = flags.get_int("max-tokens")) params.max_tokens = static_cast<int>(*v);
+  if (auto v = flags.get_int("min-tokens")) params.min_tokens = static_cast<int>(*v);
+  if (auto v = flags.get_int("n")) params.n = static_cast<int>(*v);
+  if (auto v = flags.get_double("presence-penalty")) params.presence_penalty = *v;
+  if (auto v = flags.get_double("frequency-penalty")) params.frequency_penalty = *v;
+  if (auto v = flags.get_double("repetition-penalty")) params.repetition_penalty = *v;
+  if (auto v = flags.get_int("logprobs")) params.logprobs = static_cast<int>(*v);
+  params.stop = flags.get_all("stop");
+  params.ignore_eos = flags.get_bool("ignore-eos");
+  params.include_stop_str_in_output = flags.get_bool("include-stop-str-in-output");
+  params.validate();  // report bad flags before spending time loading the model
+
+  std::vector<std::string> prompts = flags.get_all("prompt");
+  if (prompts.empty()) {
+    std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+    prompts.push_back(text);
+  }
+  LLM llm(args);
+  std::vector<RequestOutput> outputs = llm.generate(prompts, params, /*use_tqdm=*/false);
+  if (flags.get_bool("output-json")) {
+    nlohmann::json all = nlohmann::json::array();
+    for (const RequestOutput& out : outputs) all.push_back(to_json(out));
+    std::cout << all.dump(2) << std::endl;
+    return 0;
+  }
+  for (const RequestOutput& out : outputs) {
+    for (const CompletionOutput& c : out.outputs) std::cout << c.text << std::endl;
+  }
+  return 0;
+}
+
+}  // namespace cvllm::cli

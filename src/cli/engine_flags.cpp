@@ -1,0 +1,33 @@
+#include "cli/commands.h"
+
+namespace cvllm::cli {
+
+std::set<std::string> engine_value_flags() {
+  return {"model", "tokenizer", "max-model-len", "max-num-seqs", "max-num-batched-tokens",
+          "block-size", "seed", "num-threads", "cpu-kernels", "kv-cache-memory-bytes", "dtype",
+          "max-logprobs"};
+}
+
+std::set<std::string> engine_bool_flags() { return {"enable-prefix-caching", "skip-tokenizer-init"}; }
+
+EngineArgs engine_args_from_flags(const Flags& f) {
+  EngineArgs a;
+  if (auto v = f.get("model")) a.model = *v;
+  if (!f.positional().empty() && a.model.empty()) a.model = f.positional().front();
+  if (auto v = f.get("tokenizer")) a.tokenizer = *v;
+  if (auto v = f.get_int("max-model-len")) a.max_model_len = static_cast<int>(*v);
+  if (auto v = f.get_int("max-num-seqs")) a.max_num_seqs = static_cast<int>(*v);
+  if (auto v = f.get_int("max-num-batched-tokens")) a.max_num_batched_tokens = static_cast<int>(*v);
+  if (auto v = f.get_int("block-size")) a.block_size = static_cast<int>(*v);
+  if (auto v = f.get_int("seed")) a.seed = *v;
+  if (auto v = f.get_int("num-threads")) a.num_threads = static_cast<int>(*v);
+  if (auto v = f.get("cpu-kernels")) a.cpu_kernels = *v;
+  if (auto v = f.get_int("kv-cache-memory-bytes")) a.kv_cache_memory_bytes = *v;
+  if (auto v = f.get("dtype")) a.dtype = *v;
+  if (auto v = f.get_int("max-logprobs")) a.max_logprobs = static_cast<int>(*v);
+  a.enable_prefix_caching = f.get_bool("enable-prefix-caching", true);
+  a.skip_tokenizer_init = f.get_bool("skip-tokenizer-init", false);
+  return a;
+}
+
+}  // namespace cvllm::cli

@@ -1,0 +1,268 @@
+#include "engine/llm_engine.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/engine_core.h"
+#include "engine/output_processor.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "loader/gguf.h"
+#include "loader/model_resolver.h"
+#include "loader/weight_source.h"
+#include "models/registry.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+#include "util/logging.h"
+#include "util/system.h"
+
+namespace cvllm {
+namespace {
+
+cpu::MatmulPath parse_kernel_path(const std::string& name) {
+  if (name == "fast") return cpu::MatmulPath::kFast;
+  if (name == "reference") return cpu::MatmulPath::kReference;
+  throw ValueError(cat("cpu_kernels must be 'fast' or 'reference', got '", name, "'"));
+}
+
+// KV blocks from the memory budget: an explicit byte count, or a fraction of available memory,
+// never more than max_num_seqs full-length sequences can use.
+int plan_num_kv_blocks(const EngineArgs& args, int64_t block_bytes, int max_model_len) {
+  int64_t blocks_per_seq = (max_model_len + args.block_size - 1) / args.block_size;
+  int64_t useful = blocks_per_seq * args.max_num_seqs + 1;
+  int64_t budget = args.kv_cache_memory_bytes;
+  if (budget <= 0) {
+    int64_t avail = available_memory_bytes();
+    if (avail <= 0) avail = int64_t{4} << 30;
+    budget = static_cast<int64_t>(static_cast<double>(avail) * args.cpu_kv_cache_fraction);
+  }
+  int64_t blocks = std::min<int64_t>(budget / block_bytes, useful);
+  if (blocks < blocks_per_seq + 1) {
+    throw ValueError(cat("To serve at least one request with the model's max seq len (",
+                         max_model_len, "), ", (blocks_per_seq + 1) * block_bytes,
+                         " bytes of KV cache are needed, which is larger than the available KV "
+                         "cache memory (", budget, " bytes). Try increasing "
+                         "`kv_cache_memory_bytes` or decreasing `max_model_len`."));
+  }
+  return static_cast<int>(std::min<int64_t>(blocks, 1 << 30));
+}
+
+}  // namespace
+
+LLMEngine::LLMEngine(const EngineArgs& args) : args_(args) {
+  double start = monotonic_seconds();
+  if (args.block_size <= 0 || args.block_size > 1024) {
+    throw ValueError(cat("block_size must be in [1, 1024], got ", args.block_size));
+  }
+  if (args.max_num_seqs <= 0) throw ValueError("max_num_seqs must be positive");
+  if (args.max_num_batched_tokens <= 0) throw ValueError("max_num_batched_tokens must be positive");
+  if (args.max_logprobs < -1) throw ValueError("max_logprobs must be >= -1");
+  if (args.dtype != "auto" && args.dtype != "float32" && args.dtype != "float") {
+    throw ValueError(cat("dtype '", args.dtype, "' is not supported on the CPU backend yet "
+                         "(supported: auto, float32)"));
+  }
+  ResolvedModel resolved = resolve_model(args.model);
+  if (resolved.format != ModelFormat::kGguf) {
+    throw ValueError(cat(resolved.path, " is a directory; Hugging Face checkpoints are not "
+                         "supported yet — pass a .gguf file"));
+  }
+  model_path_ = resolved.path;
+  gguf_ = GgufFile::open(resolved.path);
+  model_config_ = model_config_from_gguf(*gguf_);
+  if (!args.skip_tokenizer_init) {
+    std::string tok_path = args.tokenizer.empty() ? resolved.path : args.tokenizer;
+    std::shared_ptr<GgufFile> tok_file = tok_path == resolved.path ? gguf_ : GgufFile::open(tok_path);
+    tokenizer_ = Tokenizer::from_gguf(*tok_file);
+    eos_token_id_ = tokenizer_->eos_token_id();
+  } else {
+    if (auto eos = gguf_->get_int("tokenizer.ggml.eos_token_id")) eos_token_id_ = static_cast<int32_t>(*eos);
+  }
+  // End-of-turn tokens also end generation (vLLM takes them from generation_config's eos list).
+  for (const char* key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
+    std::optional<int64_t> id = gguf_->get_int(key);
+    if (id && *id >= 0 && *id < model_config_.vocab_size && (!eos_token_id_ || *id != *eos_token_id_)) {
+      extra_eos_token_ids_.push_back(static_cast<int32_t>(*id));
+    }
+  }
+  chat_template_ = gguf_->get_string("tokenizer.chat_template");
+
+  int derived_len = static_cast<int>(model_config_.max_position_embeddings);
+  max_model_len_ = args.max_model_len.value_or(derived_len);
+  if (max_model_len_ <= 0) throw ValueError(cat("max_model_len must be positive, got ", max_model_len_));
+  if (max_model_len_ > derived_len) {
+    throw ValueError(cat("User-specified max_model_len (", max_model_len_,
+                         ") is greater than the derived max_model_len (max_position_embeddings=",
+                         derived_len, " in model's config). This may lead to incorrect model "
+                         "outputs or CUDA errors."));
+  }
+
+  backend_ = std::make_unique<cpu::CpuBackend>(args.num_threads, parse_kernel_path(args.cpu_kernels));
+  GgufWeightSource weights(gguf_);
+  model_ = create_model(model_config_, weights, *backend_, CheckpointFormat::kGguf);
+
+  DType kv_dtype = DType::kF32;
+  int64_t block_bytes = ModelRunner::kv_block_bytes(*model_, args.block_size, kv_dtype);
+  int num_blocks = plan_num_kv_blocks(args, block_bytes, max_model_len_);
+
+  SchedulerConfig sched;
+  sched.max_num_seqs = args.max_num_seqs;
+  sched.max_num_batched_tokens = args.max_num_batched_tokens;
+  sched.max_model_len = max_model_len_;
+  RunnerConfig runner;
+  runner.block_size = args.block_size;
+  runner.num_kv_blocks = num_blocks;
+  runner.max_model_len = max_model_len_;
+  runner.kv_cache_dtype = kv_dtype;
+  runner.seed = args.seed;
+  runner.eos_token_id = eos_token_id_;
+  auto scheduler = std::make_unique<Scheduler>(sched, num_blocks, args.block_size,
+                                               args.enable_prefix_caching);
+  auto model_runner = std::make_unique<ModelRunner>(*model_, *backend_, runner);
+  core_ = std::make_unique<EngineCore>(std::move(scheduler), std::move(model_runner));
+  output_processor_ = std::make_unique<OutputProcessor>(tokenizer_.get());
+
+  LOG_INFO("Loaded ", model_config_.describe(), " from ", model_path_, " in ",
+           monotonic_seconds() - start, " s on ", backend_->name());
+  int64_t kv_tokens = static_cast<int64_t>(num_blocks - 1) * args.block_size;
+  LOG_INFO("KV cache: ", num_blocks, " blocks of ", args.block_size, " tokens (", kv_tokens,
+           " tokens, ", static_cast<double>(num_blocks) * block_bytes / (1 << 20),
+           " MiB); maximum concurrency for ", max_model_len_, " tokens per request: ",
+           static_cast<double>(kv_tokens) / max_model_len_, "x");
+}
+
+LLMEngine::~LLMEngine() = default;
+
+std::vector<int32_t> LLMEngine::tokenize_prompt(const Prompt& prompt, const SamplingParams& params) const {
+  std::vector<int32_t> ids;
+  if (prompt.is_tokens()) {
+    ids = prompt.token_ids();
+    for (int32_t id : ids) {
+      if (id < 0 || id >= model_config_.vocab_size) {
+        throw ValueError(cat("Token id ", id, " is out of vocabulary"));
+      }
+    }
+  } else {
+    if (!tokenizer_) throw ValueError("text prompts need a tokenizer (skip_tokenizer_init is set)");
+    ids = tokenizer_->encode(*prompt.text(), /*add_special_tokens=*/true);
+  }
+  if (params.truncate_prompt_tokens) {
+    int k = *params.truncate_prompt_tokens == -1 ? max_model_len_ : *params.truncate_prompt_tokens;
+    if (static_cast<int>(ids.size()) > k) ids.erase(ids.begin(), ids.end() - k);
+  }
+  if (ids.empty()) throw ValueError("The decoder prompt cannot be empty");
+  if (static_cast<int>(ids.size()) > max_model_len_) {
+    throw ValueError(cat("The decoder prompt (length ", ids.size(),
+                         ") is longer than the maximum model length of ", max_model_len_,
+                         ". Make sure that `max_model_len` is no smaller than the number of text "
+                         "tokens."));
+  }
+  return ids;
+}
+
+std::shared_ptr<SamplingParams> LLMEngine::resolve_params(const SamplingParams& in, int prompt_len) const {
+  in.validate();
+  auto p = std::make_shared<SamplingParams>(in);
+  const int64_t vocab = model_config_.vocab_size;
+  int max_logprobs = args_.max_logprobs == -1 ? static_cast<int>(vocab) : args_.max_logprobs;
+  auto check_logprobs = [&](const std::optional<int>& n, const char* what) {
+    if (n && *n != -1 && *n > max_logprobs) {
+      throw ValueError(cat("Requested ", what, " logprobs of ", *n,
+                           ", which is greater than max allowed: ", max_logprobs));
+    }
+  };
+  check_logprobs(p->logprobs, "sample");
+  check_logprobs(p->prompt_logprobs, "prompt");
+  auto check_id = [&](int32_t id, const char* field) {
+    if (id < 0 || id >= vocab) {
+      throw ValueError(cat("token_id(s) ", id, " in ", field, " out of vocabulary (size ", vocab, ")"));
+    }
+  };
+  for (int32_t id : p->stop_token_ids) check_id(id, "stop_token_ids");
+  if (p->allowed_token_ids) {
+    for (int32_t id : *p->allowed_token_ids) check_id(id, "allowed_token_ids");
+  }
+  for (auto& [id, bias] : p->logit_bias) {
+    check_id(id, "logit_bias");
+    bias = std::clamp(bias, -100.0, 100.0);
+  }
+  if (!p->stop.empty() && !tokenizer_) throw ValueError("stop strings need a tokenizer");
+  // Stop ids are deduplicated, and the model's extra end-of-turn ids join them (unless ignore_eos).
+  if (!p->ignore_eos) {
+    for (int32_t id : extra_eos_token_ids_) p->stop_token_ids.push_back(id);
+  }
+  std::sort(p->stop_token_ids.begin(), p->stop_token_ids.end());
+  p->stop_token_ids.erase(std::unique(p->stop_token_ids.begin(), p->stop_token_ids.end()),
+                          p->stop_token_ids.end());
+  p->all_stop_token_ids = p->stop_token_ids;
+  if (eos_token_id_ && !p->ignore_eos) p->all_stop_token_ids.push_back(*eos_token_id_);
+  p->bad_words_token_ids.clear();
+  if (!p->bad_words.empty()) {
+    if (!tokenizer_) throw ValueError("bad_words need a tokenizer");
+    for (const std::string& word : p->bad_words) {
+      // vLLM bans each word as written and with a leading space, when the latter tokenizes to a
+      // different first token but the same length.
+      size_t first = word.find_first_not_of(" \t\n");
+      std::string stripped = first == std::string::npos ? "" : word.substr(first);
+      std::vector<int32_t> plain = tokenizer_->encode(stripped, false);
+      std::vector<int32_t> spaced = tokenizer_->encode(" " + stripped, false);
+      if (!plain.empty()) p->bad_words_token_ids.push_back(plain);
+      if (!spaced.empty() && (plain.empty() || (spaced[0] != plain[0] && spaced.size() == plain.size()))) {
+        p->bad_words_token_ids.push_back(spaced);
+      }
+    }
+  }
+  (void)prompt_len;
+  return p;
+}
+
+void LLMEngine::add_request(const std::string& request_id, const Prompt& prompt,
+                            const SamplingParams& params, int priority) {
+  std::vector<int32_t> prompt_ids = tokenize_prompt(prompt, params);
+  std::shared_ptr<SamplingParams> resolved = resolve_params(params, static_cast<int>(prompt_ids.size()));
+  int prompt_len = static_cast<int>(prompt_ids.size());
+  int max_tokens = resolved->max_tokens.value_or(max_model_len_ - prompt_len);
+  max_tokens = std::max(max_tokens, 1);
+
+  std::vector<std::string> child_ids;
+  std::vector<std::shared_ptr<Request>> children;
+  double now = monotonic_seconds();
+  for (int i = 0; i < resolved->n; ++i) {
+    std::string child_id = resolved->n == 1 ? request_id : cat(i, "_", request_id);
+    std::shared_ptr<const SamplingParams> child_params = resolved;
+    if (resolved->n > 1) {
+      // Children sample independently; a seeded request gives child i the seed seed + i.
+      auto copy = std::make_shared<SamplingParams>(*resolved);
+      copy->n = 1;
+      if (copy->seed && *copy->seed != -1) *copy->seed += i;
+      child_params = copy;
+    }
+    auto request = std::make_shared<Request>(child_id, prompt_ids, child_params, eos_token_id_, now,
+                                             priority, prompt.cache_salt);
+    request->max_tokens = max_tokens;
+    child_ids.push_back(child_id);
+    children.push_back(std::move(request));
+  }
+  output_processor_->add_request(request_id, prompt.text(), prompt_ids, resolved, child_ids);
+  for (auto& child : children) core_->add_request(std::move(child));
+}
+
+void LLMEngine::abort_request(const std::vector<std::string>& request_ids) {
+  for (const std::string& id : request_ids) {
+    core_->abort_requests(output_processor_->unfinished_children(id));
+  }
+  output_processor_->abort_requests(request_ids);
+}
+
+std::vector<RequestOutput> LLMEngine::step() {
+  std::vector<EngineCoreOutput> core_outputs = core_->step();
+  OutputProcessor::Result result = output_processor_->process_outputs(core_outputs);
+  if (!result.reqs_to_abort.empty()) {
+    core_->abort_requests(result.reqs_to_abort, RequestStatus::kFinishedStopped);
+  }
+  return std::move(result.request_outputs);
+}
+
+bool LLMEngine::has_unfinished_requests() const { return core_->has_unfinished_requests(); }
+
+SchedulerStats LLMEngine::scheduler_stats() const { return core_->scheduler().stats(); }
+
+}  // namespace cvllm

@@ -1,0 +1,70 @@
+// LLMEngine: one loaded model with its tokenizer, backend, engine core and input/output
+// processing. add_request validates and tokenizes; step() advances every running request by one
+// engine step and returns the RequestOutputs that step produced. `LLM` (offline) and the server
+// (online) both drive it.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/scheduler.h"
+#include "cvllm/engine_args.h"
+#include "cvllm/llm.h"
+#include "cvllm/outputs.h"
+#include "cvllm/sampling_params.h"
+#include "models/model_config.h"
+
+namespace cvllm {
+
+class Backend;
+class CausalLM;
+class EngineCore;
+class GgufFile;
+class OutputProcessor;
+class Tokenizer;
+
+class LLMEngine {
+ public:
+  explicit LLMEngine(const EngineArgs& args);
+  ~LLMEngine();
+
+  // Throws ValueError for invalid parameters or prompts (too long, empty, out-of-vocab ids).
+  void add_request(const std::string& request_id, const Prompt& prompt, const SamplingParams& params,
+                   int priority = 0);
+  void abort_request(const std::vector<std::string>& request_ids);
+  std::vector<RequestOutput> step();
+  bool has_unfinished_requests() const;
+
+  const Tokenizer* tokenizer() const { return tokenizer_.get(); }  // null with skip_tokenizer_init
+  const ModelConfig& model_config() const { return model_config_; }
+  const EngineArgs& args() const { return args_; }
+  int max_model_len() const { return max_model_len_; }
+  SchedulerStats scheduler_stats() const;
+  SamplingParams default_sampling_params() const { return SamplingParams{}; }
+  std::string model_path() const { return model_path_; }
+  std::optional<std::string> chat_template() const { return chat_template_; }
+  EngineCore& engine_core() { return *core_; }
+  Backend& backend() { return *backend_; }
+
+ private:
+  std::vector<int32_t> tokenize_prompt(const Prompt& prompt, const SamplingParams& params) const;
+  std::shared_ptr<SamplingParams> resolve_params(const SamplingParams& params, int prompt_len) const;
+
+  EngineArgs args_;
+  std::string model_path_;
+  std::shared_ptr<GgufFile> gguf_;
+  ModelConfig model_config_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<CausalLM> model_;
+  std::unique_ptr<EngineCore> core_;
+  std::unique_ptr<OutputProcessor> output_processor_;
+  int max_model_len_ = 0;
+  std::optional<int32_t> eos_token_id_;
+  std::vector<int32_t> extra_eos_token_ids_;
+  std::optional<std::string> chat_template_;
+};
+
+}  // namespace cvllm

@@ -1,0 +1,104 @@
+// Backend: the small set of ops models are written against. The CPU backend is the reference and
+// the default; a CUDA backend implements the same interface. Ops take Tensors that live on the
+// backend's device; step metadata (positions, slot mapping, block tables) is converted once per
+// step by prepare_step().
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace cvllm {
+
+// Per-step batch in host memory, built by the model runner: all scheduled tokens of all requests,
+// flat, no padding.
+struct ForwardBatch {
+  std::vector<int32_t> input_ids;        // [num_tokens]
+  std::vector<int32_t> positions;        // [num_tokens]
+  std::vector<int64_t> slot_mapping;     // [num_tokens] KV slot of each token
+  std::vector<int32_t> query_start_loc;  // [num_reqs + 1]
+  std::vector<int32_t> seq_lens;         // [num_reqs] tokens in the cache after this step
+  std::vector<int32_t> block_table;      // [num_reqs, max_blocks_per_req]
+  int64_t max_blocks_per_req = 0;
+  std::vector<int32_t> logits_indices;   // [num_logits] rows of the hidden states to project
+
+  int64_t num_tokens() const { return static_cast<int64_t>(input_ids.size()); }
+  int64_t num_reqs() const { return static_cast<int64_t>(seq_lens.size()); }
+};
+
+// Backend-side view of a ForwardBatch (device copies where needed). Opaque to models.
+class StepMetadata {
+ public:
+  virtual ~StepMetadata() = default;
+  const ForwardBatch* batch = nullptr;  // host copy, valid for the step
+};
+
+enum class RopeStyle { kNeox, kInterleaved };
+
+struct RopeParams {
+  int64_t head_size = 0;
+  int64_t rot_dim = 0;           // dimensions rotated (partial rotary: < head_size)
+  RopeStyle style = RopeStyle::kNeox;
+  const float* inv_freq = nullptr;  // [rot_dim / 2], host memory owned by the layer
+  float mscale = 1.0f;
+};
+
+struct AttentionParams {
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_size = 0;
+  float scale = 1.0f;
+  float logit_softcap = 0.0f;
+  int64_t sliding_window = -1;
+};
+
+// One layer's paged KV cache: [num_blocks, block_size, num_kv_heads, head_size] each.
+struct KVCacheLayer {
+  Tensor k;
+  Tensor v;
+  int64_t block_size = 16;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual Device device() const = 0;
+
+  // Activation / cache memory on the device, zeroed.
+  virtual Tensor alloc(DType dtype, std::vector<int64_t> shape) = 0;
+  // A weight in its storage format ready for this backend (CPU: the mmap'd view itself).
+  virtual Tensor prepare_weight(const Tensor& host_weight) = 0;
+  virtual std::unique_ptr<StepMetadata> prepare_step(const ForwardBatch& batch) = 0;
+
+  // out[t] = table[ids[t]]   table: [vocab, hidden] any dtype; out: [num_tokens, hidden] f32
+  virtual void embedding(const Tensor& table, const StepMetadata& step, Tensor& out) = 0;
+  // Same, for explicit row ids (used for logits_indices gathers and tests).
+  virtual void gather_rows(const Tensor& src, const std::vector<int32_t>& rows, Tensor& out) = 0;
+  // y = x W^T (+ bias)   x: [T, in] f32; w: [out, in] any dtype; bias: [out] f32 or empty
+  virtual void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
+  virtual void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& y,
+                        float weight_offset = 0.0f) = 0;
+  // residual += x; y = rms_norm(residual)
+  virtual void add_rms_norm(const Tensor& x, Tensor& residual, const Tensor& w, float eps,
+                            Tensor& y, float weight_offset = 0.0f) = 0;
+  virtual void layer_norm(const Tensor& x, const Tensor& w, const Tensor* bias, float eps,
+                          Tensor& y) = 0;
+  // q: [T, num_heads, head_size], k: [T, num_kv_heads, head_size], in place.
+  virtual void rotary(Tensor& q, Tensor& k, const StepMetadata& step, const RopeParams& rope) = 0;
+  virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
+  virtual void gelu_tanh_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
+  virtual void add(const Tensor& a, Tensor& b) = 0;  // b += a
+  // Writes k, v of this step's tokens into the cache, then attends.
+  // q, out: [T, num_heads * head_size]; k, v: [T, num_kv_heads * head_size]
+  virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, KVCacheLayer& cache,
+                         const StepMetadata& step, const AttentionParams& params, Tensor& out) = 0;
+  // Host copy of a device tensor (CPU: the same memory).
+  virtual std::vector<float> to_host(const Tensor& t) = 0;
+  virtual void synchronize() {}
+};
+
+}  // namespace cvllm

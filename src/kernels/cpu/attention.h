@@ -1,0 +1,44 @@
+// Paged attention on the CPU: K/V live in a block-paged cache and each request finds its keys
+// through its row of the block table. Prefill chunks and decode tokens of many requests ride in
+// one flat batch; attention is causal within each request's new tokens.
+//
+// Cache layout per layer: [num_blocks, block_size, num_kv_heads, head_size] (f32 or f16); token
+// slot s lives in block s / block_size at offset s % block_size.
+#pragma once
+
+#include <cstdint>
+
+#include "tensor/dtype.h"
+
+namespace cvllm {
+class ThreadPool;
+}
+
+namespace cvllm::cpu {
+
+// k, v: [num_tokens, num_kv_heads, head_size]; slot_mapping: [num_tokens] (-1 = skip, e.g. padding)
+void write_kv_cache(const float* k, const float* v, void* k_cache, void* v_cache,
+                    DType cache_dtype, const int64_t* slot_mapping, int64_t num_tokens,
+                    int64_t num_kv_heads, int64_t head_size, ThreadPool* pool);
+
+struct AttentionShape {
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_size = 0;
+  int64_t block_size = 16;
+  float scale = 1.0f;           // usually 1/sqrt(head_size)
+  float logit_softcap = 0.0f;   // > 0: scores = softcap * tanh(scores / softcap) (Gemma 2)
+  int64_t sliding_window = -1;  // > 0: attend only to the last `sliding_window` positions
+};
+
+// out[t, h, :] = softmax(q[t, h, :] . K^T * scale) V over the request's keys at positions
+// [0, pos(t)], pos(t) = seq_len - query_len + (t - query_start).
+// q, out: [num_tokens, num_heads, head_size]; query_start_loc: [num_reqs + 1];
+// seq_lens: [num_reqs] (tokens in the cache after this step, new ones included);
+// block_table: [num_reqs, max_blocks_per_req].
+void paged_attention(const float* q, const void* k_cache, const void* v_cache, DType cache_dtype,
+                     float* out, const int32_t* query_start_loc, const int32_t* seq_lens,
+                     const int32_t* block_table, int64_t max_blocks_per_req, int64_t num_reqs,
+                     const AttentionShape& shape, ThreadPool* pool);
+
+}  // namespace cvllm::cpu

@@ -1,0 +1,221 @@
+#include "layers/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "util/error.h"
+#include "util/thread_pool.h"
+
+namespace cvllm {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+void log_softmax(const float* logits, float* out, int64_t n) {
+  float max_v = *std::max_element(logits, logits + n);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(logits[i] - max_v));
+  float log_sum = static_cast<float>(std::log(sum)) + max_v;
+  for (int64_t i = 0; i < n; ++i) out[i] = logits[i] - log_sum;
+}
+
+int32_t argmax(const float* v, int64_t n) {
+  return static_cast<int32_t>(std::max_element(v, v + n) - v);
+}
+
+void apply_allowed_token_ids(float* logits, int64_t n, const std::vector<int32_t>& allowed) {
+  std::vector<float> kept(allowed.size());
+  for (size_t i = 0; i < allowed.size(); ++i) kept[i] = logits[allowed[i]];
+  std::fill(logits, logits + n, kNegInf);
+  for (size_t i = 0; i < allowed.size(); ++i) logits[allowed[i]] = kept[i];
+}
+
+// Bans the last token of a bad word when the output already ends with the rest of it.
+void apply_bad_words(float* logits, const SamplingState& s) {
+  for (const auto& word : s.bad_words_token_ids) {
+    if (word.empty()) continue;
+    size_t prefix = word.size() - 1;
+    if (prefix > s.output_token_ids.size()) continue;
+    bool match = std::equal(word.begin(), word.end() - 1, s.output_token_ids.end() - prefix);
+    if (match) logits[word.back()] = kNegInf;
+  }
+}
+
+void apply_penalties(float* logits, const SamplingState& s) {
+  const SamplingParams& p = *s.params;
+  if (p.repetition_penalty != 1.0) {
+    float r = static_cast<float>(p.repetition_penalty);
+    auto penalize = [&](int32_t t) { logits[t] = logits[t] > 0 ? logits[t] / r : logits[t] * r; };
+    // Each token seen in the prompt or the output is penalized once.
+    std::vector<int32_t> seen(s.prompt_token_ids.begin(), s.prompt_token_ids.end());
+    for (const auto& [t, c] : s.output_token_counts) seen.push_back(t);
+    std::sort(seen.begin(), seen.end());
+    seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+    for (int32_t t : seen) penalize(t);
+  }
+  if (p.frequency_penalty != 0.0 || p.presence_penalty != 0.0) {
+    for (const auto& [t, count] : s.output_token_counts) {
+      logits[t] -= static_cast<float>(p.frequency_penalty) * count;
+      logits[t] -= static_cast<float>(p.presence_penalty) * (count > 0 ? 1.0f : 0.0f);
+    }
+  }
+}
+
+// Softmax in place over the unmasked entries; returns nothing (masked stay 0).
+void softmax_inplace(float* v, int64_t n) {
+  float max_v = *std::max_element(v, v + n);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    v[i] = std::exp(v[i] - max_v);
+    sum += v[i];
+  }
+  float inv = static_cast<float>(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) v[i] *= inv;
+}
+
+// Indices of the entries with the largest probability, sorted descending, enough to cover
+// `mass` of probability (or all non-zero ones) and at least `min_count`.
+std::vector<int32_t> top_candidates(const float* probs, int64_t n, int64_t max_count) {
+  std::vector<int32_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  auto by_prob = [&](int32_t a, int32_t b) { return probs[a] > probs[b] || (probs[a] == probs[b] && a < b); };
+  if (max_count < n) {
+    std::nth_element(idx.begin(), idx.begin() + max_count, idx.end(), by_prob);
+    idx.resize(max_count);
+  }
+  std::sort(idx.begin(), idx.end(), by_prob);
+  return idx;
+}
+
+}  // namespace
+
+TokenLogprobs Sampler::gather_logprobs(const float* logits, int64_t n, int32_t token_id,
+                                       int num_logprobs) {
+  std::vector<float> lp(n);
+  log_softmax(logits, lp.data(), n);
+  TokenLogprobs out;
+  out.sampled_token_id = token_id;
+  out.sampled_logprob = lp[token_id];
+  int rank = 1;
+  for (int64_t i = 0; i < n; ++i) rank += lp[i] > lp[token_id] ? 1 : 0;
+  out.sampled_rank = rank;
+  int64_t k = num_logprobs < 0 ? n : std::min<int64_t>(num_logprobs, n);
+  if (k > 0) {
+    std::vector<int32_t> idx = top_candidates(lp.data(), n, k);
+    for (int32_t i : idx) {
+      out.top_ids.push_back(i);
+      out.top_logprobs.push_back(lp[i]);
+    }
+  }
+  return out;
+}
+
+SampleResult Sampler::sample_row(float* logits, SamplingState& s) const {
+  const SamplingParams& p = *s.params;
+  const int64_t n = vocab_size_;
+  std::vector<float> raw_logits;
+  if (p.logprobs) raw_logits.assign(logits, logits + n);  // logprobs are of the raw distribution
+
+  if (p.allowed_token_ids) apply_allowed_token_ids(logits, n, *p.allowed_token_ids);
+  if (!s.bad_words_token_ids.empty()) apply_bad_words(logits, s);
+  if (static_cast<int>(s.output_token_ids.size()) < p.min_tokens) {
+    for (int32_t t : s.min_tokens_stop_ids) logits[t] = kNegInf;
+  }
+  for (const auto& [t, bias] : p.logit_bias) logits[t] += static_cast<float>(bias);
+  apply_penalties(logits, s);
+
+  int32_t token;
+  if (p.is_greedy()) {
+    token = argmax(logits, n);
+  } else {
+    // vLLM clamps tiny temperatures up to 0.01 to avoid overflow.
+    float temperature = static_cast<float>(std::max(p.temperature, 0.01));
+    for (int64_t i = 0; i < n; ++i) logits[i] /= temperature;
+    softmax_inplace(logits, n);  // logits now hold probabilities
+    float* probs = logits;
+    if (p.min_p > 0.0) {
+      float threshold = static_cast<float>(p.min_p) * *std::max_element(probs, probs + n);
+      for (int64_t i = 0; i < n; ++i) {
+        if (probs[i] < threshold) probs[i] = 0.0f;
+      }
+    }
+    int64_t k = p.top_k > 0 ? std::min<int64_t>(p.top_k, n) : n;
+    bool use_top_p = p.top_p < 1.0;
+    // Candidates in descending probability. Without top-k, widen the partial sort until it
+    // covers the top-p mass (a full sort of a large vocabulary is the slow path).
+    std::vector<int32_t> cand;
+    double mass = 0.0;
+    for (int64_t count = std::min<int64_t>(k, 1024);; count = std::min<int64_t>(k, count * 8)) {
+      cand = top_candidates(probs, n, count);
+      mass = 0.0;
+      for (int32_t i : cand) mass += probs[i];
+      double total = 0.0;  // mass of the renormalized top-k set is what top-p is measured against
+      if (count == k) break;
+      for (int64_t i = 0; i < n; ++i) total += probs[i];
+      if (use_top_p && mass >= p.top_p * total) break;
+    }
+    // Top-p over the (renormalized) top-k set: keep the smallest prefix whose mass reaches top_p,
+    // always keeping the most likely token.
+    size_t keep = cand.size();
+    if (use_top_p) {
+      double target = p.top_p * mass;
+      double cum = 0.0;
+      for (size_t i = 0; i < cand.size(); ++i) {
+        cum += probs[cand[i]];
+        if (cum >= target) {
+          keep = i + 1;
+          break;
+        }
+      }
+    }
+    double kept_mass = 0.0;
+    for (size_t i = 0; i < keep; ++i) kept_mass += probs[cand[i]];
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    double u = uniform(*s.generator) * kept_mass;
+    token = cand[0];
+    double cum = 0.0;
+    for (size_t i = 0; i < keep; ++i) {
+      cum += probs[cand[i]];
+      if (u < cum && probs[cand[i]] > 0.0f) {
+        token = cand[i];
+        break;
+      }
+    }
+  }
+
+  SampleResult result;
+  result.token_id = token;
+  if (p.logprobs) result.logprobs = gather_logprobs(raw_logits.data(), n, token, *p.logprobs);
+  return result;
+}
+
+std::vector<SampleResult> Sampler::sample(float* logits, std::span<SamplingState* const> rows,
+                                          ThreadPool* pool) const {
+  std::vector<SampleResult> results(rows.size());
+  auto run = [&](int64_t begin, int64_t end, int) {
+    for (int64_t r = begin; r < end; ++r) {
+      results[r] = sample_row(logits + r * vocab_size_, *rows[r]);
+    }
+  };
+  // Rows with their own generator are independent; unseeded rows share the engine generator, so
+  // they are drawn in row order on one thread for reproducibility.
+  bool shared_generator = false;
+  for (size_t i = 0; i + 1 < rows.size() && !shared_generator; ++i) {
+    for (size_t j = i + 1; j < rows.size(); ++j) {
+      if (rows[i]->generator == rows[j]->generator && !rows[i]->params->is_greedy()) {
+        shared_generator = true;
+        break;
+      }
+    }
+  }
+  if (pool == nullptr || rows.size() < 2 || shared_generator) {
+    run(0, static_cast<int64_t>(rows.size()), 0);
+  } else {
+    pool->parallel_for(static_cast<int64_t>(rows.size()), run);
+  }
+  return results;
+}
+
+}  // namespace cvllm

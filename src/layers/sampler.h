@@ -1,0 +1,53 @@
+// Sampler: turns one step's logits into tokens with vLLM's semantics and order (vllm-behaviour.md
+// §2.2): raw logprobs -> allowed_token_ids -> bad words -> min_tokens -> logit_bias -> penalties
+// (repetition, frequency, presence) -> greedy argmax, or temperature -> min_p -> top-k -> top-p ->
+// random draw. Works on host logits, one row per request; rows are independent.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "core/sched_output.h"
+#include "cvllm/sampling_params.h"
+
+namespace cvllm {
+
+class ThreadPool;
+
+// What the sampler needs to know about one request besides its parameters.
+struct SamplingState {
+  const SamplingParams* params = nullptr;
+  std::span<const int32_t> prompt_token_ids;
+  std::span<const int32_t> output_token_ids;
+  std::unordered_map<int32_t, int> output_token_counts;  // for frequency/presence penalties
+  std::vector<std::vector<int32_t>> bad_words_token_ids;
+  std::vector<int32_t> min_tokens_stop_ids;  // EOS + stop_token_ids, masked until min_tokens
+  std::mt19937_64* generator = nullptr;      // per-request when seeded, else the engine's
+};
+
+struct SampleResult {
+  int32_t token_id = 0;
+  std::optional<TokenLogprobs> logprobs;  // when params->logprobs is set
+};
+
+class Sampler {
+ public:
+  explicit Sampler(int64_t vocab_size) : vocab_size_(vocab_size) {}
+
+  // logits: [num_rows, vocab_size], modified in place.
+  std::vector<SampleResult> sample(float* logits, std::span<SamplingState* const> rows,
+                                   ThreadPool* pool) const;
+
+  // Top-k logprobs of `token_id` under raw logits (prompt logprobs use this).
+  static TokenLogprobs gather_logprobs(const float* logits, int64_t vocab_size, int32_t token_id,
+                                       int num_logprobs);
+
+ private:
+  SampleResult sample_row(float* logits, SamplingState& state) const;
+  int64_t vocab_size_;
+};
+
+}  // namespace cvllm

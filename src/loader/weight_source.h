@@ -1,0 +1,41 @@
+// WeightSource: named weights of a checkpoint as host tensor views, whatever the file format.
+// Models ask for weights by their GGUF-style name and shape; a source that stores other names
+// (Hugging Face safetensors) maps them. Shapes are outermost-first: a linear weight is [out, in].
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace cvllm {
+
+class GgufFile;
+
+class WeightSource {
+ public:
+  virtual ~WeightSource() = default;
+  virtual std::string path() const = 0;
+  virtual std::optional<Tensor> find(const std::string& name) const = 0;
+
+  // The named weight; throws Error naming the file when it is missing or its shape differs.
+  Tensor get(const std::string& name, const std::vector<int64_t>& expected_shape) const;
+  bool contains(const std::string& name) const { return find(name).has_value(); }
+};
+
+// Weights of a GGUF file, used in place from its memory map. GGUF lists dims innermost-first;
+// they are reversed here.
+class GgufWeightSource : public WeightSource {
+ public:
+  explicit GgufWeightSource(std::shared_ptr<const GgufFile> file);
+  std::string path() const override;
+  std::optional<Tensor> find(const std::string& name) const override;
+  const GgufFile& file() const { return *file_; }
+
+ private:
+  std::shared_ptr<const GgufFile> file_;
+};
+
+}  // namespace cvllm

@@ -1,0 +1,196 @@
+#include "runner/model_runner.h"
+
+#include <algorithm>
+
+#include "util/error.h"
+#include "util/logging.h"
+
+namespace cvllm {
+
+int64_t ModelRunner::kv_block_bytes(const CausalLM& model, int block_size, DType kv_cache_dtype) {
+  int64_t per_token = model.num_kv_heads() * model.head_size() * traits(kv_cache_dtype).type_size;
+  return 2 * model.num_layers() * block_size * per_token;
+}
+
+ModelRunner::ModelRunner(CausalLM& model, Backend& backend, const RunnerConfig& config)
+    : model_(model),
+      backend_(backend),
+      config_(config),
+      sampler_(model.config().vocab_size),
+      generator_(static_cast<uint64_t>(config.seed)) {
+  CVLLM_CHECK(config.num_kv_blocks >= 2, "need at least 2 KV blocks");
+  for (int64_t i = 0; i < model.num_layers(); ++i) {
+    KVCacheLayer layer;
+    std::vector<int64_t> shape = {config.num_kv_blocks, config.block_size, model.num_kv_heads(),
+                                  model.head_size()};
+    layer.k = backend.alloc(config.kv_cache_dtype, shape);
+    layer.v = backend.alloc(config.kv_cache_dtype, shape);
+    layer.block_size = config.block_size;
+    kv_caches_.push_back(std::move(layer));
+  }
+}
+
+void ModelRunner::add_request(const NewRequestData& data) {
+  auto state = std::make_unique<RequestState>();
+  state->request_id = data.request_id;
+  state->token_ids = data.prompt_token_ids;
+  state->token_ids.insert(state->token_ids.end(), data.output_token_ids.begin(),
+                          data.output_token_ids.end());
+  state->num_prompt_tokens = static_cast<int>(data.prompt_token_ids.size());
+  state->block_ids = data.block_ids;
+  state->num_computed_tokens = data.num_computed_tokens;
+  state->params = data.sampling_params;
+  const SamplingParams& p = *state->params;
+  if (p.seed && *p.seed != -1) {
+    state->generator = std::make_unique<std::mt19937_64>(static_cast<uint64_t>(*p.seed));
+  }
+  SamplingState& s = state->sampling;
+  s.params = state->params.get();
+  s.generator = state->generator ? state->generator.get() : &generator_;
+  s.bad_words_token_ids = p.bad_words_token_ids;
+  s.min_tokens_stop_ids = p.all_stop_token_ids;
+  for (int32_t t : data.output_token_ids) ++s.output_token_counts[t];
+  requests_[data.request_id] = std::move(state);
+}
+
+void ModelRunner::update_states(const SchedulerOutput& scheduled) {
+  for (const std::string& id : scheduled.finished_req_ids) requests_.erase(id);
+  for (const std::string& id : scheduled.preempted_req_ids) requests_.erase(id);
+  for (const NewRequestData& data : scheduled.scheduled_new_reqs) add_request(data);
+  for (const CachedRequestData& data : scheduled.scheduled_cached_reqs) {
+    auto it = requests_.find(data.request_id);
+    CVLLM_CHECK(it != requests_.end(), "runner has no state for request ", data.request_id);
+    RequestState& state = *it->second;
+    state.block_ids.insert(state.block_ids.end(), data.new_block_ids.begin(), data.new_block_ids.end());
+    state.num_computed_tokens = data.num_computed_tokens;
+  }
+}
+
+ForwardBatch ModelRunner::build_batch(const SchedulerOutput& scheduled,
+                                      std::vector<RequestState*>& order,
+                                      std::vector<int>& num_scheduled,
+                                      std::vector<int>& sample_rows,
+                                      std::vector<std::vector<int>>& prompt_logprob_rows) {
+  for (const NewRequestData& d : scheduled.scheduled_new_reqs) order.push_back(requests_.at(d.request_id).get());
+  for (const CachedRequestData& d : scheduled.scheduled_cached_reqs) order.push_back(requests_.at(d.request_id).get());
+
+  ForwardBatch batch;
+  size_t max_blocks = 0;
+  for (RequestState* r : order) max_blocks = std::max(max_blocks, r->block_ids.size());
+  batch.max_blocks_per_req = static_cast<int64_t>(max_blocks);
+  batch.block_table.assign(order.size() * max_blocks, 0);  // padding points at the null block
+  batch.query_start_loc.push_back(0);
+  const int bs = config_.block_size;
+  for (size_t i = 0; i < order.size(); ++i) {
+    RequestState& r = *order[i];
+    int n = scheduled.num_scheduled_tokens.at(r.request_id);
+    num_scheduled.push_back(n);
+    int start = r.num_computed_tokens;
+    CVLLM_CHECK(start + n <= static_cast<int>(r.token_ids.size()), "request ", r.request_id,
+                " scheduled past its known tokens");
+    CVLLM_CHECK(static_cast<size_t>((start + n + bs - 1) / bs) <= r.block_ids.size(),
+                "request ", r.request_id, " lacks KV blocks for its scheduled tokens");
+    for (int j = 0; j < n; ++j) {
+      int pos = start + j;
+      batch.input_ids.push_back(r.token_ids[pos]);
+      batch.positions.push_back(pos);
+      batch.slot_mapping.push_back(static_cast<int64_t>(r.block_ids[pos / bs]) * bs + pos % bs);
+    }
+    batch.query_start_loc.push_back(static_cast<int32_t>(batch.input_ids.size()));
+    batch.seq_lens.push_back(start + n);
+    std::copy(r.block_ids.begin(), r.block_ids.end(), batch.block_table.begin() + i * max_blocks);
+
+    // Rows whose logits we need: prompt positions (for prompt logprobs) predicting the next prompt
+    // token, then the last token when this step catches the request up (it samples).
+    int32_t first_row = batch.query_start_loc[i];
+    std::vector<int> prompt_rows;
+    if (r.params->prompt_logprobs) {
+      int end = std::min(start + n, r.num_prompt_tokens - 1);
+      for (int pos = start; pos < end; ++pos) {
+        prompt_rows.push_back(static_cast<int>(batch.logits_indices.size()));
+        batch.logits_indices.push_back(first_row + (pos - start));
+      }
+    }
+    prompt_logprob_rows.push_back(std::move(prompt_rows));
+    if (start + n == static_cast<int>(r.token_ids.size())) {
+      sample_rows.push_back(static_cast<int>(batch.logits_indices.size()));
+      batch.logits_indices.push_back(first_row + n - 1);
+    } else {
+      sample_rows.push_back(-1);
+    }
+  }
+  return batch;
+}
+
+ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
+  update_states(scheduled);
+  ModelRunnerOutput out;
+  if (scheduled.empty()) return out;
+
+  std::vector<RequestState*> order;
+  std::vector<int> num_scheduled, sample_rows;
+  std::vector<std::vector<int>> prompt_logprob_rows;
+  ForwardBatch batch = build_batch(scheduled, order, num_scheduled, sample_rows, prompt_logprob_rows);
+
+  std::unique_ptr<StepMetadata> step = backend_.prepare_step(batch);
+  ForwardContext ctx{backend_, *step, kv_caches_, dump};
+  Tensor hidden = model_.forward(ctx);
+  std::vector<float> logits;
+  const int64_t vocab = model_.config().vocab_size;
+  if (!batch.logits_indices.empty()) {
+    Tensor selected = backend_.alloc(DType::kF32, {static_cast<int64_t>(batch.logits_indices.size()),
+                                                   hidden.dim(1)});
+    backend_.gather_rows(hidden, batch.logits_indices, selected);
+    logits = backend_.to_host(model_.compute_logits(backend_, selected));
+  }
+
+  // Prompt logprobs read the raw logits, before the sampler modifies its rows in place.
+  for (size_t i = 0; i < order.size(); ++i) {
+    RequestState& r = *order[i];
+    if (!r.params->prompt_logprobs) continue;
+    std::vector<TokenLogprobs> entries;
+    for (size_t j = 0; j < prompt_logprob_rows[i].size(); ++j) {
+      int row = prompt_logprob_rows[i][j];
+      int pos = r.num_computed_tokens + static_cast<int>(j);
+      entries.push_back(Sampler::gather_logprobs(logits.data() + row * vocab, vocab,
+                                                 r.token_ids[pos + 1], *r.params->prompt_logprobs));
+    }
+    out.prompt_logprobs[r.request_id] = std::move(entries);
+  }
+
+  // Sample rows are contiguous per request but interleaved with prompt rows: copy them together.
+  std::vector<SamplingState*> states;
+  std::vector<float> sample_logits;
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (sample_rows[i] < 0) continue;
+    RequestState& r = *order[i];
+    r.sampling.prompt_token_ids = std::span<const int32_t>(r.token_ids.data(), r.num_prompt_tokens);
+    r.sampling.output_token_ids = std::span<const int32_t>(
+        r.token_ids.data() + r.num_prompt_tokens, r.token_ids.size() - r.num_prompt_tokens);
+    states.push_back(&r.sampling);
+    const float* row = logits.data() + sample_rows[i] * vocab;
+    sample_logits.insert(sample_logits.end(), row, row + vocab);
+  }
+  std::vector<SampleResult> samples = sampler_.sample(sample_logits.data(), states, nullptr);
+
+  size_t next_sample = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    RequestState& r = *order[i];
+    r.num_computed_tokens += num_scheduled[i];
+    out.req_ids.push_back(r.request_id);
+    std::vector<int32_t> sampled;
+    std::vector<TokenLogprobs> lps;
+    if (sample_rows[i] >= 0) {
+      SampleResult& res = samples[next_sample++];
+      sampled.push_back(res.token_id);
+      r.token_ids.push_back(res.token_id);
+      ++r.sampling.output_token_counts[res.token_id];
+      if (res.logprobs) lps.push_back(std::move(*res.logprobs));
+    }
+    out.sampled_token_ids.push_back(std::move(sampled));
+    out.logprobs.push_back(std::move(lps));
+  }
+  return out;
+}
+
+}  // namespace cvllm

@@ -1,0 +1,71 @@
+// ModelRunner: executes one SchedulerOutput. It keeps each running request's tokens, block table
+// and sampling state, builds the flat batch (input_ids, positions, slot_mapping, query_start_loc,
+// seq_lens, block_table, logits_indices), runs the model, samples, and returns plain data.
+//
+// What belongs here: batch construction and the forward/sample sequence. Sampling math lives in
+// layers/sampler, attention math in the backend, stop conditions in the scheduler.
+#pragma once
+
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/sched_output.h"
+#include "kernels/backend.h"
+#include "layers/sampler.h"
+#include "models/causal_lm.h"
+
+namespace cvllm {
+
+struct RunnerConfig {
+  int block_size = 16;
+  int num_kv_blocks = 0;
+  int max_model_len = 0;
+  DType kv_cache_dtype = DType::kF32;
+  int64_t seed = 0;
+  std::optional<int32_t> eos_token_id;
+};
+
+class ModelRunner {
+ public:
+  ModelRunner(CausalLM& model, Backend& backend, const RunnerConfig& config);
+
+  ModelRunnerOutput execute(const SchedulerOutput& scheduled);
+
+  // Bytes one KV block takes across all layers (K and V).
+  static int64_t kv_block_bytes(const CausalLM& model, int block_size, DType kv_cache_dtype);
+  int num_requests() const { return static_cast<int>(requests_.size()); }
+
+  // Optional hook receiving every named intermediate of the forward pass (golden tests).
+  std::function<void(const std::string&, const Tensor&)> dump;
+
+ private:
+  struct RequestState {
+    std::string request_id;
+    std::vector<int32_t> token_ids;  // prompt + output
+    int num_prompt_tokens = 0;
+    std::vector<int> block_ids;
+    int num_computed_tokens = 0;
+    std::shared_ptr<const SamplingParams> params;
+    std::unique_ptr<std::mt19937_64> generator;  // when the request is seeded
+    SamplingState sampling;
+  };
+
+  void update_states(const SchedulerOutput& scheduled);
+  void add_request(const NewRequestData& data);
+  ForwardBatch build_batch(const SchedulerOutput& scheduled, std::vector<RequestState*>& order,
+                           std::vector<int>& num_scheduled, std::vector<int>& sample_rows,
+                           std::vector<std::vector<int>>& prompt_logprob_rows);
+
+  CausalLM& model_;
+  Backend& backend_;
+  RunnerConfig config_;
+  Sampler sampler_;
+  std::vector<KVCacheLayer> kv_caches_;
+  std::unordered_map<std::string, std::unique_ptr<RequestState>> requests_;
+  std::mt19937_64 generator_;  // for unseeded requests, seeded from the engine seed
+};
+
+}  // namespace cvllm

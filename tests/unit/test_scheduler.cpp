@@ -1,0 +1,324 @@
+// Scheduler, KV-cache manager and block pool as pure logic: synthetic requests, a fake "model"
+// that samples a fixed token, invariants checked after every step.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <numeric>
+#include <random>
+
+#include "core/scheduler.h"
+#include "cvllm/errors.h"
+
+namespace cvllm {
+namespace {
+
+constexpr int32_t kEos = 2;
+
+std::shared_ptr<Request> make_request(const std::string& id, int prompt_len, int max_tokens,
+                                      int first_token = 100, int priority = 0,
+                                      double arrival = 0.0) {
+  std::vector<int32_t> prompt(prompt_len);
+  std::iota(prompt.begin(), prompt.end(), first_token);
+  auto params = std::make_shared<SamplingParams>();
+  params->max_tokens = max_tokens;
+  auto r = std::make_shared<Request>(id, prompt, params, kEos, arrival, priority);
+  r->max_tokens = max_tokens;
+  return r;
+}
+
+// Plays the model runner: every request whose scheduled tokens reach its end samples `token`.
+ModelRunnerOutput fake_run(const SchedulerOutput& out,
+                           const std::unordered_map<std::string, std::shared_ptr<Request>>& reqs,
+                           int32_t token = 7) {
+  ModelRunnerOutput result;
+  auto add = [&](const std::string& id) {
+    result.req_ids.push_back(id);
+    const Request& r = *reqs.at(id);
+    // schedule() already advanced num_computed_tokens: a request that caught up samples.
+    bool samples = r.num_computed_tokens == r.num_tokens();
+    result.sampled_token_ids.push_back(samples ? std::vector<int32_t>{token} : std::vector<int32_t>{});
+  };
+  for (const auto& d : out.scheduled_new_reqs) add(d.request_id);
+  for (const auto& d : out.scheduled_cached_reqs) add(d.request_id);
+  return result;
+}
+
+struct Harness {
+  Scheduler scheduler;
+  std::unordered_map<std::string, std::shared_ptr<Request>> reqs;
+  std::vector<EngineCoreOutput> finished;
+
+  Harness(SchedulerConfig cfg, int num_blocks, int block_size = 4, bool caching = true)
+      : scheduler(cfg, num_blocks, block_size, caching) {}
+
+  void add(std::shared_ptr<Request> r) {
+    reqs[r->request_id] = r;
+    scheduler.add_request(r);
+  }
+  SchedulerOutput step(int32_t token = 7) {
+    SchedulerOutput out = scheduler.schedule();
+    scheduler.check_invariants();
+    EXPECT_LE(out.total_num_scheduled_tokens, scheduler.config().max_num_batched_tokens);
+    for (const auto& o : scheduler.update_from_output(out, fake_run(out, reqs, token))) {
+      if (o.finished) finished.push_back(o);
+    }
+    scheduler.check_invariants();
+    return out;
+  }
+  void run_to_completion(int max_steps = 1000) {
+    for (int i = 0; i < max_steps && scheduler.has_unfinished_requests(); ++i) step();
+    ASSERT_FALSE(scheduler.has_unfinished_requests()) << "did not finish in " << max_steps << " steps";
+  }
+};
+
+SchedulerConfig config(int max_seqs = 8, int max_tokens = 64, int max_len = 256) {
+  SchedulerConfig c;
+  c.max_num_seqs = max_seqs;
+  c.max_num_batched_tokens = max_tokens;
+  c.max_model_len = max_len;
+  return c;
+}
+
+TEST(Scheduler, SingleRequestPrefillThenDecode) {
+  Harness h(config(), 64);
+  h.add(make_request("a", 10, 3));
+  SchedulerOutput s1 = h.step();
+  EXPECT_EQ(s1.num_scheduled_tokens.at("a"), 10);
+  ASSERT_EQ(s1.scheduled_new_reqs.size(), 1u);
+  EXPECT_EQ(s1.scheduled_new_reqs[0].block_ids.size(), 3u);  // 10 tokens, block size 4
+  SchedulerOutput s2 = h.step();
+  EXPECT_EQ(s2.num_scheduled_tokens.at("a"), 1);
+  ASSERT_EQ(s2.scheduled_cached_reqs.size(), 1u);
+  h.run_to_completion();
+  ASSERT_EQ(h.finished.size(), 1u);
+  EXPECT_EQ(h.finished[0].status, RequestStatus::kFinishedLengthCapped);
+  EXPECT_EQ(h.reqs["a"]->num_output_tokens(), 3);
+  // Every block is back in the pool (the null block stays reserved).
+  EXPECT_EQ(h.scheduler.kv_cache_manager().block_pool().num_free_blocks(), 63);
+}
+
+TEST(Scheduler, ChunkedPrefillRespectsTokenBudget) {
+  Harness h(config(8, 16), 64);
+  h.add(make_request("long", 40, 2));
+  EXPECT_EQ(h.step().num_scheduled_tokens.at("long"), 16);
+  EXPECT_EQ(h.step().num_scheduled_tokens.at("long"), 16);
+  EXPECT_EQ(h.reqs["long"]->num_output_tokens(), 0);  // chunks do not sample
+  EXPECT_EQ(h.step().num_scheduled_tokens.at("long"), 8);
+  EXPECT_EQ(h.reqs["long"]->num_output_tokens(), 1);
+  h.run_to_completion();
+}
+
+TEST(Scheduler, DecodesAndPrefillsShareAStep) {
+  Harness h(config(8, 20), 64);
+  h.add(make_request("a", 6, 10));
+  h.step();
+  h.add(make_request("b", 30, 2, 500));
+  SchedulerOutput s = h.step();
+  EXPECT_EQ(s.num_scheduled_tokens.at("a"), 1);   // running first
+  EXPECT_EQ(s.num_scheduled_tokens.at("b"), 19);  // then the waiting one, with what is left
+  h.run_to_completion();
+}
+
+TEST(Scheduler, MaxNumSeqsLimitsRunning) {
+  Harness h(config(2, 64), 64);
+  for (int i = 0; i < 4; ++i) h.add(make_request("r" + std::to_string(i), 3, 2, 100 + 10 * i));
+  SchedulerOutput s = h.step();
+  EXPECT_EQ(s.num_scheduled_tokens.size(), 2u);
+  EXPECT_EQ(h.scheduler.stats().num_waiting_reqs, 2);
+  h.run_to_completion();
+  EXPECT_EQ(h.finished.size(), 4u);
+}
+
+TEST(Scheduler, PreemptsNewestWhenBlocksRunOut) {
+  // 6 usable blocks of 4 tokens; two requests of 8 prompt tokens growing to 16 each cannot both fit.
+  Harness h(config(8, 64), 7);
+  h.add(make_request("old", 8, 8, 100, 0, 1.0));
+  h.add(make_request("new", 8, 8, 200, 0, 2.0));
+  h.run_to_completion();
+  EXPECT_GE(h.scheduler.stats().num_preemptions, 1);
+  EXPECT_GE(h.reqs["new"]->num_preemptions, 1);
+  EXPECT_EQ(h.reqs["old"]->num_preemptions, 0);
+  EXPECT_EQ(h.reqs["old"]->num_output_tokens(), 8);
+  EXPECT_EQ(h.reqs["new"]->num_output_tokens(), 8);
+  EXPECT_EQ(h.scheduler.kv_cache_manager().block_pool().num_free_blocks(), 6);
+}
+
+TEST(Scheduler, PriorityPolicyRunsLowerValueFirst) {
+  SchedulerConfig c = config(1, 64);
+  c.policy = SchedulingPolicy::kPriority;
+  Harness h(c, 64);
+  h.add(make_request("late", 3, 1, 100, /*priority=*/5, 1.0));
+  h.add(make_request("urgent", 3, 1, 200, /*priority=*/0, 2.0));
+  SchedulerOutput s = h.step();
+  ASSERT_EQ(s.num_scheduled_tokens.size(), 1u);
+  EXPECT_TRUE(s.num_scheduled_tokens.count("urgent"));
+  h.run_to_completion();
+}
+
+TEST(Scheduler, StopsOnEosAndStopTokens) {
+  Harness h(config(), 64);
+  auto r = make_request("a", 4, 10);
+  h.add(r);
+  h.step(kEos);
+  ASSERT_EQ(h.finished.size(), 1u);
+  EXPECT_EQ(h.finished[0].status, RequestStatus::kFinishedStopped);
+  EXPECT_FALSE(h.finished[0].stop_token.has_value());
+
+  auto params = std::make_shared<SamplingParams>();
+  params->stop_token_ids = {9};
+  auto r2 = std::make_shared<Request>("b", std::vector<int32_t>{5, 6, 7}, params, kEos, 0.0);
+  r2->max_tokens = 10;
+  h.add(r2);
+  h.step(9);
+  ASSERT_EQ(h.finished.size(), 2u);
+  EXPECT_EQ(h.finished[1].stop_token, 9);
+}
+
+TEST(Scheduler, IgnoreEosAndMinTokensKeepGoing) {
+  Harness h(config(), 64);
+  auto params = std::make_shared<SamplingParams>();
+  params->min_tokens = 2;
+  auto r = std::make_shared<Request>("a", std::vector<int32_t>{5, 6, 7}, params, kEos, 0.0);
+  r->max_tokens = 5;
+  h.add(r);
+  h.step(kEos);  // EOS before min_tokens is not a stop
+  EXPECT_TRUE(h.finished.empty());
+  h.step(kEos);
+  ASSERT_EQ(h.finished.size(), 1u);
+  EXPECT_EQ(r->num_output_tokens(), 2);
+}
+
+TEST(Scheduler, StopsAtMaxModelLen) {
+  Harness h(config(8, 64, 12), 64);
+  h.add(make_request("a", 10, 100));
+  h.run_to_completion();
+  EXPECT_EQ(h.reqs["a"]->num_tokens(), 12);
+  EXPECT_EQ(h.finished[0].status, RequestStatus::kFinishedLengthCapped);
+}
+
+TEST(Scheduler, AbortFreesBlocks) {
+  Harness h(config(), 32);
+  h.add(make_request("a", 10, 50));
+  h.add(make_request("b", 10, 50, 300));
+  h.step();
+  h.scheduler.finish_requests({"a"}, RequestStatus::kFinishedAborted);
+  h.scheduler.check_invariants();
+  SchedulerOutput s = h.step();
+  EXPECT_EQ(s.finished_req_ids, std::vector<std::string>{"a"});
+  h.scheduler.finish_requests({"b", "unknown"}, RequestStatus::kFinishedAborted);
+  EXPECT_FALSE(h.scheduler.has_unfinished_requests());
+  EXPECT_EQ(h.scheduler.kv_cache_manager().block_pool().num_free_blocks(), 31);
+}
+
+TEST(PrefixCache, SharedPrefixHitsCachedBlocks) {
+  Harness h(config(), 64);
+  h.add(make_request("first", 13, 1));
+  h.run_to_completion();
+  // Same 13-token prompt: 3 full blocks are cached; the last token is always recomputed.
+  h.add(make_request("second", 13, 1));
+  SchedulerOutput s = h.step();
+  EXPECT_EQ(s.num_scheduled_tokens.at("second"), 1);
+  EXPECT_EQ(h.reqs["second"]->num_cached_tokens, 12);
+  EXPECT_EQ(h.scheduler.kv_cache_manager().prefix_cache_stats().hits, 12);
+  h.run_to_completion();
+}
+
+TEST(PrefixCache, LastTokenRecomputedForBlockAlignedPrompt) {
+  Harness h(config(), 64);
+  h.add(make_request("first", 8, 1));
+  h.run_to_completion();
+  h.add(make_request("second", 8, 1));
+  SchedulerOutput s = h.step();
+  EXPECT_EQ(h.reqs["second"]->num_cached_tokens, 4);  // 8 tokens = 2 blocks, only 1 reusable
+  EXPECT_EQ(s.num_scheduled_tokens.at("second"), 4);
+}
+
+TEST(PrefixCache, CacheSaltIsolates) {
+  Harness h(config(), 64);
+  auto a = make_request("a", 13, 1);
+  a->cache_salt = "alice";
+  h.add(a);
+  h.run_to_completion();
+  auto b = make_request("b", 13, 1);
+  b->cache_salt = "bob";
+  h.add(b);
+  h.step();
+  EXPECT_EQ(b->num_cached_tokens, 0);
+}
+
+TEST(PrefixCache, DisabledNeverHits) {
+  Harness h(config(), 64, 4, /*caching=*/false);
+  h.add(make_request("a", 13, 1));
+  h.run_to_completion();
+  h.add(make_request("b", 13, 1));
+  h.step();
+  EXPECT_EQ(h.reqs["b"]->num_cached_tokens, 0);
+}
+
+TEST(BlockPool, EvictsLeastRecentlyFreedFirst) {
+  BlockPool pool(5, true);
+  std::vector<int> a = pool.get_new_blocks(2);
+  std::vector<int> b = pool.get_new_blocks(2);
+  pool.cache_full_block(a[0], hash_block_tokens(nullptr, std::vector<int32_t>{1}, ""));
+  pool.free_blocks(a);
+  pool.free_blocks(b);
+  pool.check_invariants();
+  EXPECT_EQ(pool.num_free_blocks(), 4);
+  // a's blocks were freed first, so they are reused first and a[0]'s cached hash is evicted.
+  std::vector<int> c = pool.get_new_blocks(1);
+  EXPECT_EQ(c[0], a[0]);
+  EXPECT_FALSE(pool.get_cached_block(hash_block_tokens(nullptr, std::vector<int32_t>{1}, "")));
+  EXPECT_EQ(pool.num_evictions(), 1);
+  pool.check_invariants();
+}
+
+TEST(BlockPool, TouchRevivesFreeCachedBlock) {
+  BlockPool pool(4, true);
+  std::vector<int> a = pool.get_new_blocks(1);
+  BlockHash h = hash_block_tokens(nullptr, std::vector<int32_t>{1, 2}, "");
+  pool.cache_full_block(a[0], h);
+  pool.free_blocks(a);
+  ASSERT_EQ(pool.get_cached_block(h), a[0]);
+  pool.touch({a[0]});
+  EXPECT_EQ(pool.block(a[0]).ref_cnt, 1);
+  EXPECT_EQ(pool.num_free_blocks(), 2);
+  pool.check_invariants();
+  EXPECT_THROW(pool.get_new_blocks(3), Error);
+}
+
+TEST(BlockHash, ChainsParentAndSalt) {
+  std::vector<int32_t> t = {1, 2, 3, 4};
+  BlockHash h1 = hash_block_tokens(nullptr, t, "");
+  BlockHash h2 = hash_block_tokens(&h1, t, "");
+  EXPECT_NE(h1, h2);
+  EXPECT_EQ(h2, hash_block_tokens(&h1, t, ""));
+  EXPECT_NE(h1, hash_block_tokens(nullptr, t, "salt"));
+}
+
+// Random arrivals, lengths and budgets: invariants hold after every step and everything finishes.
+TEST(Scheduler, RandomWorkloadKeepsInvariants) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 20; ++trial) {
+    SchedulerConfig c = config(1 + rng() % 6, 8 + rng() % 40, 64);
+    int block_size = 1 + rng() % 8;
+    int num_blocks = 64 / block_size + 2 + rng() % 40;
+    Harness h(c, num_blocks, block_size, rng() % 2);
+    int next = 0;
+    for (int step = 0; step < 400; ++step) {
+      if (next < 30 && rng() % 3 == 0) {
+        int len = 1 + rng() % 40;
+        h.add(make_request("r" + std::to_string(next++), len, 1 + rng() % 20, 100 + rng() % 5 * 7));
+      }
+      if (h.scheduler.has_unfinished_requests()) h.step(static_cast<int32_t>(10 + rng() % 50));
+      if (rng() % 17 == 0 && next > 0) {
+        h.scheduler.finish_requests(std::vector<std::string>{"r" + std::to_string(rng() % next)}, RequestStatus::kFinishedAborted);
+        h.scheduler.check_invariants();
+      }
+    }
+    h.run_to_completion(2000);
+    EXPECT_EQ(h.scheduler.kv_cache_manager().block_pool().num_free_blocks(), num_blocks - 1);
+  }
+}
+
+}  // namespace
+}  // namespace cvllm
