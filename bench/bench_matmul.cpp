@@ -32,11 +32,17 @@ struct Shape {
   int64_t cols, rows;  // in_features -> out_features
 };
 
+// SmolLM2-135M's matrices. Only ffn_down has a width that K-quants (256-element blocks) can
+// store, so K-quants also run two Llama-3.2-1B shapes.
 const Shape kShapes[] = {
     {"attn_q/attn_o 576->576", 576, 576}, {"attn_k/attn_v 576->192", 576, 192},
     {"ffn_gate/up 576->1536", 576, 1536}, {"ffn_down 1536->576", 1536, 576},
-    {"lm_head 576->49152", 576, 49152},
+    {"lm_head 576->49152", 576, 49152},   {"llama1b attn_q 2048->2048", 2048, 2048},
+    {"llama1b ffn_up 2048->8192", 2048, 8192},
 };
+
+// The reference path is slow; beyond this many multiply-adds per call it is not timed.
+constexpr double kMaxReferenceMacs = 2e9;
 
 std::vector<std::string> split(const std::string& s) {
   std::vector<std::string> out;
@@ -148,6 +154,9 @@ int main(int argc, char** argv) {
         if (!shape_filter.empty() && std::string(s.name).find(shape_filter) == std::string::npos) {
           continue;
         }
+        const bool k_quant = traits(dtype).block_size == 256;
+        const bool llama_shape = std::string(s.name).rfind("llama", 0) == 0;
+        if (s.cols % traits(dtype).block_size != 0 || (llama_shape && !k_quant)) continue;
         const std::vector<uint8_t> wbuf = random_weights(dtype, s.rows, s.cols);
         const WeightView w{wbuf.data(), dtype, s.rows, s.cols};
         const double weight_bytes = static_cast<double>(row_size(dtype, s.cols) * s.rows);
@@ -159,6 +168,10 @@ int main(int argc, char** argv) {
           std::vector<float> y(static_cast<size_t>(num_tokens) * s.rows);
           for (const std::string& pname : paths) {
             const MatmulPath path = pname == "fast" ? MatmulPath::kFast : MatmulPath::kReference;
+            if (path == MatmulPath::kReference &&
+                static_cast<double>(s.rows) * s.cols * num_tokens > kMaxReferenceMacs) {
+              continue;
+            }
             int64_t calls = 0;
             const double sec = seconds_per_call(w, x.data(), num_tokens, y.data(), pool, path,
                                                 path == MatmulPath::kFast ? min_time : 0.0, &calls);

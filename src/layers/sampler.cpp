@@ -112,12 +112,8 @@ TokenLogprobs Sampler::gather_logprobs(const float* logits, int64_t n, int32_t t
   return out;
 }
 
-SampleResult Sampler::sample_row(float* logits, SamplingState& s) const {
+void Sampler::apply_logits_processors(float* logits, int64_t n, const SamplingState& s) {
   const SamplingParams& p = *s.params;
-  const int64_t n = vocab_size_;
-  std::vector<float> raw_logits;
-  if (p.logprobs) raw_logits.assign(logits, logits + n);  // logprobs are of the raw distribution
-
   if (p.allowed_token_ids) apply_allowed_token_ids(logits, n, *p.allowed_token_ids);
   if (!s.bad_words_token_ids.empty()) apply_bad_words(logits, s);
   if (static_cast<int>(s.output_token_ids.size()) < p.min_tokens) {
@@ -125,61 +121,87 @@ SampleResult Sampler::sample_row(float* logits, SamplingState& s) const {
   }
   for (const auto& [t, bias] : p.logit_bias) logits[t] += static_cast<float>(bias);
   apply_penalties(logits, s);
+}
 
+Sampler::Candidates Sampler::sampling_candidates(float* logits, int64_t n, const SamplingParams& p) {
+  // vLLM clamps tiny temperatures up to 0.01 to avoid overflow.
+  float temperature = static_cast<float>(std::max(p.temperature, 0.01));
+  for (int64_t i = 0; i < n; ++i) logits[i] /= temperature;
+  softmax_inplace(logits, n);  // logits now hold probabilities
+  float* probs = logits;
+  if (p.min_p > 0.0) {
+    float threshold = static_cast<float>(p.min_p) * *std::max_element(probs, probs + n);
+    for (int64_t i = 0; i < n; ++i) {
+      if (probs[i] < threshold) probs[i] = 0.0f;
+    }
+  }
+  int64_t k = p.top_k > 0 ? std::min<int64_t>(p.top_k, n) : n;
+  bool use_top_p = p.top_p < 1.0;
+  double total = 0.0;  // mass left after min_p: top-k/top-p renormalize over it
+  for (int64_t i = 0; i < n; ++i) total += probs[i];
+  // Candidates in descending probability. With top-k they are exactly the k most likely tokens.
+  // Without, widen a partial sort until it covers the top-p mass (fully sorting a large vocabulary
+  // is the slow path).
+  std::vector<int32_t> cand;
+  double mass = 0.0;  // what top-p is measured against: the top-k set's mass, else everything
+  if (k < n) {
+    cand = top_candidates(probs, n, k);
+    for (int32_t i : cand) mass += probs[i];
+  } else {
+    mass = total;
+    for (int64_t count = std::min<int64_t>(n, 1024);; count = std::min<int64_t>(n, count * 8)) {
+      cand = top_candidates(probs, n, count);
+      double covered = 0.0;
+      for (int32_t i : cand) covered += probs[i];
+      if (count == n || (use_top_p && covered >= p.top_p * total)) break;
+    }
+  }
+  // Top-p over the renormalized top-k set: keep the smallest prefix whose mass reaches top_p,
+  // always keeping the most likely token (vLLM masks where the ascending cumsum <= 1 - top_p).
+  size_t keep = cand.size();
+  if (use_top_p) {
+    double target = p.top_p * mass;
+    double cum = 0.0;
+    for (size_t i = 0; i < cand.size(); ++i) {
+      cum += probs[cand[i]];
+      if (cum >= target) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  while (keep > 1 && probs[cand[keep - 1]] == 0.0f) --keep;  // min_p-masked tokens never sample
+  Candidates out;
+  double kept_mass = 0.0;
+  for (size_t i = 0; i < keep; ++i) kept_mass += probs[cand[i]];
+  for (size_t i = 0; i < keep; ++i) {
+    out.ids.push_back(cand[i]);
+    out.probs.push_back(probs[cand[i]] / kept_mass);
+  }
+  return out;
+}
+
+SampleResult Sampler::sample_row(float* logits, SamplingState& s) const {
+  const SamplingParams& p = *s.params;
+  const int64_t n = vocab_size_;
+  std::vector<float> raw_logits;
+  if (p.logprobs) raw_logits.assign(logits, logits + n);  // logprobs are of the raw distribution
+
+  apply_logits_processors(logits, n, s);
   int32_t token;
   if (p.is_greedy()) {
     token = argmax(logits, n);
   } else {
-    // vLLM clamps tiny temperatures up to 0.01 to avoid overflow.
-    float temperature = static_cast<float>(std::max(p.temperature, 0.01));
-    for (int64_t i = 0; i < n; ++i) logits[i] /= temperature;
-    softmax_inplace(logits, n);  // logits now hold probabilities
-    float* probs = logits;
-    if (p.min_p > 0.0) {
-      float threshold = static_cast<float>(p.min_p) * *std::max_element(probs, probs + n);
-      for (int64_t i = 0; i < n; ++i) {
-        if (probs[i] < threshold) probs[i] = 0.0f;
-      }
-    }
-    int64_t k = p.top_k > 0 ? std::min<int64_t>(p.top_k, n) : n;
-    bool use_top_p = p.top_p < 1.0;
-    // Candidates in descending probability. Without top-k, widen the partial sort until it
-    // covers the top-p mass (a full sort of a large vocabulary is the slow path).
-    std::vector<int32_t> cand;
-    double mass = 0.0;
-    for (int64_t count = std::min<int64_t>(k, 1024);; count = std::min<int64_t>(k, count * 8)) {
-      cand = top_candidates(probs, n, count);
-      mass = 0.0;
-      for (int32_t i : cand) mass += probs[i];
-      double total = 0.0;  // mass of the renormalized top-k set is what top-p is measured against
-      if (count == k) break;
-      for (int64_t i = 0; i < n; ++i) total += probs[i];
-      if (use_top_p && mass >= p.top_p * total) break;
-    }
-    // Top-p over the (renormalized) top-k set: keep the smallest prefix whose mass reaches top_p,
-    // always keeping the most likely token.
-    size_t keep = cand.size();
-    if (use_top_p) {
-      double target = p.top_p * mass;
-      double cum = 0.0;
-      for (size_t i = 0; i < cand.size(); ++i) {
-        cum += probs[cand[i]];
-        if (cum >= target) {
-          keep = i + 1;
-          break;
-        }
-      }
-    }
-    double kept_mass = 0.0;
-    for (size_t i = 0; i < keep; ++i) kept_mass += probs[cand[i]];
+    Candidates c = sampling_candidates(logits, n, p);
+    // One uniform draw through the cumulative distribution (multinomial sampling).
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
-    double u = uniform(*s.generator) * kept_mass;
-    token = cand[0];
+    double u = uniform(*s.generator);
+    token = c.ids.back();
     double cum = 0.0;
-    for (size_t i = 0; i < keep; ++i) {
-      cum += probs[cand[i]];
-      if (u < cum && probs[cand[i]] > 0.0f) {
-        token = cand[i];
+    for (size_t i = 0; i < c.ids.size(); ++i) {
+      cum += c.probs[i];
+      if (u < cum) {
+        token = c.ids[i];
         break;
       }
     }

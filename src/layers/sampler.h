@@ -45,6 +45,17 @@ class Sampler {
   static TokenLogprobs gather_logprobs(const float* logits, int64_t vocab_size, int32_t token_id,
                                        int num_logprobs);
 
+  // The pieces of sample(), exposed so tests can check each against vLLM's formulas.
+  // Steps that edit logits: allowed_token_ids, bad words, min_tokens, logit_bias, penalties.
+  static void apply_logits_processors(float* logits, int64_t vocab_size, const SamplingState& state);
+  // The distribution a non-greedy request draws from (temperature, min_p, top-k, top-p), as
+  // candidate ids in descending probability with their renormalized probabilities.
+  struct Candidates {
+    std::vector<int32_t> ids;
+    std::vector<double> probs;  // sums to 1
+  };
+  static Candidates sampling_candidates(float* logits, int64_t vocab_size, const SamplingParams& params);
+
  private:
   SampleResult sample_row(float* logits, SamplingState& state) const;
   int64_t vocab_size_;

@@ -58,12 +58,6 @@ void AddedTokenMatcher::add(std::string_view text, const Token& token) {
   }
 }
 
-void AddedTokenMatcher::set_rstrip(int32_t id, bool rstrip) {
-  for (Token& t : tokens_) {
-    if (t.id == id) t.rstrip = rstrip;
-  }
-}
-
 size_t AddedTokenMatcher::longest_match(std::string_view text, size_t pos, bool parse_special,
                                         int32_t* token) const {
   size_t best = 0;

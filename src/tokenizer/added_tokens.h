@@ -36,7 +36,6 @@ class AddedTokenMatcher {
   // entry wins, as in a Python dict).
   void add(std::string_view text, const Token& token);
   bool empty() const { return tokens_.empty(); }
-  void set_rstrip(int32_t id, bool rstrip);
 
   // Splits `text` into ordinary text and added tokens; pieces cover the text in order, except
   // whitespace swallowed by lstrip/rstrip.
@@ -53,7 +52,7 @@ class AddedTokenMatcher {
   // Longest eligible token text starting at `pos`: returns its length (0 if none).
   size_t longest_match(std::string_view text, size_t pos, bool parse_special, int32_t* token) const;
 
-  std::vector<Node> nodes_{Node{}};  // nodes_[0] is the root of a byte trie
+  std::vector<Node> nodes_{Node{}};              // nodes_[0] is the root of a byte trie
   std::unordered_map<uint64_t, int32_t> edges_;  // (node << 8 | byte) -> child node
   std::vector<Token> tokens_;
   bool first_byte_[256] = {};

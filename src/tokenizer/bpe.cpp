@@ -14,9 +14,9 @@ namespace {
 
 struct Candidate {
   int32_t rank;
-  int32_t left;      // symbol index of the pair's left half
-  int32_t right;     // symbol index of its right half
-  int32_t left_id;   // the ids the pair had when queued: a later merge changes one of them
+  int32_t left;     // symbol index of the pair's left half
+  int32_t right;    // symbol index of its right half
+  int32_t left_id;  // the ids the pair had when queued: a later merge changes one of them
   int32_t right_id;
   int32_t result;
 };

@@ -1,7 +1,7 @@
 // Byte-pair merging within one word. A word starts as a list of symbol ids (one per byte for
 // byte-level vocabularies, one per character for sentencepiece-style ones); the adjacent pair with
-// the lowest merge rank is replaced by its merged token, the leftmost first among equal ranks, until
-// no adjacent pair has a merge. This is Hugging Face `tokenizers`' BPE order.
+// the lowest merge rank is replaced by its merged token, the leftmost first among equal ranks,
+// until no adjacent pair has a merge. This is Hugging Face `tokenizers`' BPE order.
 //
 // Cost: O(n log n) for n symbols — a doubly linked list of symbols and a min-heap of candidate
 // pairs; a heap entry whose pair was changed by an earlier merge is recognised and dropped when
@@ -32,7 +32,8 @@ class BpeMerges {
     int32_t result;
   };
   static uint64_t key(int32_t left, int32_t right) {
-    return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
+    return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) |
+           static_cast<uint32_t>(right);
   }
   const Merge* find(int32_t left, int32_t right) const {
     auto it = merges_.find(key(left, right));

@@ -33,9 +33,13 @@ constexpr Tables kTables = make_tables();
 
 }  // namespace
 
-uint32_t code_point(uint8_t byte) { return kTables.byte_to_cp[byte]; }
+uint32_t code_point(uint8_t byte) {
+  return kTables.byte_to_cp[byte];
+}
 
-int byte_of(uint32_t cp) { return cp < kTables.cp_to_byte.size() ? kTables.cp_to_byte[cp] : -1; }
+int byte_of(uint32_t cp) {
+  return cp < kTables.cp_to_byte.size() ? kTables.cp_to_byte[cp] : -1;
+}
 
 void append_spelling(std::string& out, uint8_t byte) {
   uint32_t cp = kTables.byte_to_cp[byte];

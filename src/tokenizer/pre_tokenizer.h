@@ -6,9 +6,10 @@
 //   Digits(individual)      -> \p{N} (or \p{N}+ when not individual)
 //   Punctuation(Contiguous) -> runs of ASCII punctuation or \p{P}
 //   ByteLevel(use_regex)    -> the GPT-2 regex; steps after a ByteLevel see the byte-level spelling
-//                              of the text (falcon's Digits runs after it), marked `after_byte_level`.
-// Each step runs on every word the previous steps produced, so lookarounds and `$` see only that word,
-// as in Hugging Face `tokenizers`.
+//                              of the text (falcon's Digits runs after it), marked
+//                              `after_byte_level`.
+// Each step runs on every word the previous steps produced, so lookarounds and `$` see only that
+// word, as in Hugging Face `tokenizers`.
 #pragma once
 
 #include <cstddef>

@@ -76,8 +76,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
   } else if (*model == "llama") {
     t->kind_ = TokenizerKind::kSentencePieceBpe;
   } else {
-    throw Error(cat(file.path(), ": unsupported tokenizer model '", *model,
-                    "' (supported: gpt2, llama)"));
+    throw Error(
+        cat(file.path(), ": unsupported tokenizer model '", *model, "' (supported: gpt2, llama)"));
   }
   t->pre_type_ = file.get_string("tokenizer.ggml.pre").value_or("default");
   t->load_vocab(file);
@@ -104,8 +104,8 @@ void Tokenizer::load_vocab(const GgufFile& file) {
     throw Error(cat(file.path(), ": tokenizer.ggml.tokens is missing or empty"));
   }
   if (tokens->size() > static_cast<size_t>(INT32_MAX)) {
-    throw Error(cat(file.path(), ": tokenizer.ggml.tokens has too many entries (",
-                    tokens->size(), ")"));
+    throw Error(
+        cat(file.path(), ": tokenizer.ggml.tokens has too many entries (", tokens->size(), ")"));
   }
   pieces_ = std::move(*tokens);
   const size_t n = pieces_.size();
@@ -124,8 +124,8 @@ void Tokenizer::load_vocab(const GgufFile& file) {
   scores_.assign(n, 0.0f);
   if (auto scores = file.get_float_array("tokenizer.ggml.scores")) {
     if (scores->size() != n) {
-      throw Error(cat(file.path(), ": tokenizer.ggml.scores has ", scores->size(),
-                      " entries for ", n, " tokens"));
+      throw Error(cat(file.path(), ": tokenizer.ggml.scores has ", scores->size(), " entries for ",
+                      n, " tokens"));
     }
     scores_ = std::move(*scores);
   }
@@ -192,7 +192,8 @@ void Tokenizer::derive_spm_merges() {
       std::optional<int32_t> left = model_token(piece.substr(0, split));
       std::optional<int32_t> right = model_token(piece.substr(split));
       if (!left || !right) continue;
-      candidates.push_back({scores_[id], static_cast<uint32_t>(num_code_points(piece.substr(0, split))),
+      candidates.push_back({scores_[id],
+                            static_cast<uint32_t>(num_code_points(piece.substr(0, split))),
                             static_cast<uint32_t>(num_code_points(piece.substr(split))), *left,
                             *right, static_cast<int32_t>(id)});
     }
@@ -247,8 +248,7 @@ void Tokenizer::load_special_ids(const GgufFile& file) {
   // Defaults when the file has no flag: sentencepiece vocabularies and the Llama 3 / tekken
   // families add BOS (their tokenizer.json post-processors do); other byte-level ones do not.
   bool bos_by_default = spm || pre_type_ == "llama3" || pre_type_ == "llama-v3" ||
-                        pre_type_ == "llama-bpe" || pre_type_ == "falcon3" ||
-                        pre_type_ == "tekken";
+                        pre_type_ == "llama-bpe" || pre_type_ == "falcon3" || pre_type_ == "tekken";
   add_bos_ = file.get_bool("tokenizer.ggml.add_bos_token").value_or(bos_by_default);
   add_eos_ = file.get_bool("tokenizer.ggml.add_eos_token").value_or(false);
   add_space_prefix_ = spm && file.get_bool("tokenizer.ggml.add_space_prefix").value_or(true);
@@ -349,7 +349,8 @@ void Tokenizer::encode_text(std::string_view text, std::vector<int32_t>& ids) co
   }
   thread_local std::vector<TextRange> words;
   pre_tokenizer_->split(text, words);
-  for (const TextRange& w : words) encode_byte_level_word(text.substr(w.begin, w.end - w.begin), ids);
+  for (const TextRange& w : words)
+    encode_byte_level_word(text.substr(w.begin, w.end - w.begin), ids);
 }
 
 bool Tokenizer::find_cached(std::string_view word, std::vector<int32_t>& ids) const {

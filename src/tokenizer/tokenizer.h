@@ -1,5 +1,5 @@
-// The tokenizer of a GGUF model: text <-> token ids with Hugging Face `tokenizers` semantics, so the
-// ids match what vLLM feeds the same model.
+// The tokenizer of a GGUF model: text <-> token ids with Hugging Face `tokenizers` semantics, so
+// the ids match what vLLM feeds the same model.
 //
 // Two vocabulary kinds (`tokenizer.ggml.model`):
 // - "gpt2": byte-level BPE. Added tokens are cut out first; the rest is split into words by the
@@ -21,8 +21,8 @@
 // U+FFFD per maximal invalid subpart; sentencepiece maps "▁" to " ", gathers runs of <0xXX> tokens
 // (a run that is not valid UTF-8 becomes one U+FFFD per byte) and strips one leading space when
 // add_space_prefix is on. Not done: `clean_up_tokenization_spaces` and
-// `spaces_between_special_tokens` (transformers-level options that HF fast tokenizers ignore or that
-// GGUF does not record).
+// `spaces_between_special_tokens` (transformers-level options that HF fast tokenizers ignore or
+// that GGUF does not record).
 //
 // Thread safety: a Tokenizer is immutable after from_gguf; encode/decode may run on many threads.
 #pragma once

@@ -1,10 +1,11 @@
 // libFuzzer target for the tokenizer and the incremental detokenizer. Real vocabularies from
-// shared/testdata/tokenizer are loaded once: GPT-2 (byte-level, every byte in the alphabet), Llama 2
-// (sentencepiece with byte fallback), Phi-3 (rstrip added tokens), DeepSeek LLM (multi-regex
+// shared/testdata/tokenizer are loaded once: GPT-2 (byte-level, every byte in the alphabet), Llama
+// 2 (sentencepiece with byte fallback), Phi-3 (rstrip added tokens), DeepSeek LLM (multi-regex
 // pre-tokenizer, user-defined tokens) and Falcon (a split after the byte-level mapping).
 //
 // Input: byte 0 picks the vocabulary and the flags, the rest is the payload.
-// - encode mode: the payload is text (any bytes, invalid UTF-8 included). Every id must be in range,
+// - encode mode: the payload is text (any bytes, invalid UTF-8 included). Every id must be in
+// range,
 //   decode must give valid UTF-8, the incremental detokenizer must agree with decode, and where HF
 //   semantics promise it the text must round-trip (GPT-2 always; Llama 2 without special parsing).
 // - decode mode: the payload is a list of little-endian int32 ids, either reduced into range or
@@ -39,8 +40,8 @@ std::vector<Vocab>& vocabs() {
   static std::vector<Vocab> v = [] {
     std::vector<Vocab> out;
     for (const char* name : {"gpt-2", "llama-spm", "phi-3", "deepseek-llm", "falcon"}) {
-      std::string path =
-          std::string(CVLLM_SOURCE_DIR) + "/../shared/testdata/tokenizer/ggml-vocab-" + name + ".gguf";
+      std::string path = std::string(CVLLM_SOURCE_DIR) +
+                         "/../shared/testdata/tokenizer/ggml-vocab-" + name + ".gguf";
       out.push_back({name, Tokenizer::from_gguf(*cvllm::GgufFile::open(path))});
     }
     return out;
@@ -55,7 +56,9 @@ void check(bool ok, const char* what, const Vocab& vocab) {
   }
 }
 
-bool valid_utf8(const std::string& s) { return cvllm::utf8::sanitize(s) == s; }
+bool valid_utf8(const std::string& s) {
+  return cvllm::utf8::sanitize(s) == s;
+}
 
 std::string decode_incrementally(const Tokenizer& tok, const std::vector<int32_t>& ids, bool skip) {
   cvllm::IncrementalDetokenizer detokenizer(tok, {}, skip);

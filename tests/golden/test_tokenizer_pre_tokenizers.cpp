@@ -19,7 +19,8 @@ namespace {
 using namespace testing_fixture;
 
 const json& fixture() {
-  static const json f = load_fixture(CVLLM_SOURCE_DIR "/tests/golden/data/tokenizer_pre_tokenizers.json");
+  static const json f =
+      load_fixture(CVLLM_SOURCE_DIR "/tests/golden/data/tokenizer_pre_tokenizers.json");
   return f;
 }
 

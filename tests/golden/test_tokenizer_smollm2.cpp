@@ -1,9 +1,9 @@
 // The default model's tokenizer (SmolLM2-135M-Instruct GGUF, byte-level BPE, pre-type "smollm")
-// against Hugging Face `tokenizers` running SmolLM2's tokenizer.json pipeline on the same vocabulary
-// (tests/golden/data/tokenizer_smollm2.json, made by scripts/gen_tokenizer_fixtures.py): encoding a
-// corpus of hard strings with and without special tokens, and decoding token sequences (including
-// random ones that split UTF-8 characters) with skip_special_tokens on and off, whole and
-// incrementally. Skipped when the model file is absent (CI has it).
+// against Hugging Face `tokenizers` running SmolLM2's tokenizer.json pipeline on the same
+// vocabulary (tests/golden/data/tokenizer_smollm2.json, made by scripts/gen_tokenizer_fixtures.py):
+// encoding a corpus of hard strings with and without special tokens, and decoding token sequences
+// (including random ones that split UTF-8 characters) with skip_special_tokens on and off, whole
+// and incrementally. Skipped when the model file is absent (CI has it).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -24,8 +24,8 @@ using namespace testing_fixture;
 class TokenizerSmolLM2 : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    fixture_ = std::make_unique<json>(load_fixture(CVLLM_SOURCE_DIR
-                                                   "/tests/golden/data/tokenizer_smollm2.json"));
+    fixture_ = std::make_unique<json>(
+        load_fixture(CVLLM_SOURCE_DIR "/tests/golden/data/tokenizer_smollm2.json"));
     std::string path = default_model_path();
     if (std::filesystem::exists(path)) tokenizer_ = Tokenizer::from_gguf(*GgufFile::open(path));
   }
@@ -54,9 +54,13 @@ TEST_F(TokenizerSmolLM2, VocabularyMatchesFixture) {
   EXPECT_TRUE(tokenizer_->is_special(1));
 }
 
-TEST_F(TokenizerSmolLM2, EncodeMatchesHuggingFace) { expect_encode_matches(*tokenizer_, *fixture_); }
+TEST_F(TokenizerSmolLM2, EncodeMatchesHuggingFace) {
+  expect_encode_matches(*tokenizer_, *fixture_);
+}
 
-TEST_F(TokenizerSmolLM2, DecodeMatchesHuggingFace) { expect_decode_matches(*tokenizer_, *fixture_); }
+TEST_F(TokenizerSmolLM2, DecodeMatchesHuggingFace) {
+  expect_decode_matches(*tokenizer_, *fixture_);
+}
 
 TEST_F(TokenizerSmolLM2, IncrementalDecodeMatchesHuggingFace) {
   expect_incremental_decode_matches(*tokenizer_, *fixture_);

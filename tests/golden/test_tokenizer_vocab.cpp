@@ -1,7 +1,7 @@
 // Tokenizer conformance on llama.cpp's vocabulary test files (shared/testdata/tokenizer): every
 // NAME.gguf there must turn each string of NAME.gguf.inp into exactly the ids of NAME.gguf.out,
-// which Hugging Face `tokenizers` produced (encode with add_special_tokens=False). One test case per
-// vocabulary, named after it. Each string must also survive decode(encode(s)).
+// which Hugging Face `tokenizers` produced (encode with add_special_tokens=False). One test case
+// per vocabulary, named after it. Each string must also survive decode(encode(s)).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -123,8 +123,8 @@ TEST_P(VocabConformance, MatchesReference) {
                                                  /*parse_special=*/false);
     if (ids != expected[i]) {
       ++num_mismatches;
-      ADD_FAILURE() << "string " << i << ": " << escape(text) << "\n  expected " << join(expected[i])
-                    << "\n  actual   " << join(ids);
+      ADD_FAILURE() << "string " << i << ": " << escape(text) << "\n  expected "
+                    << join(expected[i]) << "\n  actual   " << join(ids);
     }
     // Every test string is representable in every vocabulary (no byte is missing from the
     // byte-level alphabets for these; sentencepiece falls back to byte tokens), so decoding gives

@@ -148,7 +148,7 @@ template <typename Fn>
 void for_each_problem(DType dtype, const Fn& fn) {
   uint32_t seed = 1;
   for (int64_t rows : {1, 3, 17, 257}) {
-    for (int64_t num_tokens : {1, 2, 3, 5, 17, 64}) {
+    for (int64_t num_tokens : {1, 2, 3, 4, 5, 17, 64}) {
       for (int64_t cols : cols_for(dtype)) {
         if (rows * num_tokens * cols > 257 * 17 * 1536) continue;
         fn(Problem(dtype, rows, cols, num_tokens, seed++));

@@ -2,8 +2,8 @@
 // - malformed vocabularies are cvllm::Error naming the file; out-of-range ids are ValueError;
 // - invalid UTF-8 input is encoded as its U+FFFD replacement, never a crash;
 // - the incremental detokenizer's output concatenates to decode() on many random id sequences
-//   (byte tokens that split UTF-8 characters, special tokens, skip on and off), every piece is valid
-//   UTF-8, and with a prompt the text continues decode(prompt);
+//   (byte tokens that split UTF-8 characters, special tokens, skip on and off), every piece is
+//   valid UTF-8, and with a prompt the text continues decode(prompt);
 // - relational properties: concurrent encodes agree, long inputs round-trip, rstrip tokens swallow
 //   the whitespace after them, unknown pre-types fall back to GPT-2's split.
 // Vocabularies come from shared/testdata/tokenizer (llama.cpp's vocab-only GGUF files).
@@ -31,7 +31,9 @@ std::unique_ptr<Tokenizer> load_vocab(const std::string& name) {
   return Tokenizer::from_gguf(*GgufFile::open(kVocabDir + "ggml-vocab-" + name + ".gguf"));
 }
 
-bool valid_utf8(std::string_view s) { return utf8::sanitize(s) == s; }
+bool valid_utf8(std::string_view s) {
+  return utf8::sanitize(s) == s;
+}
 
 // ---------------------------------------------------------------------------------------------
 // A minimal GGUF writer (metadata only) for hand-made vocabularies.
@@ -224,7 +226,10 @@ TEST(Tokenizer, OutOfRangeIdsAreValueErrors) {
 TEST(Tokenizer, InvalidUtf8IsEncodedAsReplacement) {
   for (const char* vocab : {"gpt-2", "llama-spm"}) {
     auto tok = load_vocab(vocab);
-    std::string bad = "a\xff" "b\xe2\x82" " c\xf0\x9f\x98";
+    std::string bad =
+        "a\xff"
+        "b\xe2\x82"
+        " c\xf0\x9f\x98";
     EXPECT_EQ(tok->encode(bad, false), tok->encode(utf8::sanitize(bad), false)) << vocab;
     EXPECT_EQ(tok->decode(tok->encode(bad, false)), utf8::sanitize(bad)) << vocab;
   }
@@ -270,7 +275,8 @@ TEST(Tokenizer, ConcurrentEncodesAgree) {
   auto tok = load_vocab("gpt-2");
   std::vector<std::string> texts;
   std::mt19937 rng(7);
-  const std::vector<std::string> words = {"hello", " world", "123", " 'll", "\n", "  ", "日本", "🚀"};
+  const std::vector<std::string> words = {"hello", " world", "123",  " 'll",
+                                          "\n",    "  ",     "日本", "🚀"};
   for (int i = 0; i < 200; ++i) {
     std::string t;
     for (int j = 0; j < 30; ++j) t += words[rng() % words.size()];
@@ -283,7 +289,8 @@ TEST(Tokenizer, ConcurrentEncodesAgree) {
   for (int k = 0; k < 4; ++k) {
     threads.emplace_back([&, k] {
       for (int rep = 0; rep < 5; ++rep) {
-        for (size_t i = 0; i < texts.size(); ++i) failures[k] += tok->encode(texts[i]) != expected[i];
+        for (size_t i = 0; i < texts.size(); ++i)
+          failures[k] += tok->encode(texts[i]) != expected[i];
       }
     });
   }
@@ -364,7 +371,8 @@ TEST_P(IncrementalDetokenizerRandom, ConcatenationEqualsDecode) {
     if (HasFailure()) break;
   }
   // Real text split into tokens, fed one by one.
-  std::vector<int32_t> ids = tok->encode("Emoji 🚀😶‍🌫️, CJK 我想在apple工作, Cửa Việt\n\tend", false);
+  std::vector<int32_t> ids =
+      tok->encode("Emoji 🚀😶‍🌫️, CJK 我想在apple工作, Cửa Việt\n\tend", false);
   check_incremental(*tok, {}, ids, true);
 }
 
@@ -372,7 +380,8 @@ INSTANTIATE_TEST_SUITE_P(TokenizerDetokenizer, IncrementalDetokenizerRandom,
                          ::testing::Values("gpt-2", "llama-spm", "phi-3", "deepseek-llm", "mpt"),
                          [](const auto& info) {
                            std::string name = info.param;
-                           for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           for (char& c : name)
+                             c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
                            return name;
                          });
 

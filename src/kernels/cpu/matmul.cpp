@@ -236,7 +236,8 @@ void matmul_f_scalar(const FloatJob& job, int64_t r0, int64_t r1, int64_t t0, in
 }  // namespace
 
 const KernelSet& scalar_kernels() {
-  static const KernelSet k{quantize_act_row_scalar, matmul_q_scalar, matmul_f_scalar, 1, 1 << 30};
+  static const KernelSet k{quantize_act_row_scalar, matmul_q_scalar, matmul_f_scalar, 1, 1 << 30,
+                           false};
   return k;
 }
 
@@ -332,7 +333,7 @@ void matmul_fast_quant(const WeightView& w, const QuantScheme& scheme, const flo
   uint8_t* act = buffer.get(act_bytes);
   pool.parallel_for(num_tokens, [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; ++t) {
-      k.quantize_row(x + t * w.cols, job.act, false, act + t * job.act.row_bytes);
+      k.quantize_row(x + t * w.cols, job.act, k.lane_sums_always, act + t * job.act.row_bytes);
     }
   });
   job.act_base = act;

@@ -553,6 +553,8 @@ inline void gemv_row(const uint8_t* row, int64_t cols, const ActRow* a, const fl
   for (int t = 0; t < T; ++t) out[t] = _mm512_add_ps(_mm512_add_ps(acc0[t], acc1[t]), acc_min[t]);
 }
 
+constexpr size_t kPrefetchBytes = 4096;
+
 struct GemvBuffers {
   AlignedBuffer ws, mw;
 };
@@ -589,7 +591,13 @@ void gemv_rows(const QuantJob& job, int64_t r0, int64_t r1, int64_t t0) {
       __m512 out[T];
       if (i < n) {
         const uint8_t* row = job.w + (rb + i) * job.row_bytes;
-        gemv_row<C, T>(row, job.cols, a, ws + i * nb, mw + i * nb, out);
+        // Weights come from DRAM once per call; the hardware prefetcher alone keeps too few
+        // lines in flight for one core to reach the memory bandwidth.
+        for (size_t off = 0; off < job.row_bytes; off += 64) {
+          _mm_prefetch(reinterpret_cast<const char*>(row + kPrefetchBytes + off), _MM_HINT_T0);
+        }
+        gemv_row<C, T>(row, job.cols, a, C::kLegacy ? ws + i * nb : nullptr,
+                       C::kLegacy && C::kMin ? mw + i * nb : nullptr, out);
       } else {
         for (int t = 0; t < T; ++t) out[t] = _mm512_setzero_ps();
       }
@@ -854,7 +862,7 @@ void matmul_f(const FloatJob& job, int64_t r0, int64_t r1, int64_t t0, int64_t t
 }  // namespace
 
 const KernelSet& avx512_kernels() {
-  static const KernelSet k{quantize_act_row, matmul_q, matmul_f, kTileRows, 4};
+  static const KernelSet k{quantize_act_row, matmul_q, matmul_f, kTileRows, 4, false};
   return k;
 }
 

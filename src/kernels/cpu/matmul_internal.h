@@ -110,8 +110,9 @@ struct KernelSet {
   QuantizeRowFn quantize_row;
   void (*matmul_q)(const QuantJob& job, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
   void (*matmul_f)(const FloatJob& job, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
-  int64_t row_grain;   // rows per task are a multiple of this (the kernels' row tile)
+  int64_t row_grain;        // rows per task are a multiple of this (the kernels' row tile)
   int64_t gemv_max_tokens;  // up to this many tokens the kernels stream weights (GEMV style)
+  bool lane_sums_always;    // matmul_q reads ActRow::lsum for any number of tokens
 };
 
 const KernelSet& scalar_kernels();
