@@ -35,9 +35,9 @@ struct Shape {
 // SmolLM2-135M's matrices. Only ffn_down has a width that K-quants (256-element blocks) can
 // store, so K-quants also run two Llama-3.2-1B shapes.
 const Shape kShapes[] = {
-    {"attn_q/attn_o 576->576", 576, 576}, {"attn_k/attn_v 576->192", 576, 192},
-    {"ffn_gate/up 576->1536", 576, 1536}, {"ffn_down 1536->576", 1536, 576},
-    {"lm_head 576->49152", 576, 49152},   {"llama1b attn_q 2048->2048", 2048, 2048},
+    {"attn_q/attn_o 576->576", 576, 576},      {"attn_k/attn_v 576->192", 576, 192},
+    {"ffn_gate/up 576->1536", 576, 1536},      {"ffn_down 1536->576", 1536, 576},
+    {"lm_head 576->49152", 576, 49152},        {"llama1b attn_q 2048->2048", 2048, 2048},
     {"llama1b ffn_up 2048->8192", 2048, 8192},
 };
 
@@ -72,11 +72,19 @@ DType parse_dtype(const std::string& name) {
 // Byte offsets of the f16 scales inside one block.
 std::vector<int> scale_offsets(DType d) {
   switch (d) {
-    case DType::kQ4_1: case DType::kQ5_1: case DType::kQ4_K: case DType::kQ5_K: return {0, 2};
-    case DType::kQ2_K: return {80, 82};
-    case DType::kQ3_K: return {108};
-    case DType::kQ6_K: return {208};
-    default: return {0};
+    case DType::kQ4_1:
+    case DType::kQ5_1:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+      return {0, 2};
+    case DType::kQ2_K:
+      return {80, 82};
+    case DType::kQ3_K:
+      return {108};
+    case DType::kQ6_K:
+      return {208};
+    default:
+      return {0};
   }
 }
 
@@ -132,13 +140,20 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (arg == "--dtypes") dtypes = split(next());
-    else if (arg == "--tokens") tokens = split_ints(next());
-    else if (arg == "--threads") threads = split_ints(next());
-    else if (arg == "--paths") paths = split(next());
-    else if (arg == "--min-time") min_time = std::stod(next());
-    else if (arg == "--quick") min_time = 0.05;
-    else if (arg == "--shape") shape_filter = next();
+    if (arg == "--dtypes")
+      dtypes = split(next());
+    else if (arg == "--tokens")
+      tokens = split_ints(next());
+    else if (arg == "--threads")
+      threads = split_ints(next());
+    else if (arg == "--paths")
+      paths = split(next());
+    else if (arg == "--min-time")
+      min_time = std::stod(next());
+    else if (arg == "--quick")
+      min_time = 0.05;
+    else if (arg == "--shape")
+      shape_filter = next();
     else {
       std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
       return 2;
@@ -176,12 +191,12 @@ int main(int argc, char** argv) {
             const double sec = seconds_per_call(w, x.data(), num_tokens, y.data(), pool, path,
                                                 path == MatmulPath::kFast ? min_time : 0.0, &calls);
             const double gflops = 2.0 * s.rows * s.cols * num_tokens / sec / 1e9;
-            std::printf("%s    {\"shape\": \"%s\", \"dtype\": \"%s\", \"num_tokens\": %d, "
-                        "\"threads\": %d, \"path\": \"%s\", \"ms\": %.4f, \"gflops\": %.2f, "
-                        "\"weight_gbps\": %.2f, \"calls\": %lld}",
-                        first ? "" : ",\n", s.name, dname.c_str(), num_tokens, num_threads,
-                        pname.c_str(), sec * 1e3, gflops, weight_bytes / sec / 1e9,
-                        static_cast<long long>(calls));
+            std::printf(
+                "%s    {\"shape\": \"%s\", \"dtype\": \"%s\", \"num_tokens\": %d, "
+                "\"threads\": %d, \"path\": \"%s\", \"ms\": %.4f, \"gflops\": %.2f, "
+                "\"weight_gbps\": %.2f, \"calls\": %lld}",
+                first ? "" : ",\n", s.name, dname.c_str(), num_tokens, num_threads, pname.c_str(),
+                sec * 1e3, gflops, weight_bytes / sec / 1e9, static_cast<long long>(calls));
             std::fflush(stdout);
             first = false;
           }

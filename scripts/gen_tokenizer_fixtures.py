@@ -11,9 +11,9 @@ decoder, and the control tokens (token_type 3) as special added tokens. No BOS/E
 
 transformers' own GGUF conversion (AutoTokenizer.from_pretrained(dir, gguf_file=...)) is also run
 and compared. It builds a plain GPT2Tokenizer (ByteLevel with the GPT-2 regex) because it does not
-know the "smollm" pre-type, so it misses the Digits split. SmolLM2's vocabulary has no multi-digit
-or space+digit tokens for ASCII digits, so this shows only on other numeric characters (Arabic-Indic
-digits, "½", "²"...), which it merges with the preceding space. Those differences are recorded under
+know the "smollm" pre-type, so it misses the Digits split. It shows where a run of spaces precedes a
+digit ("    1." becomes 3 spaces + " 1" instead of 4 spaces + "1") and on other numeric characters
+(Arabic-Indic digits, "½", "²"...), which it merges with the preceding space. Those differences are recorded under
 "transformers_gguf_differences" and printed; they are why it is not the reference.
 
 Output: tests/golden/data/tokenizer_smollm2.json
@@ -82,6 +82,7 @@ CORPUS = [
     " 2024",
     "In 2024, 1,234,567.89 people paid $3.50 (or 3.5e-10) for 007 items; π≈3.14159265358979323846.",
     "Numbers: 0 00 000 0000 00000 123456789012345678901234567890",
+    "Steps:\n    1. first\n    2. second\n\t3. third\nx  42  y   7",
     "١٢٣ ٤٥٦ (Arabic-Indic digits) ½ ¾ ² ³ Ⅻ ⑤",
     "Führer Cửa Việt naïve café crème brûlée",
     "cafe\u0301 nai\u0308ve (combining marks, not NFC)",

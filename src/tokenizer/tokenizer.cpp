@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <limits>
 #include <mutex>
 
 #include "loader/gguf.h"
@@ -128,6 +130,10 @@ void Tokenizer::load_vocab(const GgufFile& file) {
                       n, " tokens"));
     }
     scores_ = std::move(*scores);
+    // A NaN would break the merge ordering (sorting needs a strict weak order): rank it last.
+    for (float& score : scores_) {
+      if (std::isnan(score)) score = -std::numeric_limits<float>::infinity();
+    }
   }
   // A later entry with the same text wins, as when transformers builds its vocab dict.
   for (size_t i = 0; i < n; ++i) {

@@ -24,7 +24,11 @@
 // `spaces_between_special_tokens` (transformers-level options that HF fast tokenizers ignore or
 // that GGUF does not record).
 //
-// Thread safety: a Tokenizer is immutable after from_gguf; encode/decode may run on many threads.
+// Not done either: the NFC normalizer some tokenizer.json files have (Qwen2, GPT-NeoX/MPT, OLMo,
+// Command-R); text that is already NFC — nearly all text — is unaffected.
+//
+// Thread safety: a Tokenizer does not change after from_gguf (its word cache is locked inside);
+// encode/decode may run on many threads at once.
 #pragma once
 
 #include <cstdint>

@@ -38,12 +38,21 @@ bool is_float(DType dtype) {
 // Byte offsets of the f16 scale fields of a block (random bytes elsewhere are valid codes).
 std::vector<int> f16_scale_offsets(DType dtype) {
   switch (dtype) {
-    case DType::kQ4_1: case DType::kQ5_1: case DType::kQ4_K: case DType::kQ5_K: return {0, 2};
-    case DType::kQ2_K: return {80, 82};
-    case DType::kQ3_K: return {108};
-    case DType::kQ6_K: return {208};
-    case DType::kQ8_K: return {};  // f32 scale, set separately
-    default: return {0};
+    case DType::kQ4_1:
+    case DType::kQ5_1:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+      return {0, 2};
+    case DType::kQ2_K:
+      return {80, 82};
+    case DType::kQ3_K:
+      return {108};
+    case DType::kQ6_K:
+      return {208};
+    case DType::kQ8_K:
+      return {};  // f32 scale, set separately
+    default:
+      return {0};
   }
 }
 
@@ -102,12 +111,17 @@ struct Problem {
   DType dtype;
   int64_t rows, cols, num_tokens;
   std::vector<uint8_t> w;
-  std::vector<float> x;     // [num_tokens, cols]
-  std::vector<float> w_f32; // dequantized weights [rows, cols]
+  std::vector<float> x;      // [num_tokens, cols]
+  std::vector<float> w_f32;  // dequantized weights [rows, cols]
 
   Problem(DType d, int64_t r, int64_t c, int64_t t, uint32_t seed)
-      : dtype(d), rows(r), cols(c), num_tokens(t), w(random_weights(d, r, c, seed)),
-        x(random_activations(t * c, seed + 1)), w_f32(r * c) {
+      : dtype(d),
+        rows(r),
+        cols(c),
+        num_tokens(t),
+        w(random_weights(d, r, c, seed)),
+        x(random_activations(t * c, seed + 1)),
+        w_f32(r * c) {
     const size_t rb = row_size(d, c);
     for (int64_t i = 0; i < r; ++i) dequantize_row(d, w.data() + i * rb, w_f32.data() + i * c, c);
   }
@@ -127,13 +141,14 @@ struct Problem {
   // sum_i |w_i * x_i| for output (t, r): the scale f32 rounding errors are relative to.
   double abs_dot(const std::vector<float>& input, int64_t t, int64_t r) const {
     double s = 0;
-    for (int64_t i = 0; i < cols; ++i) s += std::fabs(double(w_f32[r * cols + i]) * input[t * cols + i]);
+    for (int64_t i = 0; i < cols; ++i)
+      s += std::fabs(double(w_f32[r * cols + i]) * input[t * cols + i]);
     return s;
   }
 
   std::string describe() const {
-    return cat(dtype_name(dtype), " rows=", rows, " cols=", cols, " tokens=", num_tokens, " isa=",
-               active_isa());
+    return cat(dtype_name(dtype), " rows=", rows, " cols=", cols, " tokens=", num_tokens,
+               " isa=", active_isa());
   }
 };
 
@@ -163,10 +178,10 @@ std::string dtype_lower(DType dtype) {
   return s;
 }
 
-const std::vector<DType> kAllDTypes = {
-    DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0, DType::kQ4_1,
-    DType::kQ5_0, DType::kQ5_1, DType::kQ8_0, DType::kQ2_K, DType::kQ3_K,
-    DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kQ8_K};
+const std::vector<DType> kAllDTypes = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0,
+                                       DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
+                                       DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K,
+                                       DType::kQ6_K, DType::kQ8_K};
 
 // ---------------------------------------------------------------------------------------------
 // Fast path, per (dtype, ISA).
@@ -218,13 +233,15 @@ TEST_P(MatmulFastTest, WithinActivationQuantizationErrorOfF32Reference) {
       if (!is_float(p.dtype)) {
         for (int64_t b = 0; b < p.cols / 32; ++b) {
           float amax = 0;
-          for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(p.x[t * p.cols + b * 32 + j]));
+          for (int j = 0; j < 32; ++j)
+            amax = std::max(amax, std::fabs(p.x[t * p.cols + b * 32 + j]));
           half_step[b] = amax / 127.0 / 2;
         }
       }
       for (int64_t r = 0; r < p.rows; ++r) {
         double bound = 1e-5 * p.abs_dot(p.x, t, r) + 1e-30;
-        for (int64_t i = 0; i < p.cols; ++i) bound += std::fabs(p.w_f32[r * p.cols + i]) * half_step[i / 32];
+        for (int64_t i = 0; i < p.cols; ++i)
+          bound += std::fabs(p.w_f32[r * p.cols + i]) * half_step[i / 32];
         ASSERT_NEAR(fast[t * p.rows + r], ref[t * p.rows + r], bound)
             << p.describe() << " token " << t << " row " << r;
       }

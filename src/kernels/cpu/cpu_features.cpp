@@ -29,8 +29,8 @@ Isa detect() {
   const bool f16c = ecx & (1u << 29);
   if (!osxsave) return Isa::kScalar;
   const uint64_t xcr0 = read_xcr0();
-  const bool os_ymm = (xcr0 & 0x6) == 0x6;            // XMM and YMM state
-  const bool os_zmm = (xcr0 & 0xE6) == 0xE6;          // plus opmask and ZMM state
+  const bool os_ymm = (xcr0 & 0x6) == 0x6;    // XMM and YMM state
+  const bool os_zmm = (xcr0 & 0xE6) == 0xE6;  // plus opmask and ZMM state
   if (__get_cpuid_max(0, nullptr) < 7) return Isa::kScalar;
   __cpuid_count(7, 0, eax, ebx, ecx, edx);
   const bool avx2 = ebx & (1u << 5);
@@ -45,7 +45,9 @@ Isa detect() {
   return Isa::kAvx2;
 }
 #else
-Isa detect() { return Isa::kScalar; }
+Isa detect() {
+  return Isa::kScalar;
+}
 #endif
 
 // -1 until first use; then the level as an int. Relaxed atomics: kernels read it once per call.
@@ -91,8 +93,8 @@ std::optional<Isa> parse_isa(std::string_view name) {
 
 void set_isa(Isa isa) {
   if (isa > detected_isa()) {
-    throw ValueError(cat("ISA ", isa_name(isa), " is not supported by this CPU (best: ",
-                         isa_name(detected_isa()), ")"));
+    throw ValueError(cat("ISA ", isa_name(isa),
+                         " is not supported by this CPU (best: ", isa_name(detected_isa()), ")"));
   }
   g_current.store(static_cast<int>(isa), std::memory_order_relaxed);
 }
@@ -109,6 +111,8 @@ std::string_view isa_name(Isa isa) {
   return "scalar";
 }
 
-std::string_view active_isa() { return isa_name(current_isa()); }
+std::string_view active_isa() {
+  return isa_name(current_isa());
+}
 
 }  // namespace cvllm::cpu

@@ -100,13 +100,19 @@ void dequant_q2_k(const BlockQ2_K* b, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, y += kQK_K) {
     const float d = f16_to_f32(b[i].d);
     const float dmin = f16_to_f32(b[i].dmin);
-    for (int e = 0; e < kQK_K; ++e) {
-      const int g = e / 128, s = (e / 32) % 4, l = e % 32;
-      const int q = (b[i].qs[32 * g + l] >> (2 * s)) & 3;
-      const uint8_t sc = b[i].scales[e / 16];
-      const float dl = d * static_cast<float>(sc & 0x0F);
-      const float ml = dmin * static_cast<float>(sc >> 4);
-      y[e] = dl * static_cast<float>(q) - ml;
+    for (int g = 0; g < 2; ++g) {
+      for (int s = 0; s < 4; ++s) {
+        for (int half = 0; half < 2; ++half) {  // 16 elements share a scale
+          const int e0 = 128 * g + 32 * s + 16 * half;
+          const uint8_t sc = b[i].scales[e0 / 16];
+          const float dl = d * static_cast<float>(sc & 0x0F);
+          const float ml = dmin * static_cast<float>(sc >> 4);
+          for (int l = 16 * half; l < 16 * half + 16; ++l) {
+            const int q = (b[i].qs[32 * g + l] >> (2 * s)) & 3;
+            y[128 * g + 32 * s + l] = dl * static_cast<float>(q) - ml;
+          }
+        }
+      }
     }
   }
 }
@@ -116,12 +122,18 @@ void dequant_q3_k(const BlockQ3_K* b, float* y, int64_t nb) {
     const float d = f16_to_f32(b[i].d);
     int8_t scales[16];
     q3_k_scales(b[i].scales, scales);
-    for (int e = 0; e < kQK_K; ++e) {
-      const int g = e / 128, s = (e / 32) % 4, l = e % 32;
-      const int low = (b[i].qs[32 * g + l] >> (2 * s)) & 3;
-      const int high = (b[i].hmask[l] >> (e / 32)) & 1;
-      const float dl = d * static_cast<float>(scales[e / 16]);
-      y[e] = dl * static_cast<float>(low - (high ? 0 : 4));
+    for (int g = 0; g < 2; ++g) {
+      for (int s = 0; s < 4; ++s) {
+        const int e0 = 128 * g + 32 * s;  // bit e0/32 of hmask[l] is the high bit
+        for (int half = 0; half < 2; ++half) {
+          const float dl = d * static_cast<float>(scales[e0 / 16 + half]);
+          for (int l = 16 * half; l < 16 * half + 16; ++l) {
+            const int low = (b[i].qs[32 * g + l] >> (2 * s)) & 3;
+            const int high = (b[i].hmask[l] >> (e0 / 32)) & 1;
+            y[e0 + l] = dl * static_cast<float>(low - (high ? 0 : 4));
+          }
+        }
+      }
     }
   }
 }
@@ -166,12 +178,19 @@ void dequant_q5_k(const BlockQ5_K* b, float* y, int64_t nb) {
 void dequant_q6_k(const BlockQ6_K* b, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, y += kQK_K) {
     const float d = f16_to_f32(b[i].d);
-    for (int e = 0; e < kQK_K; ++e) {
-      const int h = e / 128, r = e % 128;  // r = 64*s4 + l4 = 32*s2 + l2
-      const int low = (b[i].ql[64 * h + r % 64] >> (4 * (r / 64))) & 0x0F;
-      const int high = (b[i].qh[32 * h + r % 32] >> (2 * (r / 32))) & 3;
-      const float dl = d * static_cast<float>(b[i].scales[e / 16]);
-      y[e] = dl * static_cast<float>((low | (high << 4)) - 32);
+    for (int h = 0; h < 2; ++h) {
+      for (int s = 0; s < 4; ++s) {  // 32 elements: 128h + 32s + l
+        const int r0 = 32 * s;
+        for (int half = 0; half < 2; ++half) {
+          const float dl = d * static_cast<float>(b[i].scales[(128 * h + r0) / 16 + half]);
+          for (int l = 16 * half; l < 16 * half + 16; ++l) {
+            const int r = r0 + l;
+            const int low = (b[i].ql[64 * h + r % 64] >> (4 * (r / 64))) & 0x0F;
+            const int high = (b[i].qh[32 * h + l] >> (2 * s)) & 3;
+            y[128 * h + r] = dl * static_cast<float>((low | (high << 4)) - 32);
+          }
+        }
+      }
     }
   }
 }
@@ -203,18 +222,30 @@ void dequantize_row(DType dtype, const void* src, float* dst, int64_t n) {
       for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(h[i]);
       return;
     }
-    case DType::kQ4_0: return dequant_q4_0(blocks_of<BlockQ4_0>(src), dst, nb);
-    case DType::kQ4_1: return dequant_q4_1(blocks_of<BlockQ4_1>(src), dst, nb);
-    case DType::kQ5_0: return dequant_q5_0(blocks_of<BlockQ5_0>(src), dst, nb);
-    case DType::kQ5_1: return dequant_q5_1(blocks_of<BlockQ5_1>(src), dst, nb);
-    case DType::kQ8_0: return dequant_q8_0(blocks_of<BlockQ8_0>(src), dst, nb);
-    case DType::kQ8_1: return dequant_q8_1(blocks_of<BlockQ8_1>(src), dst, nb);
-    case DType::kQ2_K: return dequant_q2_k(blocks_of<BlockQ2_K>(src), dst, nb);
-    case DType::kQ3_K: return dequant_q3_k(blocks_of<BlockQ3_K>(src), dst, nb);
-    case DType::kQ4_K: return dequant_q4_k(blocks_of<BlockQ4_K>(src), dst, nb);
-    case DType::kQ5_K: return dequant_q5_k(blocks_of<BlockQ5_K>(src), dst, nb);
-    case DType::kQ6_K: return dequant_q6_k(blocks_of<BlockQ6_K>(src), dst, nb);
-    case DType::kQ8_K: return dequant_q8_k(blocks_of<BlockQ8_K>(src), dst, nb);
+    case DType::kQ4_0:
+      return dequant_q4_0(blocks_of<BlockQ4_0>(src), dst, nb);
+    case DType::kQ4_1:
+      return dequant_q4_1(blocks_of<BlockQ4_1>(src), dst, nb);
+    case DType::kQ5_0:
+      return dequant_q5_0(blocks_of<BlockQ5_0>(src), dst, nb);
+    case DType::kQ5_1:
+      return dequant_q5_1(blocks_of<BlockQ5_1>(src), dst, nb);
+    case DType::kQ8_0:
+      return dequant_q8_0(blocks_of<BlockQ8_0>(src), dst, nb);
+    case DType::kQ8_1:
+      return dequant_q8_1(blocks_of<BlockQ8_1>(src), dst, nb);
+    case DType::kQ2_K:
+      return dequant_q2_k(blocks_of<BlockQ2_K>(src), dst, nb);
+    case DType::kQ3_K:
+      return dequant_q3_k(blocks_of<BlockQ3_K>(src), dst, nb);
+    case DType::kQ4_K:
+      return dequant_q4_k(blocks_of<BlockQ4_K>(src), dst, nb);
+    case DType::kQ5_K:
+      return dequant_q5_k(blocks_of<BlockQ5_K>(src), dst, nb);
+    case DType::kQ6_K:
+      return dequant_q6_k(blocks_of<BlockQ6_K>(src), dst, nb);
+    case DType::kQ8_K:
+      return dequant_q8_k(blocks_of<BlockQ8_K>(src), dst, nb);
     default:
       break;
   }

@@ -19,18 +19,41 @@ namespace internal {
 
 bool quant_scheme(DType dtype, QuantScheme* s) {
   switch (dtype) {
-    case DType::kQ4_0: *s = {32, 3, false}; return true;
-    case DType::kQ4_1: *s = {32, 0, true}; return true;
-    case DType::kQ5_0: *s = {32, 4, false}; return true;
-    case DType::kQ5_1: *s = {32, 0, true}; return true;
-    case DType::kQ8_0: *s = {32, 7, false}; return true;
-    case DType::kQ8_K: *s = {32, 7, false}; return true;
-    case DType::kQ2_K: *s = {16, 0, true}; return true;
-    case DType::kQ3_K: *s = {16, 2, false}; return true;
-    case DType::kQ4_K: *s = {32, 0, true}; return true;
-    case DType::kQ5_K: *s = {32, 0, true}; return true;
-    case DType::kQ6_K: *s = {16, 5, false}; return true;
-    default: return false;
+    case DType::kQ4_0:
+      *s = {32, 3, false};
+      return true;
+    case DType::kQ4_1:
+      *s = {32, 0, true};
+      return true;
+    case DType::kQ5_0:
+      *s = {32, 4, false};
+      return true;
+    case DType::kQ5_1:
+      *s = {32, 0, true};
+      return true;
+    case DType::kQ8_0:
+      *s = {32, 7, false};
+      return true;
+    case DType::kQ8_K:
+      *s = {32, 7, false};
+      return true;
+    case DType::kQ2_K:
+      *s = {16, 0, true};
+      return true;
+    case DType::kQ3_K:
+      *s = {16, 2, false};
+      return true;
+    case DType::kQ4_K:
+      *s = {32, 0, true};
+      return true;
+    case DType::kQ5_K:
+      *s = {32, 0, true};
+      return true;
+    case DType::kQ6_K:
+      *s = {16, 5, false};
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -236,8 +259,8 @@ void matmul_f_scalar(const FloatJob& job, int64_t r0, int64_t r1, int64_t t0, in
 }  // namespace
 
 const KernelSet& scalar_kernels() {
-  static const KernelSet k{quantize_act_row_scalar, matmul_q_scalar, matmul_f_scalar, 1, 1 << 30,
-                           false};
+  static const KernelSet k{
+      quantize_act_row_scalar, matmul_q_scalar, matmul_f_scalar, 1, 1 << 30, false};
   return k;
 }
 
@@ -272,8 +295,8 @@ void run_split(ThreadPool& pool, int64_t rows, int64_t num_tokens, int64_t grain
   const int64_t num_tiles = (rows + grain - 1) / grain;
   int64_t token_chunks = 1;
   if (num_tokens > gemv_max && num_tiles < 2 * threads) {
-    token_chunks = std::min<int64_t>((2 * threads + num_tiles - 1) / num_tiles,
-                                     (num_tokens + 15) / 16);
+    token_chunks =
+        std::min<int64_t>((2 * threads + num_tiles - 1) / num_tiles, (num_tokens + 15) / 16);
   }
   if (token_chunks <= 1) {
     pool.parallel_for(
@@ -299,16 +322,17 @@ void matmul_reference(const WeightView& w, const float* x, int64_t num_tokens, f
   pool.parallel_for(
       w.rows,
       [&](int64_t r0, int64_t r1, int) {
-        matmul_dequantized_rows(w.dtype, base, row_bytes, w.rows, w.cols, x, r0, r1, 0,
-                                num_tokens, y);
+        matmul_dequantized_rows(w.dtype, base, row_bytes, w.rows, w.cols, x, r0, r1, 0, num_tokens,
+                                y);
       },
       1);
 }
 
 void matmul_fast_quant(const WeightView& w, const QuantScheme& scheme, const float* x,
                        int64_t num_tokens, float* y, ThreadPool& pool, const KernelSet& k) {
-  QuantJob job{w.dtype, scheme, static_cast<const uint8_t*>(w.data), row_size(w.dtype, w.cols),
-               w.rows, w.cols, act_layout(w.cols, scheme.sub_block), nullptr, num_tokens, y};
+  QuantJob job{w.dtype,    scheme, static_cast<const uint8_t*>(w.data),  row_size(w.dtype, w.cols),
+               w.rows,     w.cols, act_layout(w.cols, scheme.sub_block), nullptr,
+               num_tokens, y};
   const bool gemv = num_tokens <= k.gemv_max_tokens;
   const size_t act_bytes = job.act.row_bytes * static_cast<size_t>(num_tokens);
   if (gemv) {
@@ -337,8 +361,9 @@ void matmul_fast_quant(const WeightView& w, const QuantScheme& scheme, const flo
     }
   });
   job.act_base = act;
-  run_split(pool, w.rows, num_tokens, k.row_grain, k.gemv_max_tokens,
-            [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) { k.matmul_q(job, r0, r1, t0, t1); });
+  run_split(
+      pool, w.rows, num_tokens, k.row_grain, k.gemv_max_tokens,
+      [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) { k.matmul_q(job, r0, r1, t0, t1); });
 }
 
 }  // namespace
@@ -362,10 +387,17 @@ void matmul(const WeightView& w, const float* x, int64_t num_tokens, float* y, T
   if (path == MatmulPath::kReference) return matmul_reference(w, x, num_tokens, y, pool);
   const KernelSet& k = kernels_for(current_isa());
   if (quantized) return matmul_fast_quant(w, scheme, x, num_tokens, y, pool, k);
-  FloatJob job{w.dtype, static_cast<const uint8_t*>(w.data), row_size(w.dtype, w.cols), w.rows,
-               w.cols,  x, num_tokens, y};
-  run_split(pool, w.rows, num_tokens, k.row_grain, k.gemv_max_tokens,
-            [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) { k.matmul_f(job, r0, r1, t0, t1); });
+  FloatJob job{w.dtype,
+               static_cast<const uint8_t*>(w.data),
+               row_size(w.dtype, w.cols),
+               w.rows,
+               w.cols,
+               x,
+               num_tokens,
+               y};
+  run_split(
+      pool, w.rows, num_tokens, k.row_grain, k.gemv_max_tokens,
+      [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) { k.matmul_f(job, r0, r1, t0, t1); });
 }
 
 }  // namespace cvllm::cpu

@@ -117,10 +117,9 @@ inline float f16_at(const uint8_t* p) {
 
 // Byte i = 0xFF where bit i of `bits` is set.
 inline __m256i expand_bits(uint32_t bits) {
-  const __m256i v = _mm256_shuffle_epi8(
-      _mm256_set1_epi32(static_cast<int>(bits)),
-      _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202,
-                         0x0303030303030303));
+  const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
+                                        _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101,
+                                                           0x0202020202020202, 0x0303030303030303));
   const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
   return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
 }
@@ -154,7 +153,8 @@ struct CodecQ5 {
   static constexpr bool kMin = kHasMin, kSigned = false;
   static __m256i decode32(const uint8_t* row, int64_t c) {
     const uint8_t* b = row + c * kBytes;
-    const __m256i high = _mm256_and_si256(expand_bits(load_u32(b + kQhOffset)), _mm256_set1_epi8(0x10));
+    const __m256i high =
+        _mm256_and_si256(expand_bits(load_u32(b + kQhOffset)), _mm256_set1_epi8(0x10));
     return _mm256_or_si256(nibbles32(b + kQhOffset + 4), high);
   }
   static void scales(const uint8_t* row, int64_t cols, float* ws, float* mw) {
@@ -201,7 +201,8 @@ struct CodecQ2_K {
     const int k = static_cast<int>(c % 8);
     const uint8_t* qs = row + (c / 8) * sizeof(BlockQ2_K) + 16 + 32 * (k / 4);
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs));
-    return _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * (k % 4))), _mm256_set1_epi8(3));
+    return _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * (k % 4))),
+                            _mm256_set1_epi8(3));
   }
   static void scales(const uint8_t* row, int64_t cols, float* ws, float* mw) {
     for (int64_t b = 0; b < cols / kQK_K; ++b) {
@@ -222,8 +223,8 @@ struct CodecQ3_K {
     const int k = static_cast<int>(c % 8);
     const uint8_t* b = row + (c / 8) * sizeof(BlockQ3_K);
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32 + 32 * (k / 4)));
-    const __m256i low = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * (k % 4))),
-                                         _mm256_set1_epi8(3));
+    const __m256i low =
+        _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * (k % 4))), _mm256_set1_epi8(3));
     const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
     return _mm256_or_si256(low, _mm256_and_si256(test_bit(hm, k), _mm256_set1_epi8(4)));
   }
@@ -278,19 +279,21 @@ struct CodecQ6_K {
   static __m256i decode32(const uint8_t* row, int64_t c) {
     const int k = static_cast<int>(c % 8), h = k / 4, kk = k % 4;
     const uint8_t* b = row + (c / 8) * sizeof(BlockQ6_K);
-    const __m256i ql = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 64 * h + 32 * (kk % 2)));
+    const __m256i ql =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 64 * h + 32 * (kk % 2)));
     const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128 + 32 * h));
     const __m256i low = _mm256_and_si256(_mm256_srl_epi16(ql, _mm_cvtsi32_si128(4 * (kk / 2))),
                                          _mm256_set1_epi8(0x0F));
-    const __m256i high = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * kk)),
-                                          _mm256_set1_epi8(3));
+    const __m256i high =
+        _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * kk)), _mm256_set1_epi8(3));
     return _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
   }
   static void scales(const uint8_t* row, int64_t cols, float* ws, float* mw) {
     for (int64_t b = 0; b < cols / kQK_K; ++b) {
       const uint8_t* blk = row + b * sizeof(BlockQ6_K);
       const float d = f16_at(blk + 208);
-      for (int j = 0; j < 16; ++j) ws[16 * b + j] = d * static_cast<float>(static_cast<int8_t>(blk[192 + j]));
+      for (int j = 0; j < 16; ++j)
+        ws[16 * b + j] = d * static_cast<float>(static_cast<int8_t>(blk[192 + j]));
     }
   }
 };
@@ -360,28 +363,47 @@ void matmul_q_typed(const QuantJob& job, int64_t r0, int64_t r1, int64_t t0, int
     int64_t t = t0;
     for (; t + 4 <= t1; t += 4) rows_times_tokens<C, 4>(job, rb, re, t);
     switch (t1 - t) {
-      case 1: rows_times_tokens<C, 1>(job, rb, re, t); break;
-      case 2: rows_times_tokens<C, 2>(job, rb, re, t); break;
-      case 3: rows_times_tokens<C, 3>(job, rb, re, t); break;
-      default: break;
+      case 1:
+        rows_times_tokens<C, 1>(job, rb, re, t);
+        break;
+      case 2:
+        rows_times_tokens<C, 2>(job, rb, re, t);
+        break;
+      case 3:
+        rows_times_tokens<C, 3>(job, rb, re, t);
+        break;
+      default:
+        break;
     }
   }
 }
 
 void matmul_q(const QuantJob& job, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   switch (job.dtype) {
-    case DType::kQ4_0: return matmul_q_typed<CodecQ4_0>(job, r0, r1, t0, t1);
-    case DType::kQ4_1: return matmul_q_typed<CodecQ4_1>(job, r0, r1, t0, t1);
-    case DType::kQ5_0: return matmul_q_typed<CodecQ5_0>(job, r0, r1, t0, t1);
-    case DType::kQ5_1: return matmul_q_typed<CodecQ5_1>(job, r0, r1, t0, t1);
-    case DType::kQ8_0: return matmul_q_typed<CodecQ8_0>(job, r0, r1, t0, t1);
-    case DType::kQ8_K: return matmul_q_typed<CodecQ8_K>(job, r0, r1, t0, t1);
-    case DType::kQ2_K: return matmul_q_typed<CodecQ2_K>(job, r0, r1, t0, t1);
-    case DType::kQ3_K: return matmul_q_typed<CodecQ3_K>(job, r0, r1, t0, t1);
-    case DType::kQ4_K: return matmul_q_typed<CodecQ4_K>(job, r0, r1, t0, t1);
-    case DType::kQ5_K: return matmul_q_typed<CodecQ5_K>(job, r0, r1, t0, t1);
-    case DType::kQ6_K: return matmul_q_typed<CodecQ6_K>(job, r0, r1, t0, t1);
-    default: return;
+    case DType::kQ4_0:
+      return matmul_q_typed<CodecQ4_0>(job, r0, r1, t0, t1);
+    case DType::kQ4_1:
+      return matmul_q_typed<CodecQ4_1>(job, r0, r1, t0, t1);
+    case DType::kQ5_0:
+      return matmul_q_typed<CodecQ5_0>(job, r0, r1, t0, t1);
+    case DType::kQ5_1:
+      return matmul_q_typed<CodecQ5_1>(job, r0, r1, t0, t1);
+    case DType::kQ8_0:
+      return matmul_q_typed<CodecQ8_0>(job, r0, r1, t0, t1);
+    case DType::kQ8_K:
+      return matmul_q_typed<CodecQ8_K>(job, r0, r1, t0, t1);
+    case DType::kQ2_K:
+      return matmul_q_typed<CodecQ2_K>(job, r0, r1, t0, t1);
+    case DType::kQ3_K:
+      return matmul_q_typed<CodecQ3_K>(job, r0, r1, t0, t1);
+    case DType::kQ4_K:
+      return matmul_q_typed<CodecQ4_K>(job, r0, r1, t0, t1);
+    case DType::kQ5_K:
+      return matmul_q_typed<CodecQ5_K>(job, r0, r1, t0, t1);
+    case DType::kQ6_K:
+      return matmul_q_typed<CodecQ6_K>(job, r0, r1, t0, t1);
+    default:
+      return;
   }
 }
 
@@ -453,20 +475,31 @@ void matmul_f_typed(const FloatJob& job, int64_t r0, int64_t r1, int64_t t0, int
     int64_t t = tb;
     for (; t + 4 <= te; t += 4) float_rows<D, 4>(job, r0, r1, t);
     switch (te - t) {
-      case 1: float_rows<D, 1>(job, r0, r1, t); break;
-      case 2: float_rows<D, 2>(job, r0, r1, t); break;
-      case 3: float_rows<D, 3>(job, r0, r1, t); break;
-      default: break;
+      case 1:
+        float_rows<D, 1>(job, r0, r1, t);
+        break;
+      case 2:
+        float_rows<D, 2>(job, r0, r1, t);
+        break;
+      case 3:
+        float_rows<D, 3>(job, r0, r1, t);
+        break;
+      default:
+        break;
     }
   }
 }
 
 void matmul_f(const FloatJob& job, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   switch (job.dtype) {
-    case DType::kF32: return matmul_f_typed<DType::kF32>(job, r0, r1, t0, t1);
-    case DType::kF16: return matmul_f_typed<DType::kF16>(job, r0, r1, t0, t1);
-    case DType::kBF16: return matmul_f_typed<DType::kBF16>(job, r0, r1, t0, t1);
-    default: return;
+    case DType::kF32:
+      return matmul_f_typed<DType::kF32>(job, r0, r1, t0, t1);
+    case DType::kF16:
+      return matmul_f_typed<DType::kF16>(job, r0, r1, t0, t1);
+    case DType::kBF16:
+      return matmul_f_typed<DType::kBF16>(job, r0, r1, t0, t1);
+    default:
+      return;
   }
 }
 

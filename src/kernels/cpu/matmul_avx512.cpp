@@ -12,7 +12,8 @@
 //    runs vpdpbusd with one broadcast 4-byte activation group against 16 rows at a time, so each
 //    lane accumulates one row's exact integer dot product over a sub-block; the f32 scales are
 //    applied once per sub-block.
-// F32/F16/BF16 weights: 4-row x up-to-4-token blocks of f32 FMA dot products.
+// F32/F16/BF16 weights: up to 4 tokens, blocks of rows x tokens of f32 FMA dot products; more
+// tokens, 32-row f32 tiles and a register-blocked micro-kernel as for the quantized GEMM.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -29,7 +30,9 @@
 namespace cvllm::cpu::internal {
 namespace {
 
-inline __mmask16 first_lanes16(int n) { return n >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << n) - 1); }
+inline __mmask16 first_lanes16(int n) {
+  return n >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << n) - 1);
+}
 
 inline int hsum_epi32_256(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -294,7 +297,8 @@ struct CodecQ2_K {
   static __m512i decode64(const uint8_t* row, int64_t c) {  // c even: same 32 bytes, 2 shifts
     const int k = static_cast<int>(c % 8);
     const uint8_t* qs = row + (c / 8) * kBytes + 16 + 32 * (k / 4);
-    const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs)));
+    const __m512i q =
+        _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs)));
     const int s = 2 * (k % 4);
     const __m512i shifts = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<short>(s)),
                                               _mm256_set1_epi16(static_cast<short>(s + 2)), 1);
@@ -319,8 +323,8 @@ struct CodecQ3_K {
     const int k = static_cast<int>(c % 8);
     const uint8_t* b = row + (c / 8) * kBytes;
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32 + 32 * (k / 4)));
-    const __m256i low = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * (k % 4))),
-                                         _mm256_set1_epi8(3));
+    const __m256i low =
+        _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * (k % 4))), _mm256_set1_epi8(3));
     const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
     const __mmask32 high = _mm256_test_epi8_mask(hm, _mm256_set1_epi8(static_cast<char>(1 << k)));
     return _mm256_or_si256(low, _mm256_maskz_set1_epi8(high, 4));
@@ -383,9 +387,9 @@ struct CodecQ45_K {
     const int k = static_cast<int>(c % 8);
     const uint8_t* b = row + (c / 8) * kBytes;
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kQs + 32 * (k / 2)));
-    __m512i v = _mm512_and_si512(
-        _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1),
-        _mm512_set1_epi8(0x0F));
+    __m512i v =
+        _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1),
+                         _mm512_set1_epi8(0x0F));
     if (kFive) {
       const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16));
       const uint64_t h0 = _mm256_test_epi8_mask(qh, _mm256_set1_epi8(static_cast<char>(1 << k)));
@@ -415,12 +419,13 @@ struct CodecQ6_K {
   static __m256i decode32(const uint8_t* row, int64_t c) {
     const int k = static_cast<int>(c % 8), h = k / 4, kk = k % 4;
     const uint8_t* b = row + (c / 8) * kBytes;
-    const __m256i ql = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 64 * h + 32 * (kk % 2)));
+    const __m256i ql =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 64 * h + 32 * (kk % 2)));
     const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128 + 32 * h));
     const __m256i low = _mm256_and_si256(_mm256_srl_epi16(ql, _mm_cvtsi32_si128(4 * (kk / 2))),
                                          _mm256_set1_epi8(0x0F));
-    const __m256i high = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * kk)),
-                                          _mm256_set1_epi8(3));
+    const __m256i high =
+        _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * kk)), _mm256_set1_epi8(3));
     return _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
   }
   static __m512i decode64(const uint8_t* row, int64_t c) {  // c even: kk in {0, 2}
@@ -438,7 +443,8 @@ struct CodecQ6_K {
   }
   static void group_scales(const uint8_t* row, int64_t g, int n, __m512* ws, __m512* mw) {
     const uint8_t* b = row + g * kBytes;
-    const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192)));
+    const __m512i sc =
+        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192)));
     *ws = _mm512_mul_ps(_mm512_set1_ps(f16_load(b + 208)), _mm512_cvtepi32_ps(sc));
   }
 };
@@ -505,8 +511,8 @@ inline void gemv_row(const uint8_t* row, int64_t cols, const ActRow* a, const fl
     for (int t = 0; t < T; ++t) {
       scale[t] = _mm512_mul_ps(ws, _mm512_maskz_loadu_ps(sub_mask, a[t].da + e0 / S));
       if (C::kMin) {
-        acc_min[t] = _mm512_fmadd_ps(mw, _mm512_maskz_loadu_ps(sub_mask, a[t].sa + e0 / S),
-                                     acc_min[t]);
+        acc_min[t] =
+            _mm512_fmadd_ps(mw, _mm512_maskz_loadu_ps(sub_mask, a[t].sa + e0 / S), acc_min[t]);
       }
     }
     // 64 elements: one decode, then per token one vpdpbusd and one FMA with per-lane scales.
@@ -515,11 +521,12 @@ inline void gemv_row(const uint8_t* row, int64_t cols, const ActRow* a, const fl
       const __m512i codes = C::decode64(row, e / 32);
       const __m512i idx = lane_sub_blocks<S>(p);
       for (int t = 0; t < T; ++t) {
-        __m512i dot = C::kShift ? _mm512_slli_epi32(_mm512_loadu_si512(a[t].lsum + e / 4), C::kShift)
-                                : _mm512_setzero_si512();
+        __m512i dot = C::kShift
+                          ? _mm512_slli_epi32(_mm512_loadu_si512(a[t].lsum + e / 4), C::kShift)
+                          : _mm512_setzero_si512();
         dot = _mm512_dpbusd_epi32(dot, codes, _mm512_loadu_si512(a[t].qs + e));
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx, scale[t]),
-                                 acc[t]);
+        acc[t] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx, scale[t]), acc[t]);
       }
     };
     const int n_pairs = n_el / 64;
@@ -541,9 +548,10 @@ inline void gemv_row(const uint8_t* row, int64_t cols, const ActRow* a, const fl
       const __m512i codes = _mm512_zextsi256_si512(C::decode32(row, e / 32));
       const __m512i idx = lane_sub_blocks<S>(p);
       for (int t = 0; t < T; ++t) {
-        __m512i dot = C::kShift ? _mm512_slli_epi32(_mm512_maskz_loadu_epi32(0x00FF, a[t].lsum + e / 4),
-                                                    C::kShift)
-                                : _mm512_setzero_si512();
+        __m512i dot =
+            C::kShift
+                ? _mm512_slli_epi32(_mm512_maskz_loadu_epi32(0x00FF, a[t].lsum + e / 4), C::kShift)
+                : _mm512_setzero_si512();
         dot = _mm512_dpbusd_epi32(dot, codes, _mm512_maskz_loadu_epi32(0x00FF, a[t].qs + e));
         acc1[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot),
                                   _mm512_maskz_permutexvar_ps(0x00FF, idx, scale[t]), acc1[t]);
@@ -553,7 +561,7 @@ inline void gemv_row(const uint8_t* row, int64_t cols, const ActRow* a, const fl
   for (int t = 0; t < T; ++t) out[t] = _mm512_add_ps(_mm512_add_ps(acc0[t], acc1[t]), acc_min[t]);
 }
 
-constexpr size_t kPrefetchBytes = 4096;
+constexpr size_t kPrefetchBytes = 16384;
 
 struct GemvBuffers {
   AlignedBuffer ws, mw;
@@ -579,9 +587,8 @@ void gemv_rows(const QuantJob& job, int64_t r0, int64_t r1, int64_t t0) {
       const uint8_t* base = job.w + rb * job.row_bytes;
       for (int64_t b = 0; b < n * nb; b += 16) {
         __m512 vws, vmw = _mm512_setzero_ps();
-        legacy_block_scales<C::kBytes, C::kMin>(base + b * C::kBytes,
-                                                static_cast<int>(std::min<int64_t>(16, n * nb - b)),
-                                                &vws, &vmw);
+        legacy_block_scales<C::kBytes, C::kMin>(
+            base + b * C::kBytes, static_cast<int>(std::min<int64_t>(16, n * nb - b)), &vws, &vmw);
         _mm512_storeu_ps(ws + b, vws);
         if (C::kMin) _mm512_storeu_ps(mw + b, vmw);
       }
@@ -604,7 +611,8 @@ void gemv_rows(const QuantJob& job, int64_t r0, int64_t r1, int64_t t0) {
       for (int t = 0; t < T; ++t) partial[t][i] = out[t];
     }
     for (int t = 0; t < T; ++t) {
-      _mm512_mask_storeu_ps(job.y + (t0 + t) * job.rows + rb, first_lanes16(n), reduce16(partial[t]));
+      _mm512_mask_storeu_ps(job.y + (t0 + t) * job.rows + rb, first_lanes16(n),
+                            reduce16(partial[t]));
     }
   }
 }
@@ -651,7 +659,8 @@ void decode_tile(const QuantJob& job, int64_t r0, int num_rows, const Tile& tile
   const int64_t cols = job.cols;
   const int64_t num_sub = cols / S;
   const uint8_t* rows[kTileRows];
-  for (int i = 0; i < kTileRows; ++i) rows[i] = i < num_rows ? job.w + (r0 + i) * job.row_bytes : nullptr;
+  for (int i = 0; i < kTileRows; ++i)
+    rows[i] = i < num_rows ? job.w + (r0 + i) * job.row_bytes : nullptr;
   // Scales: [sub-block][row].
   alignas(64) float ws[16], mw[16];
   for (int i = 0; i < kTileRows; ++i) {
@@ -698,8 +707,9 @@ void gemm_micro(const QuantJob& job, const Tile& tile, int64_t r0, int num_rows,
   for (int64_t j = 0; j < num_sub; ++j) {
     __m512i dot[2][T];
     for (int t = 0; t < T; ++t) {
-      dot[0][t] = dot[1][t] = C::kShift ? _mm512_slli_epi32(_mm512_set1_epi32(a[t].nsum[j]), C::kShift)
-                                        : _mm512_setzero_si512();
+      dot[0][t] = dot[1][t] = C::kShift
+                                  ? _mm512_slli_epi32(_mm512_set1_epi32(a[t].nsum[j]), C::kShift)
+                                  : _mm512_setzero_si512();
     }
     const uint8_t* codes = tile.codes + j * (S / 4) * 128;
     const int64_t e = j * S;
@@ -746,11 +756,16 @@ template <class C>
 void matmul_q_typed(const QuantJob& job, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   if (job.num_tokens <= 4) {
     switch (t1 - t0) {
-      case 1: return gemv_rows<C, 1>(job, r0, r1, t0);
-      case 2: return gemv_rows<C, 2>(job, r0, r1, t0);
-      case 3: return gemv_rows<C, 3>(job, r0, r1, t0);
-      case 4: return gemv_rows<C, 4>(job, r0, r1, t0);
-      default: return;
+      case 1:
+        return gemv_rows<C, 1>(job, r0, r1, t0);
+      case 2:
+        return gemv_rows<C, 2>(job, r0, r1, t0);
+      case 3:
+        return gemv_rows<C, 3>(job, r0, r1, t0);
+      case 4:
+        return gemv_rows<C, 4>(job, r0, r1, t0);
+      default:
+        return;
     }
   }
   thread_local TileBuffers buffers;
@@ -764,28 +779,47 @@ void matmul_q_typed(const QuantJob& job, int64_t r0, int64_t r1, int64_t t0, int
     int64_t t = t0;
     for (; t + 4 <= t1; t += 4) gemm_micro<C, 4>(job, tile, rt, num_rows, t);
     switch (t1 - t) {
-      case 1: gemm_micro<C, 1>(job, tile, rt, num_rows, t); break;
-      case 2: gemm_micro<C, 2>(job, tile, rt, num_rows, t); break;
-      case 3: gemm_micro<C, 3>(job, tile, rt, num_rows, t); break;
-      default: break;
+      case 1:
+        gemm_micro<C, 1>(job, tile, rt, num_rows, t);
+        break;
+      case 2:
+        gemm_micro<C, 2>(job, tile, rt, num_rows, t);
+        break;
+      case 3:
+        gemm_micro<C, 3>(job, tile, rt, num_rows, t);
+        break;
+      default:
+        break;
     }
   }
 }
 
 void matmul_q(const QuantJob& job, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   switch (job.dtype) {
-    case DType::kQ4_0: return matmul_q_typed<CodecQ4_0>(job, r0, r1, t0, t1);
-    case DType::kQ4_1: return matmul_q_typed<CodecQ4_1>(job, r0, r1, t0, t1);
-    case DType::kQ5_0: return matmul_q_typed<CodecQ5_0>(job, r0, r1, t0, t1);
-    case DType::kQ5_1: return matmul_q_typed<CodecQ5_1>(job, r0, r1, t0, t1);
-    case DType::kQ8_0: return matmul_q_typed<CodecQ8_0>(job, r0, r1, t0, t1);
-    case DType::kQ8_K: return matmul_q_typed<CodecQ8_K>(job, r0, r1, t0, t1);
-    case DType::kQ2_K: return matmul_q_typed<CodecQ2_K>(job, r0, r1, t0, t1);
-    case DType::kQ3_K: return matmul_q_typed<CodecQ3_K>(job, r0, r1, t0, t1);
-    case DType::kQ4_K: return matmul_q_typed<CodecQ4_K>(job, r0, r1, t0, t1);
-    case DType::kQ5_K: return matmul_q_typed<CodecQ5_K>(job, r0, r1, t0, t1);
-    case DType::kQ6_K: return matmul_q_typed<CodecQ6_K>(job, r0, r1, t0, t1);
-    default: return;
+    case DType::kQ4_0:
+      return matmul_q_typed<CodecQ4_0>(job, r0, r1, t0, t1);
+    case DType::kQ4_1:
+      return matmul_q_typed<CodecQ4_1>(job, r0, r1, t0, t1);
+    case DType::kQ5_0:
+      return matmul_q_typed<CodecQ5_0>(job, r0, r1, t0, t1);
+    case DType::kQ5_1:
+      return matmul_q_typed<CodecQ5_1>(job, r0, r1, t0, t1);
+    case DType::kQ8_0:
+      return matmul_q_typed<CodecQ8_0>(job, r0, r1, t0, t1);
+    case DType::kQ8_K:
+      return matmul_q_typed<CodecQ8_K>(job, r0, r1, t0, t1);
+    case DType::kQ2_K:
+      return matmul_q_typed<CodecQ2_K>(job, r0, r1, t0, t1);
+    case DType::kQ3_K:
+      return matmul_q_typed<CodecQ3_K>(job, r0, r1, t0, t1);
+    case DType::kQ4_K:
+      return matmul_q_typed<CodecQ4_K>(job, r0, r1, t0, t1);
+    case DType::kQ5_K:
+      return matmul_q_typed<CodecQ5_K>(job, r0, r1, t0, t1);
+    case DType::kQ6_K:
+      return matmul_q_typed<CodecQ6_K>(job, r0, r1, t0, t1);
+    default:
+      return;
   }
 }
 
@@ -834,28 +868,112 @@ void float_rows(const FloatJob& job, int64_t r0, int64_t r1, int64_t t) {
   for (; r < r1; ++r) float_block<D, 1, T>(job, r, t);
 }
 
+// Many tokens: 32 rows converted to f32 once into a row-interleaved tile [cols][32], then a 2x6
+// register-blocked micro-kernel (one broadcast activation against 16 rows per FMA), so no
+// horizontal sums and each weight is converted once per call.
+template <DType D>
+void float_tile(const FloatJob& job, int64_t r0, int num_rows, float* tile) {
+  alignas(64) float v[16];
+  for (int i = 0; i < kTileRows; ++i) {
+    if (i >= num_rows) {
+      for (int64_t k = 0; k < job.cols; ++k) tile[k * kTileRows + i] = 0.0f;
+      continue;
+    }
+    const uint8_t* row = job.w + (r0 + i) * job.row_bytes;
+    for (int64_t k = 0; k < job.cols; k += 16) {
+      const int n = static_cast<int>(std::min<int64_t>(16, job.cols - k));
+      _mm512_store_ps(v, load_w16<D>(row, k, first_lanes16(n)));
+      for (int j = 0; j < n; ++j) tile[(k + j) * kTileRows + i] = v[j];
+    }
+  }
+}
+
+template <int T>
+void float_micro(const FloatJob& job, const float* tile, int64_t r0, int num_rows, int64_t t0) {
+  __m512 acc[2][T];
+  for (int t = 0; t < T; ++t) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
+  const float* xs[T];
+  for (int t = 0; t < T; ++t) xs[t] = job.x + (t0 + t) * job.cols;
+  for (int64_t k = 0; k < job.cols; ++k) {
+    const __m512 w0 = _mm512_load_ps(tile + k * kTileRows);
+    const __m512 w1 = _mm512_load_ps(tile + k * kTileRows + 16);
+    for (int t = 0; t < T; ++t) {
+      const __m512 x = _mm512_set1_ps(xs[t][k]);
+      acc[0][t] = _mm512_fmadd_ps(w0, x, acc[0][t]);
+      acc[1][t] = _mm512_fmadd_ps(w1, x, acc[1][t]);
+    }
+  }
+  const __mmask16 m0 = first_lanes16(num_rows), m1 = first_lanes16(num_rows - 16);
+  for (int t = 0; t < T; ++t) {
+    float* y = job.y + (t0 + t) * job.rows + r0;
+    _mm512_mask_storeu_ps(y, m0, acc[0][t]);
+    if (num_rows > 16) _mm512_mask_storeu_ps(y + 16, m1, acc[1][t]);
+  }
+}
+
+struct FloatTileBuffer {
+  AlignedBuffer tile;
+};
+
 template <DType D>
 void matmul_f_typed(const FloatJob& job, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
-  // Token blocks of 64 keep their activations in L2 while every row of the range passes.
-  for (int64_t tb = t0; tb < t1; tb += 64) {
-    const int64_t te = std::min(t1, tb + 64);
-    int64_t t = tb;
-    for (; t + 4 <= te; t += 4) float_rows<D, 4>(job, r0, r1, t);
-    switch (te - t) {
-      case 1: float_rows<D, 1>(job, r0, r1, t); break;
-      case 2: float_rows<D, 2>(job, r0, r1, t); break;
-      case 3: float_rows<D, 3>(job, r0, r1, t); break;
-      default: break;
+  if (job.num_tokens > 4) {
+    thread_local FloatTileBuffer buffer;
+    auto* tile = reinterpret_cast<float*>(buffer.tile.get(job.cols * kTileRows * sizeof(float)));
+    for (int64_t rt = r0; rt < r1; rt += kTileRows) {
+      const int num_rows = static_cast<int>(std::min<int64_t>(kTileRows, r1 - rt));
+      float_tile<D>(job, rt, num_rows, tile);
+      int64_t t = t0;
+      for (; t + 6 <= t1; t += 6) float_micro<6>(job, tile, rt, num_rows, t);
+      switch (t1 - t) {
+        case 1:
+          float_micro<1>(job, tile, rt, num_rows, t);
+          break;
+        case 2:
+          float_micro<2>(job, tile, rt, num_rows, t);
+          break;
+        case 3:
+          float_micro<3>(job, tile, rt, num_rows, t);
+          break;
+        case 4:
+          float_micro<4>(job, tile, rt, num_rows, t);
+          break;
+        case 5:
+          float_micro<5>(job, tile, rt, num_rows, t);
+          break;
+        default:
+          break;
+      }
     }
+    return;
+  }
+  int64_t t = t0;
+  for (; t + 4 <= t1; t += 4) float_rows<D, 4>(job, r0, r1, t);
+  switch (t1 - t) {
+    case 1:
+      float_rows<D, 1>(job, r0, r1, t);
+      break;
+    case 2:
+      float_rows<D, 2>(job, r0, r1, t);
+      break;
+    case 3:
+      float_rows<D, 3>(job, r0, r1, t);
+      break;
+    default:
+      break;
   }
 }
 
 void matmul_f(const FloatJob& job, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   switch (job.dtype) {
-    case DType::kF32: return matmul_f_typed<DType::kF32>(job, r0, r1, t0, t1);
-    case DType::kF16: return matmul_f_typed<DType::kF16>(job, r0, r1, t0, t1);
-    case DType::kBF16: return matmul_f_typed<DType::kBF16>(job, r0, r1, t0, t1);
-    default: return;
+    case DType::kF32:
+      return matmul_f_typed<DType::kF32>(job, r0, r1, t0, t1);
+    case DType::kF16:
+      return matmul_f_typed<DType::kF16>(job, r0, r1, t0, t1);
+    case DType::kBF16:
+      return matmul_f_typed<DType::kBF16>(job, r0, r1, t0, t1);
+    default:
+      return;
   }
 }
 

@@ -125,12 +125,12 @@ class AlignedBuffer {
   AlignedBuffer() = default;
   AlignedBuffer(const AlignedBuffer&) = delete;
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  ~AlignedBuffer() { ::operator delete(data_, std::align_val_t{64}); }
+  ~AlignedBuffer() { ::operator delete (data_, std::align_val_t{64}); }
   uint8_t* get(size_t bytes) {
     if (bytes > capacity_) {
-      ::operator delete(data_, std::align_val_t{64});
+      ::operator delete (data_, std::align_val_t{64});
       capacity_ = (bytes + 4095) & ~size_t{4095};
-      data_ = static_cast<uint8_t*>(::operator new(capacity_, std::align_val_t{64}));
+      data_ = static_cast<uint8_t*>(::operator new (capacity_, std::align_val_t{64}));
     }
     return data_;
   }
