@@ -20,6 +20,8 @@ struct EngineArgs {
   int max_num_batched_tokens = 4096;
   int block_size = 16;
   bool enable_prefix_caching = true;
+  bool enable_chunked_prefill = true;      // off: a prompt is prefilled in one step or waits
+  std::string scheduling_policy = "fcfs";  // "fcfs" or "priority" (lower value first)
   int64_t seed = 0;
   // KV-cache size. 0: a fraction (cpu_kv_cache_fraction) of the memory available now, capped
   // at what max_num_seqs sequences of max_model_len tokens can use.

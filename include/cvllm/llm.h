@@ -76,10 +76,11 @@ class LLM {
                                       bool use_tqdm = true);
   // With the model's default sampling parameters (get_default_sampling_params()).
   std::vector<RequestOutput> generate(const PromptList& prompts);
-  // One SamplingParams per prompt; a length mismatch is a ValueError.
+  // One SamplingParams per prompt; a length mismatch is a ValueError. `priority` (one per prompt,
+  // lower runs first) matters only with scheduling_policy = "priority".
   std::vector<RequestOutput> generate(const PromptList& prompts,
                                       const std::vector<SamplingParams>& params,
-                                      bool use_tqdm = true);
+                                      bool use_tqdm = true, const std::vector<int>& priority = {});
 
   // SamplingParams with the model's generation_config.json defaults applied (vLLM's
   // get_default_sampling_params).

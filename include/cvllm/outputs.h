@@ -34,6 +34,17 @@ struct CompletionOutput {
   bool finished() const { return finish_reason.has_value(); }
 };
 
+// Timing of one request (vLLM's RequestStateStats). arrival_time is wall-clock seconds since the
+// epoch; the *_ts values are monotonic seconds, comparable with each other only.
+struct RequestMetrics {
+  double arrival_time = 0.0;
+  double queued_ts = 0.0;
+  double first_token_ts = 0.0;  // 0 until the first token
+  double last_token_ts = 0.0;
+  double first_token_latency = 0.0;  // first_token_ts - queued_ts
+  int num_generation_tokens = 0;
+};
+
 struct RequestOutput {
   std::string request_id;
   std::optional<std::string> prompt;
@@ -42,7 +53,8 @@ struct RequestOutput {
   std::optional<std::vector<std::optional<PositionLogprobs>>> prompt_logprobs;
   std::vector<CompletionOutput> outputs;
   bool finished = false;
-  int num_cached_tokens = 0;
+  int num_cached_tokens = 0;  // prompt tokens served from the prefix cache
+  std::optional<RequestMetrics> metrics;
 };
 
 }  // namespace cvllm

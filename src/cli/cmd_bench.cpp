@@ -1,8 +1,10 @@
-// `cvllm bench latency`: prompt-processing and decode speed of the engine, as JSON.
+// `cvllm bench latency|throughput`: engine speed as JSON (numbers go in BENCHMARKS.md).
+// latency: prompt-processing and decode speed of one batch.
 //   cvllm bench latency --input-len 512 --output-len 128 --batch-size 1 --num-iters 3
 // Each iteration submits batch_size random-token prompts (ignore_eos, greedy) and times the
 // steps: until every prompt has produced its first token is "prefill", the rest is "decode".
 #include <algorithm>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -104,13 +106,97 @@ int bench_latency(int argc, char** argv) {
   return 0;
 }
 
+int64_t peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+// vLLM's `bench throughput`: submit every request at once and let the engine batch them.
+// Datasets: "random" (independent random-token prompts) or "shared-prefix" (every prompt starts
+// with the same --prefix-len tokens, so prefix caching matters).
+int bench_throughput(int argc, char** argv) {
+  std::set<std::string> values = engine_value_flags();
+  values.insert({"input-len", "output-len", "num-prompts", "dataset-name", "prefix-len", "output-json"});
+  Flags flags(argc, argv, 3, values, engine_bool_flags());
+  int input_len = static_cast<int>(flags.get_int("input-len").value_or(128));
+  int output_len = static_cast<int>(flags.get_int("output-len").value_or(128));
+  int num_prompts = static_cast<int>(flags.get_int("num-prompts").value_or(64));
+  int prefix_len = static_cast<int>(flags.get_int("prefix-len").value_or(0));
+  std::string dataset = flags.get("dataset-name").value_or(prefix_len > 0 ? "shared-prefix" : "random");
+  if (dataset != "random" && dataset != "shared-prefix") {
+    throw ValueError("--dataset-name must be 'random' or 'shared-prefix', got '" + dataset + "'");
+  }
+  if (input_len < 1 || output_len < 1 || num_prompts < 1 || prefix_len < 0 || prefix_len > input_len) {
+    throw ValueError("input-len, output-len and num-prompts must be positive; prefix-len in [0, input-len]");
+  }
+  EngineArgs args = engine_args_from_flags(flags);
+  LLMEngine engine(args);
+  std::mt19937 rng(0);
+  std::uniform_int_distribution<int32_t> token(100, static_cast<int32_t>(engine.model_config().vocab_size) - 1);
+  std::vector<int32_t> prefix(dataset == "shared-prefix" ? prefix_len : 0);
+  for (int32_t& t : prefix) t = token(rng);
+  SamplingParams params;
+  params.temperature = 1.0;
+  params.ignore_eos = true;
+  params.max_tokens = output_len;
+  params.output_kind = RequestOutputKind::kFinalOnly;
+  double start = monotonic_seconds();
+  for (int i = 0; i < num_prompts; ++i) {
+    std::vector<int32_t> ids = prefix;
+    while (static_cast<int>(ids.size()) < input_len) ids.push_back(token(rng));
+    engine.add_request(std::to_string(i), Prompt(ids), params);
+  }
+  int64_t prompt_tokens = 0, output_tokens = 0;
+  while (engine.has_unfinished_requests()) {
+    for (const RequestOutput& out : engine.step()) {
+      if (!out.finished) continue;
+      prompt_tokens += static_cast<int64_t>(out.prompt_token_ids.size());
+      for (const CompletionOutput& c : out.outputs) output_tokens += static_cast<int64_t>(c.token_ids.size());
+    }
+  }
+  double elapsed = monotonic_seconds() - start;
+  SchedulerStats stats = engine.scheduler_stats();
+  nlohmann::json out;
+  out["model"] = engine.model_path();
+  out["backend"] = engine.backend().name();
+  out["dataset_name"] = dataset;
+  out["num_requests"] = num_prompts;
+  out["input_len"] = input_len;
+  out["output_len"] = output_len;
+  out["max_num_seqs"] = args.max_num_seqs;
+  out["elapsed_time"] = elapsed;
+  out["total_num_tokens"] = prompt_tokens + output_tokens;
+  out["total_output_tokens"] = output_tokens;
+  out["requests_per_second"] = num_prompts / elapsed;
+  out["tokens_per_second"] = static_cast<double>(prompt_tokens + output_tokens) / elapsed;
+  out["output_throughput"] = static_cast<double>(output_tokens) / elapsed;
+  out["peak_memory_bytes"] = peak_rss_bytes();
+  out["prefix_cache_hit_rate"] = stats.prefix_cache.queries > 0
+      ? static_cast<double>(stats.prefix_cache.hits) / static_cast<double>(stats.prefix_cache.queries) : 0.0;
+  out["num_preemptions"] = stats.num_preemptions;
+  std::cerr << "Throughput: " << num_prompts / elapsed << " requests/s, "
+            << (prompt_tokens + output_tokens) / elapsed << " total tokens/s, "
+            << output_tokens / elapsed << " output tokens/s\n";
+  if (auto path = flags.get("output-json")) {
+    std::ofstream file(*path);
+    if (!file) throw ValueError("cannot write --output-json file " + *path);
+    file << out.dump(2) << std::endl;
+  }
+  std::cout << out.dump(2) << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int run_bench(int argc, char** argv) {
-  if (argc < 3 || std::string(argv[2]) != "latency") {
-    throw ValueError("usage: cvllm bench latency [--input-len N --output-len N --batch-size N ...]");
-  }
-  return bench_latency(argc, argv);
+  std::string kind = argc >= 3 ? argv[2] : "";
+  if (kind == "latency") return bench_latency(argc, argv);
+  if (kind == "throughput") return bench_throughput(argc, argv);
+  throw ValueError("usage: cvllm bench {latency,throughput} [--input-len N --output-len N ...]");
 }
 
 }  // namespace cvllm::cli

@@ -5,10 +5,12 @@ namespace cvllm::cli {
 std::set<std::string> engine_value_flags() {
   return {"model", "tokenizer", "max-model-len", "max-num-seqs", "max-num-batched-tokens",
           "block-size", "seed", "num-threads", "cpu-kernels", "kv-cache-memory-bytes", "dtype",
-          "max-logprobs"};
+          "max-logprobs", "scheduling-policy"};
 }
 
-std::set<std::string> engine_bool_flags() { return {"enable-prefix-caching", "skip-tokenizer-init"}; }
+std::set<std::string> engine_bool_flags() {
+  return {"enable-prefix-caching", "enable-chunked-prefill", "skip-tokenizer-init"};
+}
 
 EngineArgs engine_args_from_flags(const Flags& f) {
   EngineArgs a;
@@ -25,7 +27,9 @@ EngineArgs engine_args_from_flags(const Flags& f) {
   if (auto v = f.get_int("kv-cache-memory-bytes")) a.kv_cache_memory_bytes = *v;
   if (auto v = f.get("dtype")) a.dtype = *v;
   if (auto v = f.get_int("max-logprobs")) a.max_logprobs = static_cast<int>(*v);
+  if (auto v = f.get("scheduling-policy")) a.scheduling_policy = *v;
   a.enable_prefix_caching = f.get_bool("enable-prefix-caching", true);
+  a.enable_chunked_prefill = f.get_bool("enable-chunked-prefill", true);
   a.skip_tokenizer_init = f.get_bool("skip-tokenizer-init", false);
   return a;
 }

@@ -30,10 +30,14 @@ std::vector<RequestOutput> LLM::generate(const PromptList& prompts, const Sampli
 }
 
 std::vector<RequestOutput> LLM::generate(const PromptList& prompts,
-                                         const std::vector<SamplingParams>& params, bool use_tqdm) {
+                                         const std::vector<SamplingParams>& params, bool use_tqdm,
+                                         const std::vector<int>& priority) {
   const std::vector<Prompt>& list = prompts.prompts();
   if (params.size() != list.size()) {
     throw ValueError("The lengths of prompts and sampling_params must be the same.");
+  }
+  if (!priority.empty() && priority.size() != list.size()) {
+    throw ValueError("The lengths of prompts and priority must be the same.");
   }
   // Offline requests report only final outputs; ids are a counter so results sort back into
   // input order whatever order they finish in.
@@ -43,7 +47,7 @@ std::vector<RequestOutput> LLM::generate(const PromptList& prompts,
       SamplingParams p = params[i];
       p.output_kind = RequestOutputKind::kFinalOnly;
       std::string id = std::to_string(next_request_id_++);
-      engine_->add_request(id, list[i], p);
+      engine_->add_request(id, list[i], p, priority.empty() ? 0 : priority[i]);
       ids.push_back(id);
     }
   } catch (...) {

@@ -107,6 +107,19 @@ LLMEngine::LLMEngine(const EngineArgs& args) : args_(args) {
   sched.max_num_seqs = args.max_num_seqs;
   sched.max_num_batched_tokens = args.max_num_batched_tokens;
   sched.max_model_len = max_model_len_;
+  sched.enable_chunked_prefill = args.enable_chunked_prefill;
+  if (args.scheduling_policy == "priority") {
+    sched.policy = SchedulingPolicy::kPriority;
+  } else if (args.scheduling_policy != "fcfs") {
+    throw ValueError(cat("scheduling_policy must be 'fcfs' or 'priority', got '", args.scheduling_policy, "'"));
+  }
+  if (!args.enable_chunked_prefill && args.max_num_batched_tokens < max_model_len_) {
+    throw ValueError(cat("max_num_batched_tokens (", args.max_num_batched_tokens,
+                         ") is smaller than max_model_len (", max_model_len_,
+                         "). This effectively limits the maximum sequence length to "
+                         "max_num_batched_tokens and makes vLLM reject longer sequences. Please "
+                         "increase max_num_batched_tokens or decrease max_model_len."));
+  }
   RunnerConfig runner;
   runner.block_size = args.block_size;
   runner.num_kv_blocks = num_blocks;

@@ -5,6 +5,7 @@
 #include "tokenizer/detokenizer.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/system.h"
 #include "util/utf8.h"
 
 namespace cvllm {
@@ -30,6 +31,7 @@ struct OutputProcessor::ParentState {
   std::optional<std::vector<std::optional<PositionLogprobs>>> prompt_logprobs;
   size_t prompt_logprobs_sent = 0;
   int num_cached_tokens = 0;
+  RequestMetrics metrics;
   size_t stop_buffer_bytes = 0;  // held back while streaming: a stop string may be forming
 
   bool all_finished() const {
@@ -50,6 +52,8 @@ void OutputProcessor::add_request(const std::string& request_id, std::optional<s
   parent->prompt = std::move(prompt);
   parent->prompt_token_ids = std::move(prompt_token_ids);
   parent->params = std::move(params);
+  parent->metrics.arrival_time = wall_clock_seconds();
+  parent->metrics.queued_ts = monotonic_seconds();
   const SamplingParams& p = *parent->params;
   if (!p.include_stop_str_in_output) {
     for (const std::string& s : p.stop) parent->stop_buffer_bytes = std::max(parent->stop_buffer_bytes, s.size() - 1);
@@ -130,6 +134,16 @@ bool OutputProcessor::update_child(ChildState& child, const EngineCoreOutput& ou
   parent.num_cached_tokens = out.num_cached_tokens;
   if (out.new_token_ids.empty() && !out.finished) return false;
   child.has_new_data = true;
+  if (!out.new_token_ids.empty()) {
+    RequestMetrics& m = parent.metrics;
+    double now = monotonic_seconds();
+    if (m.first_token_ts == 0.0) {
+      m.first_token_ts = now;
+      m.first_token_latency = now - m.queued_ts;
+    }
+    m.last_token_ts = now;
+    m.num_generation_tokens += static_cast<int>(out.new_token_ids.size());
+  }
 
   // A token that stopped the sequence (EOS or a stop token id) stays out of the text unless asked.
   bool stop_terminated = out.finished && out.status == RequestStatus::kFinishedStopped;
@@ -171,6 +185,7 @@ std::optional<RequestOutput> OutputProcessor::make_output(ParentState& parent, b
   ro.prompt_token_ids = parent.prompt_token_ids;
   ro.num_cached_tokens = parent.num_cached_tokens;
   ro.finished = finished;
+  ro.metrics = parent.metrics;
   if (parent.prompt_logprobs) {
     // Prompt logprobs go out once, with the first output that carries them.
     if (!delta || parent.prompt_logprobs_sent == 0) ro.prompt_logprobs = parent.prompt_logprobs;

@@ -27,3 +27,12 @@ double monotonic_seconds() {
 }
 
 }  // namespace cvllm
+
+namespace cvllm {
+
+double wall_clock_seconds() {
+  using namespace std::chrono;
+  return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace cvllm

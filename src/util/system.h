@@ -9,5 +9,7 @@ namespace cvllm {
 int64_t available_memory_bytes();
 // Seconds on a monotonic clock.
 double monotonic_seconds();
+// Wall-clock seconds since the Unix epoch.
+double wall_clock_seconds();
 
 }  // namespace cvllm

@@ -317,6 +317,57 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulReferenceTest, testing::ValuesIn(kAllDT
                          ref_param_name);
 
 // ---------------------------------------------------------------------------------------------
+// matmul_many: several weights sharing one input give exactly what separate calls give.
+
+class MatmulManyTest : public testing::TestWithParam<Isa> {};
+
+TEST_P(MatmulManyTest, EqualsSeparateMatmulsBitForBit) {
+  if (GetParam() > detected_isa()) GTEST_SKIP() << "CPU lacks this ISA";
+  const Isa saved = current_isa();
+  set_isa(GetParam());
+  ThreadPool pool(2);
+  const int64_t cols = 512;
+  const DType dtypes[] = {DType::kQ4_1, DType::kQ6_K, DType::kF16, DType::kQ8_0};
+  const int64_t rows[] = {17, 64, 5, 40};
+  for (int64_t num_tokens : {1, 3, 17}) {
+    std::vector<Problem> problems;
+    for (int i = 0; i < 4; ++i) problems.emplace_back(dtypes[i], rows[i], cols, num_tokens, 10 + i);
+    const std::vector<float> x = problems[0].x;
+    std::vector<WeightView> views;
+    std::vector<std::vector<float>> ys;
+    for (const Problem& p : problems) {
+      views.push_back(p.view());
+      ys.emplace_back(num_tokens * p.rows + kNumSentinels, kSentinel);
+    }
+    std::vector<float*> y_ptrs;
+    for (auto& y : ys) y_ptrs.push_back(y.data());
+    matmul_many(views, x.data(), num_tokens, y_ptrs, pool);
+    for (int i = 0; i < 4; ++i) {
+      const std::vector<float> single = problems[i].run(x, MatmulPath::kFast, pool);
+      ASSERT_EQ(std::memcmp(single.data(), ys[i].data(), single.size() * sizeof(float)), 0)
+          << problems[i].describe();
+      for (int j = 0; j < kNumSentinels; ++j) EXPECT_EQ(ys[i][single.size() + j], kSentinel);
+    }
+  }
+  set_isa(saved);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, MatmulManyTest,
+                         testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
+                         [](const testing::TestParamInfo<Isa>& info) {
+                           return std::string(isa_name(info.param));
+                         });
+
+TEST(MatmulErrors, ManyWeightsMustShareCols) {
+  ThreadPool pool(1);
+  std::vector<uint8_t> w(4096);
+  std::vector<float> x(64), y0(64), y1(64);
+  const WeightView views[] = {{w.data(), DType::kQ4_0, 1, 32}, {w.data(), DType::kQ4_0, 1, 64}};
+  float* ys[] = {y0.data(), y1.data()};
+  EXPECT_THROW(matmul_many(views, x.data(), 1, ys, pool), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
 
 TEST(MatmulErrors, UnsupportedDTypeAndPartialBlocksThrow) {
   ThreadPool pool(1);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <span>
 #include <vector>
 
 #include "kernels/cpu/dequantize.h"
@@ -286,35 +287,6 @@ bool is_float_dtype(DType dtype) {
   return dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16;
 }
 
-// Splits rows into tasks of whole row tiles; when there are fewer tiles than threads and many
-// tokens, tokens are split too. `fn(r0, r1, t0, t1)`.
-template <typename Fn>
-void run_split(ThreadPool& pool, int64_t rows, int64_t num_tokens, int64_t grain, int64_t gemv_max,
-               const Fn& fn) {
-  const int threads = pool.num_threads();
-  const int64_t num_tiles = (rows + grain - 1) / grain;
-  int64_t token_chunks = 1;
-  if (num_tokens > gemv_max && num_tiles < 2 * threads) {
-    token_chunks =
-        std::min<int64_t>((2 * threads + num_tiles - 1) / num_tiles, (num_tokens + 15) / 16);
-  }
-  if (token_chunks <= 1) {
-    pool.parallel_for(
-        rows, [&](int64_t r0, int64_t r1, int) { fn(r0, r1, int64_t{0}, num_tokens); }, grain);
-    return;
-  }
-  pool.parallel_for(
-      num_tiles * token_chunks,
-      [&](int64_t b, int64_t e, int) {
-        for (int64_t task = b; task < e; ++task) {
-          const int64_t tile = task / token_chunks, chunk = task % token_chunks;
-          fn(tile * grain, std::min(rows, (tile + 1) * grain), num_tokens * chunk / token_chunks,
-             num_tokens * (chunk + 1) / token_chunks);
-        }
-      },
-      1);
-}
-
 void matmul_reference(const WeightView& w, const float* x, int64_t num_tokens, float* y,
                       ThreadPool& pool) {
   const size_t row_bytes = row_size(w.dtype, w.cols);
@@ -328,76 +300,206 @@ void matmul_reference(const WeightView& w, const float* x, int64_t num_tokens, f
       1);
 }
 
-void matmul_fast_quant(const WeightView& w, const QuantScheme& scheme, const float* x,
-                       int64_t num_tokens, float* y, ThreadPool& pool, const KernelSet& k) {
-  QuantJob job{w.dtype,    scheme, static_cast<const uint8_t*>(w.data),  row_size(w.dtype, w.cols),
-               w.rows,     w.cols, act_layout(w.cols, scheme.sub_block), nullptr,
-               num_tokens, y};
-  const bool gemv = num_tokens <= k.gemv_max_tokens;
-  const size_t act_bytes = job.act.row_bytes * static_cast<size_t>(num_tokens);
-  if (gemv) {
-    // Few tokens: every thread quantizes them itself (a few hundred ns) instead of waiting at a
-    // barrier for one thread to do it.
-    pool.parallel_for(
-        w.rows,
-        [&](int64_t r0, int64_t r1, int) {
-          thread_local AlignedBuffer buffer;
-          uint8_t* act = buffer.get(act_bytes);
-          for (int64_t t = 0; t < num_tokens; ++t) {
-            k.quantize_row(x + t * w.cols, job.act, true, act + t * job.act.row_bytes);
-          }
-          QuantJob local = job;
-          local.act_base = act;
-          k.matmul_q(local, r0, r1, 0, num_tokens);
-        },
-        k.row_grain);
+// One weight of a fast-path call. Row tiles of all weights are numbered one after the other so a
+// single parallel pass covers every weight.
+struct Part {
+  bool quantized;
+  QuantJob q;
+  FloatJob f;
+  int64_t first_tile;
+  int64_t num_tiles;
+};
+
+// Which of the two activation layouts (sub-blocks of 16 or 32) a quantized part reads.
+int layout_index(const QuantScheme& s) {
+  return s.sub_block == 16 ? 0 : 1;
+}
+
+// Rows [r0, r1) and tokens [t0, t1) of one part; act[i] holds the activations in layout i.
+void run_part(const KernelSet& k, const Part& p, uint8_t* const* act, int64_t r0, int64_t r1,
+              int64_t t0, int64_t t1) {
+  if (!p.quantized) return k.matmul_f(p.f, r0, r1, t0, t1);
+  QuantJob job = p.q;
+  job.act_base = act[layout_index(job.scheme)];
+  k.matmul_q(job, r0, r1, t0, t1);
+}
+
+// Tiles [b, e) of the concatenation, every part they touch, all tokens.
+void run_tiles(const KernelSet& k, const Part* parts, int num_parts, uint8_t* const* act, int64_t b,
+               int64_t e, int64_t num_tokens) {
+  for (int i = 0; i < num_parts; ++i) {
+    const Part& p = parts[i];
+    const int64_t lo = std::max(b, p.first_tile), hi = std::min(e, p.first_tile + p.num_tiles);
+    if (lo >= hi) continue;
+    const int64_t rows = p.quantized ? p.q.rows : p.f.rows;
+    run_part(k, p, act, (lo - p.first_tile) * k.row_grain,
+             std::min(rows, (hi - p.first_tile) * k.row_grain), 0, num_tokens);
+  }
+}
+
+// Quantizes tokens [t0, t1) of x into every layout some part needs.
+void quantize_tokens(const KernelSet& k, const float* x, int64_t cols, const ActLayout* layouts,
+                     const bool* needed, bool lane_sums, uint8_t* const* act, int64_t t0,
+                     int64_t t1) {
+  for (int i = 0; i < 2; ++i) {
+    if (!needed[i]) continue;
+    for (int64_t t = t0; t < t1; ++t) {
+      k.quantize_row(x + t * cols, layouts[i], lane_sums, act[i] + t * layouts[i].row_bytes);
+    }
+  }
+}
+
+// Everything one fast-path call shares between threads. The parallel_for lambdas capture only a
+// pointer to it, so std::function keeps them inline instead of allocating per call.
+struct FastCall {
+  const KernelSet* k;
+  const float* x;
+  int64_t cols;
+  int64_t num_tokens;
+  Part parts[kMaxMatmulWeights];
+  int num_parts = 0;
+  int64_t num_tiles = 0;
+  ActLayout layouts[2];
+  bool needed[2] = {false, false};
+  uint8_t* act[2] = {nullptr, nullptr};  // shared activations (many-token case)
+  int64_t token_chunks = 1;
+
+  bool any_quantized() const { return needed[0] || needed[1]; }
+
+  // Few tokens: every thread quantizes them itself (a few hundred ns) instead of waiting at a
+  // barrier for one thread to do it.
+  void gemv_tiles(int64_t b, int64_t e) const {
+    thread_local AlignedBuffer buffers[2];
+    uint8_t* own[2] = {};
+    for (int i = 0; i < 2; ++i) {
+      if (needed[i]) own[i] = buffers[i].get(layouts[i].row_bytes * num_tokens);
+    }
+    if (any_quantized()) quantize_tokens(*k, x, cols, layouts, needed, true, own, 0, num_tokens);
+    run_tiles(*k, parts, num_parts, own, b, e, num_tokens);
+  }
+
+  void quantize(int64_t t0, int64_t t1) const {
+    quantize_tokens(*k, x, cols, layouts, needed, k->lane_sums_always, act, t0, t1);
+  }
+
+  // Tasks [b, e) of (tile, token chunk) pairs.
+  void tasks(int64_t b, int64_t e) const {
+    if (token_chunks == 1) return run_tiles(*k, parts, num_parts, act, b, e, num_tokens);
+    for (int64_t task = b; task < e; ++task) {
+      const int64_t tile = task / token_chunks, chunk = task % token_chunks;
+      int i = 0;
+      while (tile >= parts[i].first_tile + parts[i].num_tiles) ++i;
+      const Part& p = parts[i];
+      const int64_t rows = p.quantized ? p.q.rows : p.f.rows;
+      const int64_t r0 = (tile - p.first_tile) * k->row_grain;
+      run_part(*k, p, act, r0, std::min(rows, r0 + k->row_grain), num_tokens * chunk / token_chunks,
+               num_tokens * (chunk + 1) / token_chunks);
+    }
+  }
+};
+
+void matmul_fast(std::span<const WeightView> weights, const float* x, int64_t num_tokens,
+                 std::span<float* const> ys, ThreadPool& pool) {
+  FastCall c;
+  c.k = &kernels_for(current_isa());
+  const KernelSet& k = *c.k;
+  c.x = x;
+  c.cols = weights[0].cols;
+  c.num_tokens = num_tokens;
+  c.layouts[0] = act_layout(c.cols, 16);
+  c.layouts[1] = act_layout(c.cols, 32);
+  c.num_parts = static_cast<int>(weights.size());
+  for (int i = 0; i < c.num_parts; ++i) {
+    const WeightView& w = weights[i];
+    Part& p = c.parts[i];
+    const auto* data = static_cast<const uint8_t*>(w.data);
+    QuantScheme scheme{};
+    p.quantized = quant_scheme(w.dtype, &scheme);
+    if (p.quantized) {
+      const int li = layout_index(scheme);
+      p.q = {w.dtype, scheme,     data, row_size(w.dtype, c.cols), w.rows, c.cols, c.layouts[li],
+             nullptr, num_tokens, ys[i]};
+      c.needed[li] = true;
+    } else {
+      p.f = {w.dtype, data, row_size(w.dtype, c.cols), w.rows, c.cols, x, num_tokens, ys[i]};
+    }
+    p.first_tile = c.num_tiles;
+    p.num_tiles = (w.rows + k.row_grain - 1) / k.row_grain;
+    c.num_tiles += p.num_tiles;
+  }
+  const FastCall* cp = &c;
+  if (num_tokens <= k.gemv_max_tokens) {
+    pool.parallel_for(c.num_tiles, [cp](int64_t b, int64_t e, int) { cp->gemv_tiles(b, e); });
     return;
   }
-  thread_local AlignedBuffer buffer;  // the calling thread's; workers only read it
-  uint8_t* act = buffer.get(act_bytes);
-  pool.parallel_for(num_tokens, [&](int64_t t0, int64_t t1, int) {
-    for (int64_t t = t0; t < t1; ++t) {
-      k.quantize_row(x + t * w.cols, job.act, k.lane_sums_always, act + t * job.act.row_bytes);
-    }
-  });
-  job.act_base = act;
-  run_split(
-      pool, w.rows, num_tokens, k.row_grain, k.gemv_max_tokens,
-      [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) { k.matmul_q(job, r0, r1, t0, t1); });
+  thread_local AlignedBuffer buffers[2];  // the calling thread's; workers only read them
+  for (int i = 0; i < 2; ++i) {
+    if (c.needed[i]) c.act[i] = buffers[i].get(c.layouts[i].row_bytes * num_tokens);
+  }
+  if (c.any_quantized()) {
+    pool.parallel_for(num_tokens, [cp](int64_t t0, int64_t t1, int) { cp->quantize(t0, t1); });
+  }
+  // With fewer tiles than threads, tokens are split too (chunks of at least 8 tokens, so every
+  // chunk still takes the many-token kernels and results do not depend on the split).
+  const int threads = pool.num_threads();
+  if (c.num_tiles < 2 * threads) {
+    c.token_chunks = std::max<int64_t>(
+        1,
+        std::min<int64_t>((2 * threads + c.num_tiles - 1) / c.num_tiles, (num_tokens + 15) / 16));
+  }
+  pool.parallel_for(c.num_tiles * c.token_chunks,
+                    [cp](int64_t b, int64_t e, int) { cp->tasks(b, e); });
+}
+
+void check_weight(const WeightView& w) {
+  const DTypeTraits& t = traits(w.dtype);
+  CVLLM_CHECK(w.rows >= 0 && w.cols >= 0, "matmul: negative size");
+  CVLLM_CHECK(w.cols % t.block_size == 0, "matmul: ", w.cols, " columns is not a whole number of ",
+              t.name, " blocks");
+  QuantScheme scheme{};
+  if (!quant_scheme(w.dtype, &scheme) && !is_float_dtype(w.dtype)) {
+    throw Error(cat("matmul: unsupported weight dtype ", t.name));
+  }
 }
 
 }  // namespace
 
-void matmul(const WeightView& w, const float* x, int64_t num_tokens, float* y, ThreadPool& pool,
-            MatmulPath path) {
-  const DTypeTraits& t = traits(w.dtype);
-  CVLLM_CHECK(w.rows >= 0 && w.cols >= 0 && num_tokens >= 0, "matmul: negative size");
-  CVLLM_CHECK(w.cols % t.block_size == 0, "matmul: ", w.cols, " columns is not a whole number of ",
-              t.name, " blocks");
-  QuantScheme scheme{};
-  const bool quantized = quant_scheme(w.dtype, &scheme);
-  if (!quantized && !is_float_dtype(w.dtype)) {
-    throw Error(cat("matmul: unsupported weight dtype ", t.name));
+void matmul_many(std::span<const WeightView> weights, const float* x, int64_t num_tokens,
+                 std::span<float* const> ys, ThreadPool& pool, MatmulPath path) {
+  CVLLM_CHECK(weights.size() == ys.size(), "matmul_many: ", weights.size(), " weights but ",
+              ys.size(), " outputs");
+  CVLLM_CHECK(weights.size() <= static_cast<size_t>(kMaxMatmulWeights), "matmul_many: at most ",
+              kMaxMatmulWeights, " weights");
+  CVLLM_CHECK(num_tokens >= 0, "matmul: negative num_tokens");
+  if (weights.empty()) return;
+  for (const WeightView& w : weights) {
+    check_weight(w);
+    CVLLM_CHECK(w.cols == weights[0].cols, "matmul_many: weights differ in cols (", w.cols, " vs ",
+                weights[0].cols, ")");
   }
-  if (num_tokens == 0 || w.rows == 0) return;
-  if (w.cols == 0) {
-    std::fill(y, y + num_tokens * w.rows, 0.0f);
+  if (num_tokens == 0) return;
+  int64_t total_rows = 0;
+  for (const WeightView& w : weights) total_rows += w.rows;
+  if (total_rows == 0) return;
+  if (weights[0].cols == 0) {
+    for (size_t i = 0; i < weights.size(); ++i) {
+      std::fill(ys[i], ys[i] + num_tokens * weights[i].rows, 0.0f);
+    }
     return;
   }
-  if (path == MatmulPath::kReference) return matmul_reference(w, x, num_tokens, y, pool);
-  const KernelSet& k = kernels_for(current_isa());
-  if (quantized) return matmul_fast_quant(w, scheme, x, num_tokens, y, pool, k);
-  FloatJob job{w.dtype,
-               static_cast<const uint8_t*>(w.data),
-               row_size(w.dtype, w.cols),
-               w.rows,
-               w.cols,
-               x,
-               num_tokens,
-               y};
-  run_split(
-      pool, w.rows, num_tokens, k.row_grain, k.gemv_max_tokens,
-      [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) { k.matmul_f(job, r0, r1, t0, t1); });
+  if (path == MatmulPath::kReference) {
+    for (size_t i = 0; i < weights.size(); ++i) {
+      if (weights[i].rows > 0) matmul_reference(weights[i], x, num_tokens, ys[i], pool);
+    }
+    return;
+  }
+  matmul_fast(weights, x, num_tokens, ys, pool);
+}
+
+void matmul(const WeightView& w, const float* x, int64_t num_tokens, float* y, ThreadPool& pool,
+            MatmulPath path) {
+  matmul_many(std::span<const WeightView>(&w, 1), x, num_tokens, std::span<float* const>(&y, 1),
+              pool, path);
 }
 
 }  // namespace cvllm::cpu

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 
 #include "kernels/cpu/cpu_features.h"
@@ -33,5 +34,14 @@ struct WeightView {
 // others throw cvllm::Error. num_tokens == 0 does nothing.
 void matmul(const WeightView& w, const float* x, int64_t num_tokens, float* y, ThreadPool& pool,
             MatmulPath path = MatmulPath::kFast);
+
+// Several weights with the same input (q/k/v, gate/up): ys[i][num_tokens, weights[i].rows] =
+// x · weights[i]^T. Same results as one matmul() per weight, but the activations are quantized
+// once and all rows are split over the threads in one pass (one synchronization instead of one
+// per weight, which matters for decode). All weights must have the same cols; at most
+// kMaxMatmulWeights of them.
+constexpr int kMaxMatmulWeights = 8;
+void matmul_many(std::span<const WeightView> weights, const float* x, int64_t num_tokens,
+                 std::span<float* const> ys, ThreadPool& pool, MatmulPath path = MatmulPath::kFast);
 
 }  // namespace cvllm::cpu
