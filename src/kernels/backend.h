@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,12 @@ class Backend {
   virtual void gather_rows(const Tensor& src, const std::vector<int32_t>& rows, Tensor& out) = 0;
   // y = x W^T (+ bias)   x: [T, in] f32; w: [out, in] any dtype; bias: [out] f32 or empty
   virtual void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
+  // ys[i] = x ws[i]^T for weights that share one input (q/k/v, gate/up), without bias. Backends
+  // may fuse them (one activation quantization and one parallel pass).
+  virtual void linear_many(const Tensor& x, std::span<const Tensor* const> ws,
+                           std::span<Tensor* const> ys) {
+    for (size_t i = 0; i < ws.size(); ++i) linear(x, *ws[i], nullptr, *ys[i]);
+  }
   virtual void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& y,
                         float weight_offset = 0.0f) = 0;
   // residual += x; y = rms_norm(residual)

@@ -87,15 +87,16 @@ Tensor LlamaForCausalLM::forward(ForwardContext& ctx) {
   for (size_t i = 0; i < layers_.size(); ++i) {
     DecoderLayer& layer = layers_[i];
     layer.input_layernorm.forward_residual(be, hidden, residual, normed);
-    layer.q_proj.forward(be, normed, q);
-    layer.k_proj.forward(be, normed, k);
-    layer.v_proj.forward(be, normed, v);
+    const Tensor* qkv_w[] = {&layer.q_proj.weight, &layer.k_proj.weight, &layer.v_proj.weight};
+    Tensor* qkv[] = {&q, &k, &v};
+    be.linear_many(normed, qkv_w, qkv);
     rotary_->forward(be, q, k, ctx.step);
     be.attention(q, k, v, ctx.kv_caches[i], ctx.step, attn_params_, attn);
     layer.o_proj.forward(be, attn, hidden);
     layer.post_attention_layernorm.forward_residual(be, hidden, residual, normed);
-    layer.gate_proj.forward(be, normed, gate);
-    layer.up_proj.forward(be, normed, up);
+    const Tensor* gate_up_w[] = {&layer.gate_proj.weight, &layer.up_proj.weight};
+    Tensor* gate_up[] = {&gate, &up};
+    be.linear_many(normed, gate_up_w, gate_up);
     be.silu_mul(gate, up, gate);
     layer.down_proj.forward(be, gate, hidden);
     if (ctx.dump) {  // the residual stream after this layer, as HF's hidden_states[i + 1]

@@ -1,10 +1,10 @@
 #include "util/thread_pool.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <exception>
-#include <utility>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -16,9 +16,23 @@
 namespace cvllm {
 namespace {
 
-// How long an idle worker spins before it sleeps. Long enough to bridge the gap between the
-// kernels of one forward pass, short enough not to burn a core between requests.
-constexpr auto kSpinDuration = std::chrono::microseconds(2000);
+// An idle worker spins (pausing) for a short while, then keeps polling but yields its core to
+// other runnable threads, then sleeps. The first phase bridges the gaps between the kernels of
+// one forward pass; the second keeps latency low without starving other processes.
+constexpr int kPauseSpins = 4096;
+constexpr auto kYieldDuration = std::chrono::milliseconds(2);
+
+// Waits until pred() holds, spinning then yielding. Used by the caller for the workers to finish.
+template <typename Pred>
+void spin_until(Pred&& pred) {
+  for (int i = 0; !pred(); ++i) {
+    if (i < kPauseSpins) {
+      CVLLM_CPU_RELAX();
+    } else {
+      sched_yield();
+    }
+  }
+}
 
 }  // namespace
 
@@ -49,11 +63,16 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
   while (true) {
-    auto spin_start = std::chrono::steady_clock::now();
     int spins = 0;
+    auto yield_start = std::chrono::steady_clock::time_point{};
     while (generation_.load(std::memory_order_acquire) == seen) {
-      CVLLM_CPU_RELAX();
-      if (++spins % 1024 == 0 && std::chrono::steady_clock::now() - spin_start > kSpinDuration) {
+      if (++spins < kPauseSpins) {
+        CVLLM_CPU_RELAX();
+        continue;
+      }
+      if (spins == kPauseSpins) yield_start = std::chrono::steady_clock::now();
+      sched_yield();
+      if (spins % 64 == 0 && std::chrono::steady_clock::now() - yield_start > kYieldDuration) {
         std::unique_lock<std::mutex> lock(mutex_);
         num_sleeping_.fetch_add(1);
         wake_.wait(lock, [&] { return generation_.load() != seen; });
@@ -73,7 +92,7 @@ void ThreadPool::worker_loop(int index) {
   }
 }
 
-void ThreadPool::run_on_all(const std::function<void(int)>& fn) {
+void ThreadPool::run_on_all(FunctionRef<void(int)> fn) {
   if (num_threads_ == 1) {
     fn(0);
     return;
@@ -92,14 +111,14 @@ void ThreadPool::run_on_all(const std::function<void(int)>& fn) {
   } catch (...) {
     error = std::current_exception();
   }
-  while (pending_.load(std::memory_order_acquire) != 0) CVLLM_CPU_RELAX();
+  spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; });
   job_ = nullptr;
-  if (!error && worker_error_) error = std::exchange(worker_error_, nullptr);
+  if (!error && worker_error_) error = worker_error_;
   worker_error_ = nullptr;
   if (error) std::rethrow_exception(error);
 }
 
-void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn,
+void ThreadPool::parallel_for(int64_t n, FunctionRef<void(int64_t, int64_t, int)> fn,
                               int64_t grain) {
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
@@ -109,14 +128,15 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n, 0);
     return;
   }
-  run_on_all([&](int t) {
+  auto body = [&](int t) {
     if (t >= workers) return;
     int64_t g0 = num_grains * t / workers;
     int64_t g1 = num_grains * (t + 1) / workers;
     int64_t begin = g0 * grain;
     int64_t end = std::min(n, g1 * grain);
     if (begin < end) fn(begin, end, t);
-  });
+  };
+  run_on_all(body);
 }
 
 }  // namespace cvllm

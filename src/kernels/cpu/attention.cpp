@@ -56,6 +56,9 @@ struct QueryTask {
 void write_kv_cache(const float* k, const float* v, void* k_cache, void* v_cache,
                     DType cache_dtype, const int64_t* slot_mapping, int64_t num_tokens,
                     int64_t num_kv_heads, int64_t head_size, ThreadPool* pool) {
+  // Any other dtype would otherwise be written as f16 bits.
+  CVLLM_CHECK(cache_dtype == DType::kF32 || cache_dtype == DType::kF16,
+              "KV cache dtype must be f32 or f16");
   int64_t row = num_kv_heads * head_size;
   for (int64_t t = 0; t < num_tokens; ++t) {
     int64_t slot = slot_mapping[t];

@@ -79,6 +79,27 @@ void CpuBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, Te
   }
 }
 
+void CpuBackend::linear_many(const Tensor& x, std::span<const Tensor* const> ws,
+                             std::span<Tensor* const> ys) {
+  check_f32(x, "linear input");
+  CVLLM_CHECK(ws.size() == ys.size() && ws.size() <= static_cast<size_t>(kMaxMatmulWeights),
+              "linear_many takes 1..", kMaxMatmulWeights, " weight/output pairs");
+  int64_t num_tokens = rows_of(x);
+  WeightView views[kMaxMatmulWeights];
+  float* outs[kMaxMatmulWeights];
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const Tensor& w = *ws[i];
+    CVLLM_CHECK(w.ndim() == 2 && x.dim(-1) == w.dim(1) && ys[i]->dim(-1) == w.dim(0) &&
+                    rows_of(*ys[i]) == num_tokens,
+                "linear_many shapes: x ", x.describe(), " w ", w.describe(), " y ", ys[i]->describe());
+    check_f32(*ys[i], "linear output");
+    views[i] = WeightView{w.data(), w.dtype(), w.dim(0), w.dim(1)};
+    outs[i] = ys[i]->data_as<float>();
+  }
+  matmul_many(std::span<const WeightView>(views, ws.size()), x.data_as<float>(), num_tokens,
+              std::span<float* const>(outs, ws.size()), pool_, matmul_path_);
+}
+
 void CpuBackend::rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& y,
                           float weight_offset) {
   check_f32(w, "norm weight");
@@ -101,6 +122,7 @@ void CpuBackend::layer_norm(const Tensor& x, const Tensor& w, const Tensor* bias
 
 void CpuBackend::rotary(Tensor& q, Tensor& k, const StepMetadata& step, const RopeParams& rope) {
   int64_t num_tokens = step.batch->num_tokens();
+  if (num_tokens == 0) return;  // nothing to rotate, and the head counts below would divide by 0
   int64_t num_heads = q.numel() / (num_tokens * rope.head_size);
   int64_t num_kv_heads = k.numel() / (num_tokens * rope.head_size);
   apply_rotary(q.data_as<float>(), k.data_as<float>(), step.batch->positions.data(), num_tokens,

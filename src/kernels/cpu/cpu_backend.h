@@ -28,6 +28,8 @@ class CpuBackend : public Backend {
   void embedding(const Tensor& table, const StepMetadata& step, Tensor& out) override;
   void gather_rows(const Tensor& src, const std::vector<int32_t>& rows, Tensor& out) override;
   void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override;
+  void linear_many(const Tensor& x, std::span<const Tensor* const> ws,
+                   std::span<Tensor* const> ys) override;
   void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& y,
                 float weight_offset) override;
   void add_rms_norm(const Tensor& x, Tensor& residual, const Tensor& w, float eps, Tensor& y,

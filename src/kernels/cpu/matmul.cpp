@@ -260,8 +260,7 @@ void matmul_f_scalar(const FloatJob& job, int64_t r0, int64_t r1, int64_t t0, in
 }  // namespace
 
 const KernelSet& scalar_kernels() {
-  static const KernelSet k{
-      quantize_act_row_scalar, matmul_q_scalar, matmul_f_scalar, 1, 1 << 30, false};
+  static const KernelSet k{quantize_act_row_scalar, matmul_q_scalar, matmul_f_scalar, 1, 4, false};
   return k;
 }
 

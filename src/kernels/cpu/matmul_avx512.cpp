@@ -4,9 +4,10 @@
 // Quantized weights (canonical form: matmul_internal.h):
 //  - GEMV (1..4 tokens): streams each weight row once. Per 64 elements one decode to u8 codes, and
 //    per token one vpdpbusd (16 lanes of 4-element dot products), one int->f32 conversion and one
-//    FMA with per-lane scales; the scales of a whole group of sub-blocks (16 legacy blocks, or one
-//    K-quant super-block) are decoded at once into a vector and multiplied by the activation
-//    scales there, then permuted into lanes.
+//    FMA with per-lane scales. Scales are handled a group of sub-blocks at a time (16 legacy
+//    blocks, or one K-quant super-block) as one vector multiplied by the activation scales, then
+//    permuted into lanes; legacy block scales are picked out of 16 rows at once beforehand.
+//    Software prefetch keeps enough DRAM reads in flight for one core.
 //  - GEMM (more tokens): a tile of 32 rows is decoded once into a row-interleaved layout (each
 //    64-byte vector holds 4 consecutive codes of 16 rows), then a 2x4 register-blocked micro-kernel
 //    runs vpdpbusd with one broadcast 4-byte activation group against 16 rows at a time, so each
@@ -31,7 +32,7 @@ namespace cvllm::cpu::internal {
 namespace {
 
 inline __mmask16 first_lanes16(int n) {
-  return n >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << n) - 1);
+  return n >= 16 ? 0xFFFF : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1);
 }
 
 inline int hsum_epi32_256(__m256i v) {
