@@ -56,7 +56,8 @@ struct AttentionParams {
   int64_t sliding_window = -1;
 };
 
-// One layer's paged KV cache: [num_blocks, block_size, num_kv_heads, head_size] each.
+// One layer's paged KV cache: num_blocks * block_size * num_kv_heads * head_size elements each, in
+// a layout the backend defines (allocated as [num_blocks, num_kv_heads, block_size, head_size]).
 struct KVCacheLayer {
   Tensor k;
   Tensor v;

@@ -21,7 +21,8 @@ ModelRunner::ModelRunner(CausalLM& model, Backend& backend, const RunnerConfig& 
   CVLLM_CHECK(config.num_kv_blocks >= 2, "need at least 2 KV blocks");
   for (int64_t i = 0; i < model.num_layers(); ++i) {
     KVCacheLayer layer;
-    std::vector<int64_t> shape = {config.num_kv_blocks, config.block_size, model.num_kv_heads(),
+    // The backend decides the layout inside (the CPU one transposes K within each block).
+    std::vector<int64_t> shape = {config.num_kv_blocks, model.num_kv_heads(), config.block_size,
                                   model.head_size()};
     layer.k = backend.alloc(config.kv_cache_dtype, shape);
     layer.v = backend.alloc(config.kv_cache_dtype, shape);

@@ -79,7 +79,7 @@ class ModelHarness {
     const int64_t num_blocks = (t + block_size - 1) / block_size + 2;
     std::vector<KVCacheLayer> caches;
     for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
-      std::vector<int64_t> shape = {num_blocks, block_size, config_.num_key_value_heads, config_.head_dim};
+      std::vector<int64_t> shape = {num_blocks, config_.num_key_value_heads, block_size, config_.head_dim};
       caches.push_back({backend_.alloc(DType::kF32, shape), backend_.alloc(DType::kF32, shape), block_size});
     }
     ForwardBatch batch;

@@ -265,6 +265,16 @@ AttentionShape shape_of(const Config& c) {
   return shape;
 }
 
+// Element i (= kv_head * head_size + e) of a slot's K / V in the CPU cache layout (attention.h).
+int64_t k_index(const Step& s, int64_t slot, int64_t i) {
+  return k_cache_index(slot, i / s.cfg.head_size, i % s.cfg.head_size, s.cfg.num_kv_heads,
+                       s.cfg.head_size, s.cfg.block_size);
+}
+int64_t v_index(const Step& s, int64_t slot, int64_t i) {
+  return v_cache_index(slot, i / s.cfg.head_size, i % s.cfg.head_size, s.cfg.num_kv_heads,
+                       s.cfg.head_size, s.cfg.block_size);
+}
+
 // Every slot of every request holds its token's K/V (rounded as the cache dtype rounds); every
 // other slot, the null block and the spare blocks included, was never written.
 void expect_cache_contents(const Step& s, CacheBuffer& k_cache, CacheBuffer& v_cache) {
@@ -276,8 +286,8 @@ void expect_cache_contents(const Step& s, CacheBuffer& k_cache, CacheBuffer& v_c
       const int64_t slot = s.slot_of(r, p);
       owned[slot] = true;
       for (int64_t i = 0; i < row; ++i) {
-        if (!k_cache.holds(slot * row + i, s.k_hist[r][p * row + i]) ||
-            !v_cache.holds(slot * row + i, s.v_hist[r][p * row + i])) {
+        if (!k_cache.holds(k_index(s, slot, i), s.k_hist[r][p * row + i]) ||
+            !v_cache.holds(v_index(s, slot, i), s.v_hist[r][p * row + i])) {
           ++bad;
         }
       }
@@ -286,7 +296,7 @@ void expect_cache_contents(const Step& s, CacheBuffer& k_cache, CacheBuffer& v_c
   for (size_t slot = 0; slot < owned.size(); ++slot) {
     if (owned[slot]) continue;
     for (int64_t i = 0; i < row; ++i) {
-      if (!k_cache.never_written(slot * row + i) || !v_cache.never_written(slot * row + i)) ++bad;
+      if (!k_cache.never_written(k_index(s, slot, i)) || !v_cache.never_written(v_index(s, slot, i))) ++bad;
     }
   }
   EXPECT_EQ(bad, 0) << "cache elements with the wrong contents";
@@ -302,10 +312,10 @@ void check_step(const Step& s) {
   CacheBuffer v_cache(c.cache_dtype, s.cache_elements());
   write_kv_cache(s.k_old.data(), s.v_old.data(), k_cache.data(), v_cache.data(), c.cache_dtype,
                  s.slots_old.data(), static_cast<int64_t>(s.slots_old.size()), c.num_kv_heads,
-                 c.head_size, &pool2());
+                 c.head_size, c.block_size, &pool2());
   write_kv_cache(s.k_new.data(), s.v_new.data(), k_cache.data(), v_cache.data(), c.cache_dtype,
                  s.slots_new.data(), static_cast<int64_t>(s.slots_new.size()), c.num_kv_heads,
-                 c.head_size, &pool1());
+                 c.head_size, c.block_size, &pool1());
   expect_cache_contents(s, k_cache, v_cache);
 
   const bool f16 = c.cache_dtype == DType::kF16;
@@ -412,7 +422,7 @@ TEST(PagedAttention, ChunkedPrefillEqualsWholePrefill) {
   std::vector<float> whole_out(seq_len * q_row), chunked_out(seq_len * q_row);
   write_kv_cache(whole.k_new.data(), whole.v_new.data(), k_cache.data(), v_cache.data(),
                  cfg.cache_dtype, whole.slots_new.data(), seq_len, cfg.num_kv_heads, cfg.head_size,
-                 nullptr);
+                 cfg.block_size, nullptr);
   paged_attention(whole.q.data(), k_cache.data(), v_cache.data(), cfg.cache_dtype, whole_out.data(),
                   whole.query_start_loc.data(), whole.seq_lens.data(), whole.block_table.data(),
                   whole.max_blocks_per_req, 1, shape_of(cfg), &pool2());
@@ -426,7 +436,7 @@ TEST(PagedAttention, ChunkedPrefillEqualsWholePrefill) {
     const int32_t seq = done + len;
     write_kv_cache(whole.k_new.data() + done * row, whole.v_new.data() + done * row, k2.data(),
                    v2.data(), cfg.cache_dtype, whole.slots_new.data() + done, len, cfg.num_kv_heads,
-                   cfg.head_size, nullptr);
+                   cfg.head_size, cfg.block_size, nullptr);
     paged_attention(whole.q.data() + done * q_row, k2.data(), v2.data(), cfg.cache_dtype,
                     chunked_out.data() + done * q_row, qsl, &seq, whole.block_table.data(),
                     whole.max_blocks_per_req, 1, shape_of(cfg), &pool1());
@@ -454,7 +464,7 @@ TEST(PagedAttention, RejectsUnsupportedCacheDtype) {
   const int64_t slot = 0;
   const int32_t qsl[2] = {0, 1}, seq_len = 1, block = 0;
   EXPECT_THROW(write_kv_cache(kv.data(), kv.data(), cache.data(), cache.data(), DType::kBF16, &slot,
-                              1, 1, 4, nullptr),
+                              1, 1, 4, 16, nullptr),
                Error);
   AttentionShape shape;
   shape.num_heads = shape.num_kv_heads = 1;
@@ -481,8 +491,8 @@ TEST(CpuBackendAttention, MixedBatchMatchesReference) {
       CacheBuffer v_mem(cfg.cache_dtype, s.cache_elements());
       write_kv_cache(s.k_old.data(), s.v_old.data(), k_mem.data(), v_mem.data(), cfg.cache_dtype,
                      s.slots_old.data(), static_cast<int64_t>(s.slots_old.size()), cfg.num_kv_heads,
-                     cfg.head_size, nullptr);
-      const std::vector<int64_t> cache_shape = {s.num_blocks, cfg.block_size, cfg.num_kv_heads,
+                     cfg.head_size, cfg.block_size, nullptr);
+      const std::vector<int64_t> cache_shape = {s.num_blocks, cfg.num_kv_heads, cfg.block_size,
                                                 cfg.head_size};
       KVCacheLayer cache;
       cache.k = Tensor::view(k_mem.data(), cfg.cache_dtype, cache_shape);

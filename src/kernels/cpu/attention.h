@@ -2,8 +2,11 @@
 // through its row of the block table. Prefill chunks and decode tokens of many requests ride in
 // one flat batch; attention is causal within each request's new tokens.
 //
-// Cache layout per layer: [num_blocks, block_size, num_kv_heads, head_size] (f32 or f16); token
-// slot s lives in block s / block_size at offset s % block_size.
+// Token slot s lives in block s / block_size at offset s % block_size. Per layer, in f32 or f16:
+//   K: [num_blocks, num_kv_heads, head_size, block_size]  (each block's keys transposed, so the
+//      same dimension of consecutive keys is contiguous: scores of 16 keys form one SIMD vector)
+//   V: [num_blocks, num_kv_heads, block_size, head_size]
+// Both hold num_blocks * block_size * num_kv_heads * head_size elements.
 #pragma once
 
 #include <cstdint>
@@ -16,10 +19,20 @@ class ThreadPool;
 
 namespace cvllm::cpu {
 
+// Element index of dimension e of kv_head's key / value at a slot, in the layout above.
+inline int64_t k_cache_index(int64_t slot, int64_t kv_head, int64_t e, int64_t num_kv_heads,
+                             int64_t head_size, int64_t block_size) {
+  return ((slot / block_size * num_kv_heads + kv_head) * head_size + e) * block_size + slot % block_size;
+}
+inline int64_t v_cache_index(int64_t slot, int64_t kv_head, int64_t e, int64_t num_kv_heads,
+                             int64_t head_size, int64_t block_size) {
+  return ((slot / block_size * num_kv_heads + kv_head) * block_size + slot % block_size) * head_size + e;
+}
+
 // k, v: [num_tokens, num_kv_heads, head_size]; slot_mapping: [num_tokens] (-1 = skip, e.g. padding)
 void write_kv_cache(const float* k, const float* v, void* k_cache, void* v_cache,
                     DType cache_dtype, const int64_t* slot_mapping, int64_t num_tokens,
-                    int64_t num_kv_heads, int64_t head_size, ThreadPool* pool);
+                    int64_t num_kv_heads, int64_t head_size, int64_t block_size, ThreadPool* pool);
 
 struct AttentionShape {
   int64_t num_heads = 0;

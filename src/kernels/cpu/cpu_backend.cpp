@@ -153,7 +153,7 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, KV
   const ForwardBatch& b = *step.batch;
   write_kv_cache(k.data_as<float>(), v.data_as<float>(), cache.k.data(), cache.v.data(),
                  cache.k.dtype(), b.slot_mapping.data(), b.num_tokens(), p.num_kv_heads,
-                 p.head_size, &pool_);
+                 p.head_size, cache.block_size, &pool_);
   AttentionShape shape;
   shape.num_heads = p.num_heads;
   shape.num_kv_heads = p.num_kv_heads;
