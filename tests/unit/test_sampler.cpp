@@ -159,14 +159,15 @@ TEST(SamplerDistribution, MatchesVllmMaskingOnRandomLogits) {
       p.top_p = c.p;
       p.min_p = c.min_p;
       Sampler::Candidates got = Sampler::sampling_candidates(logits.data(), vocab, p);
-      std::vector<double> as_float(logits.size());
       std::map<int32_t, double> want = vllm_distribution(std::vector<double>(raw.begin(), raw.end()), c.t, c.k, c.p, c.min_p);
       ASSERT_EQ(got.ids.size(), want.size()) << "vocab " << vocab << " t " << c.t << " k " << c.k
                                              << " p " << c.p << " min_p " << c.min_p;
       for (size_t i = 0; i < got.ids.size(); ++i) {
         ASSERT_TRUE(want.count(got.ids[i]));
         EXPECT_NEAR(got.probs[i], want[got.ids[i]], 1e-5);
-        if (i > 0) EXPECT_GE(got.probs[i - 1], got.probs[i]);
+        if (i > 0) {
+          EXPECT_GE(got.probs[i - 1], got.probs[i]);
+        }
       }
     }
   }

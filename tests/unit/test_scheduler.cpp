@@ -8,6 +8,7 @@
 
 #include "core/scheduler.h"
 #include "cvllm/errors.h"
+#include "util/error.h"
 
 namespace cvllm {
 namespace {
@@ -121,7 +122,7 @@ TEST(Scheduler, DecodesAndPrefillsShareAStep) {
 
 TEST(Scheduler, MaxNumSeqsLimitsRunning) {
   Harness h(config(2, 64), 64);
-  for (int i = 0; i < 4; ++i) h.add(make_request("r" + std::to_string(i), 3, 2, 100 + 10 * i));
+  for (int i = 0; i < 4; ++i) h.add(make_request(cat("r", i), 3, 2, 100 + 10 * i));
   SchedulerOutput s = h.step();
   EXPECT_EQ(s.num_scheduled_tokens.size(), 2u);
   EXPECT_EQ(h.scheduler.stats().num_waiting_reqs, 2);
@@ -307,11 +308,11 @@ TEST(Scheduler, RandomWorkloadKeepsInvariants) {
     for (int step = 0; step < 400; ++step) {
       if (next < 30 && rng() % 3 == 0) {
         int len = 1 + rng() % 40;
-        h.add(make_request("r" + std::to_string(next++), len, 1 + rng() % 20, 100 + rng() % 5 * 7));
+        h.add(make_request(cat("r", next++), len, 1 + rng() % 20, 100 + rng() % 5 * 7));
       }
       if (h.scheduler.has_unfinished_requests()) h.step(static_cast<int32_t>(10 + rng() % 50));
       if (rng() % 17 == 0 && next > 0) {
-        h.scheduler.finish_requests(std::vector<std::string>{"r" + std::to_string(rng() % next)}, RequestStatus::kFinishedAborted);
+        h.scheduler.finish_requests(std::vector<std::string>{cat("r", rng() % next)}, RequestStatus::kFinishedAborted);
         h.scheduler.check_invariants();
       }
     }
