@@ -83,6 +83,34 @@ TEST(LLM, ChunkedPrefillAndPrefixCachingDoNotChangeResults) {
 
 }
 
+// 64 mixed prompts (lengths 1..120, some sharing long prefixes): each prompt's greedy output is
+// the same alone and inside the batch, with prefix caching on and off and chunked prefill forced
+// small.
+TEST(LLM, BatchInvarianceAcross64MixedPrompts) {
+  std::mt19937 rng(11);
+  std::vector<Prompt> prompts;
+  std::vector<int32_t> shared = prompt_ids(70, 99);
+  for (int i = 0; i < 64; ++i) {
+    std::vector<int32_t> ids;
+    if (i % 4 == 0) ids.assign(shared.begin(), shared.begin() + 20 + rng() % 50);
+    for (int len = 1 + rng() % 60; len > 0; --len) ids.push_back(3 + rng() % 290);
+    prompts.emplace_back(ids);
+  }
+  SamplingParams p = greedy(10);
+  LLM alone_llm([] { EngineArgs a = tiny_args(); a.enable_prefix_caching = false; return a; }());
+  std::vector<std::vector<int32_t>> alone;
+  for (const Prompt& prompt : prompts) alone.push_back(alone_llm.generate(prompt, p, false)[0].outputs[0].token_ids);
+  for (bool caching : {true, false}) {
+    for (int budget : {4096, 13}) {
+      EngineArgs a = tiny_args();
+      a.enable_prefix_caching = caching;
+      a.max_num_batched_tokens = budget;
+      LLM llm(a);
+      EXPECT_EQ(generate_tokens(llm, prompts, p), alone) << "prefix caching " << caching << ", budget " << budget;
+    }
+  }
+}
+
 TEST(LLM, PreemptionUnderMemoryPressureGivesSameTokens) {
   std::vector<Prompt> prompts = varied_prompts(8);
   LLM roomy(tiny_args());

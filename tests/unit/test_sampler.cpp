@@ -193,6 +193,50 @@ TEST(SamplerDraws, FrequenciesFollowTheDistribution) {
   }
 }
 
+// Pearson's chi-square of seeded draws against the distribution the sampler says it draws from
+// (itself checked against vLLM's masking above), for each sampling option. Seeds are fixed, so
+// the test is deterministic; the bound is the 0.999 quantile for the degrees of freedom.
+TEST(SamplerDraws, ChiSquareForEachOption) {
+  std::vector<float> base = {2.0f, 1.5f, 1.0f, 0.5f, 0.0f, -0.5f, -1.0f, -2.0f};
+  struct Option { const char* name; double t; int k; double p; double min_p; };
+  const Option options[] = {{"temperature 0.7", 0.7, 0, 1.0, 0.0}, {"temperature 1.5", 1.5, 0, 1.0, 0.0},
+                            {"top_k 3", 1.0, 3, 1.0, 0.0},         {"top_p 0.8", 1.0, 0, 0.8, 0.0},
+                            {"min_p 0.2", 1.0, 0, 1.0, 0.2},        {"all", 0.9, 5, 0.9, 0.05}};
+  // 0.999 quantiles of chi-square for 1..7 degrees of freedom.
+  const double kCritical[] = {0.0, 10.83, 13.82, 16.27, 18.47, 20.52, 22.46, 24.32};
+  for (const Option& o : options) {
+    Fixture f;
+    f.params.temperature = o.t;
+    f.params.top_k = o.k;
+    f.params.top_p = o.p;
+    f.params.min_p = o.min_p;
+    f.generator.seed(2024);
+    std::vector<float> logits = base;
+    Sampler::Candidates want = Sampler::sampling_candidates(logits.data(), 8, f.params);
+    Sampler sampler(8);
+    SamplingState& s = f.make();
+    std::map<int32_t, int> counts;
+    constexpr int kDraws = 30000;
+    for (int i = 0; i < kDraws; ++i) {
+      std::vector<float> l = base;
+      SamplingState* rows[1] = {&s};
+      ++counts[sampler.sample(l.data(), rows, nullptr)[0].token_id];
+    }
+    double chi2 = 0.0;
+    for (size_t i = 0; i < want.ids.size(); ++i) {
+      double expected = want.probs[i] * kDraws;
+      double diff = counts[want.ids[i]] - expected;
+      chi2 += diff * diff / expected;
+      counts.erase(want.ids[i]);
+    }
+    EXPECT_TRUE(counts.empty()) << o.name << ": drew a token outside the allowed set";
+    size_t dof = want.ids.size() - 1;
+    if (dof > 0) {
+      EXPECT_LT(chi2, kCritical[dof]) << o.name << " (" << dof << " degrees of freedom)";
+    }
+  }
+}
+
 TEST(SamplerDraws, SeededGeneratorsReproduce) {
   auto draw = [](uint64_t seed) {
     Fixture f;

@@ -256,6 +256,24 @@ TEST(PrefixCache, DisabledNeverHits) {
   EXPECT_EQ(h.reqs["b"]->num_cached_tokens, 0);
 }
 
+TEST(PrefixCache, ParallelSamplingChildrenShareThePromptBlocks) {
+  // n = 4 children of one 40-token prompt arrive together: the first allocates 10 blocks and
+  // registers their hashes at once, so the others hit 9 of them in the same step (the last
+  // prompt token is always recomputed) and add one block each.
+  Harness h(config(8, 256), 64);
+  for (int i = 0; i < 4; ++i) h.add(make_request(cat(i, "_r"), 40, 2));
+  SchedulerOutput s = h.step();
+  EXPECT_EQ(s.num_scheduled_tokens.at("0_r"), 40);
+  for (int i = 1; i < 4; ++i) EXPECT_EQ(s.num_scheduled_tokens.at(cat(i, "_r")), 4);
+  EXPECT_EQ(63 - h.scheduler.kv_cache_manager().block_pool().num_free_blocks(), 10 + 3);
+  const auto& first = h.scheduler.kv_cache_manager().get_block_ids("0_r");
+  const auto& second = h.scheduler.kv_cache_manager().get_block_ids("1_r");
+  EXPECT_TRUE(std::equal(first.begin(), first.begin() + 9, second.begin()));
+  EXPECT_EQ(h.scheduler.kv_cache_manager().block_pool().block(first[0]).ref_cnt, 4);
+  h.run_to_completion();
+  EXPECT_EQ(h.scheduler.kv_cache_manager().block_pool().num_free_blocks(), 63);
+}
+
 TEST(BlockPool, EvictsLeastRecentlyFreedFirst) {
   BlockPool pool(5, true);
   std::vector<int> a = pool.get_new_blocks(2);
