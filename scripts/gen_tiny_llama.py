@@ -322,6 +322,12 @@ def write_gguf(path, v, weights, tokens, token_types, merges):
     writer.add_unk_token_id(0)
     writer.add_pad_token_id(2)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    if v.name == "q4_k":
+        # Author-recommended sampling defaults, as llama.cpp's converter writes them from
+        # generation_config.json: exercises generation_config="auto" (inference ignores them).
+        writer.add_float32("general.sampling.temp", 0.6)
+        writer.add_float32("general.sampling.top_p", 0.9)
+        writer.add_int32("general.sampling.top_k", 40)
     types = {}
     for name, x in weights.items():
         data, raw_dtype = encode_tensor(x, tensor_type(v, name))

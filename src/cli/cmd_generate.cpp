@@ -46,7 +46,9 @@ int run_generate(int argc, char** argv) {
   Flags flags(argc, argv, 2, values, bools);
 
   EngineArgs args = engine_args_from_flags(flags);
-  SamplingParams params;
+  LLM llm(args);
+  // The model's generation defaults, then what the flags say.
+  SamplingParams params = llm.get_default_sampling_params();
   if (auto v = flags.get_double("temperature")) params.temperature = *v;
   if (auto v = flags.get_double("top-p")) params.top_p = *v;
   if (auto v = flags.get_int("top-k")) params.top_k = static_cast<int>(*v);
@@ -62,14 +64,13 @@ int run_generate(int argc, char** argv) {
   params.stop = flags.get_all("stop");
   params.ignore_eos = flags.get_bool("ignore-eos");
   params.include_stop_str_in_output = flags.get_bool("include-stop-str-in-output");
-  params.validate();  // report bad flags before spending time loading the model
+  params.validate();
 
   std::vector<std::string> prompts = flags.get_all("prompt");
   if (prompts.empty()) {
     std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
     prompts.push_back(text);
   }
-  LLM llm(args);
   std::vector<RequestOutput> outputs = llm.generate(prompts, params, /*use_tqdm=*/false);
   if (flags.get_bool("output-json")) {
     nlohmann::json all = nlohmann::json::array();

@@ -5,7 +5,7 @@ namespace cvllm::cli {
 std::set<std::string> engine_value_flags() {
   return {"model", "tokenizer", "max-model-len", "max-num-seqs", "max-num-batched-tokens",
           "block-size", "seed", "num-threads", "cpu-kernels", "kv-cache-memory-bytes", "dtype",
-          "max-logprobs", "scheduling-policy"};
+          "max-logprobs", "scheduling-policy", "generation-config"};
 }
 
 std::set<std::string> engine_bool_flags() {
@@ -28,6 +28,7 @@ EngineArgs engine_args_from_flags(const Flags& f) {
   if (auto v = f.get("dtype")) a.dtype = *v;
   if (auto v = f.get_int("max-logprobs")) a.max_logprobs = static_cast<int>(*v);
   if (auto v = f.get("scheduling-policy")) a.scheduling_policy = *v;
+  if (auto v = f.get("generation-config")) a.generation_config = *v;
   a.enable_prefix_caching = f.get_bool("enable-prefix-caching", true);
   a.enable_chunked_prefill = f.get_bool("enable-chunked-prefill", true);
   a.skip_tokenizer_init = f.get_bool("skip-tokenizer-init", false);

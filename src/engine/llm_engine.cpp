@@ -84,6 +84,16 @@ LLMEngine::LLMEngine(const EngineArgs& args) : args_(args) {
     }
   }
   chat_template_ = gguf_->get_string("tokenizer.chat_template");
+  if (args.generation_config == "auto") {
+    generation_defaults_ = generation_defaults_from_gguf(*gguf_);
+    if (!generation_defaults_.empty()) {
+      LOG_WARNING("Default sampling parameters have been overridden by the model's generation "
+                  "config (", generation_defaults_.describe(), "). If this is not intended, pass "
+                  "--generation-config vllm.");
+    }
+  } else if (args.generation_config != "vllm") {
+    throw ValueError(cat("generation_config must be 'auto' or 'vllm', got '", args.generation_config, "'"));
+  }
 
   int derived_len = static_cast<int>(model_config_.max_position_embeddings);
   max_model_len_ = args.max_model_len.value_or(derived_len);

@@ -14,6 +14,7 @@
 #include "cvllm/llm.h"
 #include "cvllm/outputs.h"
 #include "cvllm/sampling_params.h"
+#include "loader/generation_config.h"
 #include "models/model_config.h"
 
 namespace cvllm {
@@ -42,7 +43,9 @@ class LLMEngine {
   const EngineArgs& args() const { return args_; }
   int max_model_len() const { return max_model_len_; }
   SchedulerStats scheduler_stats() const;
-  SamplingParams default_sampling_params() const { return SamplingParams{}; }
+  // vLLM's get_default_sampling_params: the model's generation defaults over vLLM's.
+  SamplingParams default_sampling_params() const { return generation_defaults_.apply_to(SamplingParams{}); }
+  const GenerationDefaults& generation_defaults() const { return generation_defaults_; }
   std::string model_path() const { return model_path_; }
   std::optional<std::string> chat_template() const { return chat_template_; }
   EngineCore& engine_core() { return *core_; }
@@ -65,6 +68,7 @@ class LLMEngine {
   std::optional<int32_t> eos_token_id_;
   std::vector<int32_t> extra_eos_token_ids_;
   std::optional<std::string> chat_template_;
+  GenerationDefaults generation_defaults_;
 };
 
 }  // namespace cvllm

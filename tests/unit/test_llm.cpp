@@ -312,6 +312,24 @@ TEST(LLMEngine, AbortFreesEverything) {
   EXPECT_DOUBLE_EQ(engine.scheduler_stats().kv_cache_usage, 0.0);
 }
 
+TEST(LLM, GenerationDefaultsComeFromTheModelUnlessTurnedOff) {
+  // tiny_llama_q4_k carries general.sampling.{temp, top_p, top_k} = 0.6, 0.9, 40.
+  EngineArgs a = tiny_args();
+  a.model = std::string(CVLLM_SOURCE_DIR) + "/tests/golden/data/tiny_llama_q4_k.gguf";
+  LLM with_defaults(a);
+  SamplingParams d = with_defaults.get_default_sampling_params();
+  EXPECT_NEAR(d.temperature, 0.6, 1e-6);
+  EXPECT_NEAR(d.top_p, 0.9, 1e-6);
+  EXPECT_EQ(d.top_k, 40);
+  EXPECT_EQ(d.max_tokens, 16);  // untouched fields keep vLLM's defaults
+  a.generation_config = "vllm";
+  LLM plain(a);
+  EXPECT_EQ(plain.get_default_sampling_params().temperature, 1.0);
+  EXPECT_EQ(plain.get_default_sampling_params().top_k, 0);
+  a.generation_config = "bogus";
+  EXPECT_THROW(LLM bad(a), ValueError);
+}
+
 TEST(LLM, TextPromptsUseTheModelTokenizer) {
   LLM llm(tiny_args());
   RequestOutput out = llm.generate("the quick brown fox", greedy(4), false)[0];
