@@ -14,6 +14,8 @@
 
 namespace cvllm {
 
+class ThreadPool;
+
 // Per-step batch in host memory, built by the model runner: all scheduled tokens of all requests,
 // flat, no padding.
 struct ForwardBatch {
@@ -104,6 +106,8 @@ class Backend {
   // q, out: [T, num_heads * head_size]; k, v: [T, num_kv_heads * head_size]
   virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, KVCacheLayer& cache,
                          const StepMetadata& step, const AttentionParams& params, Tensor& out) = 0;
+  // Threads for host-side work between forward passes (sampling); null when the backend has none.
+  virtual ThreadPool* host_pool() { return nullptr; }
   // Host copy of a device tensor (CPU: the same memory).
   virtual std::vector<float> to_host(const Tensor& t) = 0;
   virtual void synchronize() {}

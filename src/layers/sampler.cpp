@@ -5,6 +5,7 @@
 #include <limits>
 #include <numeric>
 
+#include "kernels/cpu/vec_math.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -13,10 +14,38 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
+// max and sum of exp(v - max) over a row, vectorized (the vocabulary is tens of thousands wide).
+CVLLM_VECTOR_CLONES
+float row_max(const float* v, int64_t n) {
+  cpu::v16f m = cpu::splat(kNegInf);
+  int64_t i = 0;
+  for (; i + cpu::kLanes <= n; i += cpu::kLanes) {
+    cpu::v16f x = cpu::load16(v + i);
+    m = x > m ? x : m;
+  }
+  float out = cpu::reduce_max(m);
+  for (; i < n; ++i) out = std::max(out, v[i]);
+  return out;
+}
+
+// out[i] = exp(v[i] - max) (out may alias v); returns their sum.
+CVLLM_VECTOR_CLONES
+double exp_shifted(const float* v, float max, float* out, int64_t n) {
+  cpu::v16f acc{};
+  int64_t i = 0;
+  for (; i + cpu::kLanes <= n; i += cpu::kLanes) {
+    cpu::v16f e = cpu::exp_nonpositive(cpu::load16(v + i) - max);
+    cpu::store16(out + i, e);
+    acc += e;
+  }
+  double sum = cpu::reduce_sum(acc);
+  for (; i < n; ++i) sum += out[i] = cpu::exp_nonpositive(v[i] - max);
+  return sum;
+}
+
 void log_softmax(const float* logits, float* out, int64_t n) {
-  float max_v = *std::max_element(logits, logits + n);
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(logits[i] - max_v));
+  float max_v = row_max(logits, n);
+  double sum = exp_shifted(logits, max_v, out, n);
   float log_sum = static_cast<float>(std::log(sum)) + max_v;
   for (int64_t i = 0; i < n; ++i) out[i] = logits[i] - log_sum;
 }
@@ -63,14 +92,10 @@ void apply_penalties(float* logits, const SamplingState& s) {
   }
 }
 
-// Softmax in place over the unmasked entries; returns nothing (masked stay 0).
+// Softmax in place; masked (-inf) entries become 0.
 void softmax_inplace(float* v, int64_t n) {
-  float max_v = *std::max_element(v, v + n);
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    v[i] = std::exp(v[i] - max_v);
-    sum += v[i];
-  }
+  float max_v = row_max(v, n);
+  double sum = exp_shifted(v, max_v, v, n);
   float inv = static_cast<float>(1.0 / sum);
   for (int64_t i = 0; i < n; ++i) v[i] *= inv;
 }
@@ -147,13 +172,20 @@ Sampler::Candidates Sampler::sampling_candidates(float* logits, int64_t n, const
   if (k < n) {
     cand = top_candidates(probs, n, k);
     for (int32_t i : cand) mass += probs[i];
+  } else if (!use_top_p) {
+    // Neither top-k nor top-p: every token with probability left is a candidate, in vocabulary
+    // order (the draw needs no sorting).
+    for (int64_t i = 0; i < n; ++i) {
+      if (probs[i] > 0.0f) cand.push_back(static_cast<int32_t>(i));
+    }
+    mass = total;
   } else {
     mass = total;
     for (int64_t count = std::min<int64_t>(n, 1024);; count = std::min<int64_t>(n, count * 8)) {
       cand = top_candidates(probs, n, count);
       double covered = 0.0;
       for (int32_t i : cand) covered += probs[i];
-      if (count == n || (use_top_p && covered >= p.top_p * total)) break;
+      if (count == n || covered >= p.top_p * total) break;
     }
   }
   // Top-p over the renormalized top-k set: keep the smallest prefix whose mass reaches top_p,
@@ -221,18 +253,9 @@ std::vector<SampleResult> Sampler::sample(float* logits, std::span<SamplingState
       results[r] = sample_row(logits + r * vocab_size_, *rows[r]);
     }
   };
-  // Rows with their own generator are independent; unseeded rows share the engine generator, so
-  // they are drawn in row order on one thread for reproducibility.
-  bool shared_generator = false;
-  for (size_t i = 0; i + 1 < rows.size() && !shared_generator; ++i) {
-    for (size_t j = i + 1; j < rows.size(); ++j) {
-      if (rows[i]->generator == rows[j]->generator && !rows[i]->params->is_greedy()) {
-        shared_generator = true;
-        break;
-      }
-    }
-  }
-  if (pool == nullptr || rows.size() < 2 || shared_generator) {
+  // Every row has its own generator (the runner seeds unseeded requests from the engine seed), so
+  // rows are independent and can be drawn in parallel.
+  if (pool == nullptr || rows.size() < 2) {
     run(0, static_cast<int64_t>(rows.size()), 0);
   } else {
     pool->parallel_for(static_cast<int64_t>(rows.size()), run);

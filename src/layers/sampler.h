@@ -25,7 +25,7 @@ struct SamplingState {
   std::unordered_map<int32_t, int> output_token_counts;  // for frequency/presence penalties
   std::vector<std::vector<int32_t>> bad_words_token_ids;
   std::vector<int32_t> min_tokens_stop_ids;  // EOS + stop_token_ids, masked until min_tokens
-  std::mt19937_64* generator = nullptr;      // per-request when seeded, else the engine's
+  std::mt19937_64* generator = nullptr;      // the request's own (seeded by it or by the engine)
 };
 
 struct SampleResult {
@@ -37,7 +37,7 @@ class Sampler {
  public:
   explicit Sampler(int64_t vocab_size) : vocab_size_(vocab_size) {}
 
-  // logits: [num_rows, vocab_size], modified in place.
+  // logits: [num_rows, vocab_size], modified in place. Rows are independent and may run on `pool`.
   std::vector<SampleResult> sample(float* logits, std::span<SamplingState* const> rows,
                                    ThreadPool* pool) const;
 
@@ -49,7 +49,8 @@ class Sampler {
   // Steps that edit logits: allowed_token_ids, bad words, min_tokens, logit_bias, penalties.
   static void apply_logits_processors(float* logits, int64_t vocab_size, const SamplingState& state);
   // The distribution a non-greedy request draws from (temperature, min_p, top-k, top-p), as
-  // candidate ids in descending probability with their renormalized probabilities.
+  // candidate ids with their renormalized probabilities: in descending probability when top-k or
+  // top-p is active, else in vocabulary order.
   struct Candidates {
     std::vector<int32_t> ids;
     std::vector<double> probs;  // sums to 1

@@ -42,12 +42,11 @@ void ModelRunner::add_request(const NewRequestData& data) {
   state->num_computed_tokens = data.num_computed_tokens;
   state->params = data.sampling_params;
   const SamplingParams& p = *state->params;
-  if (p.seed && *p.seed != -1) {
-    state->generator = std::make_unique<std::mt19937_64>(static_cast<uint64_t>(*p.seed));
-  }
+  uint64_t seed = p.seed && *p.seed != -1 ? static_cast<uint64_t>(*p.seed) : generator_();
+  state->generator = std::make_unique<std::mt19937_64>(seed);
   SamplingState& s = state->sampling;
   s.params = state->params.get();
-  s.generator = state->generator ? state->generator.get() : &generator_;
+  s.generator = state->generator.get();
   s.bad_words_token_ids = p.bad_words_token_ids;
   s.min_tokens_stop_ids = p.all_stop_token_ids;
   for (int32_t t : data.output_token_ids) ++s.output_token_counts[t];
@@ -172,7 +171,7 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
     const float* row = logits.data() + sample_rows[i] * vocab;
     sample_logits.insert(sample_logits.end(), row, row + vocab);
   }
-  std::vector<SampleResult> samples = sampler_.sample(sample_logits.data(), states, nullptr);
+  std::vector<SampleResult> samples = sampler_.sample(sample_logits.data(), states, backend_.host_pool());
 
   size_t next_sample = 0;
   for (size_t i = 0; i < order.size(); ++i) {

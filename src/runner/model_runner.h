@@ -49,7 +49,9 @@ class ModelRunner {
     std::vector<int> block_ids;
     int num_computed_tokens = 0;
     std::shared_ptr<const SamplingParams> params;
-    std::unique_ptr<std::mt19937_64> generator;  // when the request is seeded
+    // The request's RNG: from its seed, else seeded from the engine's generator when it arrives,
+    // so unseeded runs are reproducible for a given engine seed and arrival order.
+    std::unique_ptr<std::mt19937_64> generator;
     SamplingState sampling;
   };
 
@@ -65,7 +67,7 @@ class ModelRunner {
   Sampler sampler_;
   std::vector<KVCacheLayer> kv_caches_;
   std::unordered_map<std::string, std::unique_ptr<RequestState>> requests_;
-  std::mt19937_64 generator_;  // for unseeded requests, seeded from the engine seed
+  std::mt19937_64 generator_;  // seeds unseeded requests; itself seeded from the engine seed
 };
 
 }  // namespace cvllm

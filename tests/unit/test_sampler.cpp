@@ -165,8 +165,8 @@ TEST(SamplerDistribution, MatchesVllmMaskingOnRandomLogits) {
       for (size_t i = 0; i < got.ids.size(); ++i) {
         ASSERT_TRUE(want.count(got.ids[i]));
         EXPECT_NEAR(got.probs[i], want[got.ids[i]], 1e-5);
-        if (i > 0) {
-          EXPECT_GE(got.probs[i - 1], got.probs[i]);
+        if (i > 0 && (c.k > 0 || c.p < 1.0)) {
+          EXPECT_GE(got.probs[i - 1], got.probs[i]);  // sorted when top-k/top-p is active
         }
       }
     }

@@ -6,6 +6,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/vec_math.h"
 #include "tensor/half.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
@@ -20,11 +21,6 @@
 // The hot loops use GCC vector extensions (16 floats as one value); the item kernel is compiled
 // for AVX-512, AVX2 and baseline x86-64 and the best is picked at load time (target_clones).
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CVLLM_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CVLLM_VECTOR_CLONES
-#endif
 
 namespace cvllm::cpu {
 namespace {
@@ -33,60 +29,9 @@ constexpr int64_t kKeyChunk = 256;  // key positions per work item
 constexpr int64_t kTileRows = 32;   // target query rows (tokens x group heads) per work item
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// 16 floats / ints as one value: GCC vector extensions compile to one AVX-512 register, two AVX2
-// registers or four SSE registers depending on the clone, without per-ISA intrinsics.
-using v16f = float __attribute__((vector_size(64)));
-using v16i = int32_t __attribute__((vector_size(64)));
-constexpr int64_t kLanes = 16;
-
-inline v16f load16(const float* p) {
-  v16f v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-inline void store16(float* p, v16f v) { std::memcpy(p, &v, sizeof(v)); }
-inline v16f splat(float x) { return v16f{} + x; }
-
-// exp(x) for x <= 0 (x = -inf gives 0), ~2 ulp: x = n ln2 + r, e^r by a degree-7 polynomial,
-// 2^n through the exponent bits.
-inline v16f exp_nonpositive(v16f x) {
-  const v16f clamped = x < -87.0f ? splat(-87.0f) : x;
-  const v16f kRound = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  const v16f n = (clamped * 1.44269504088896341f + kRound) - kRound;
-  const v16f r = clamped - n * 0.693145751953125f - n * 1.428606765330187e-06f;
-  v16f p = splat(1.98412698e-4f);
-  p = p * r + 1.38888889e-3f;
-  p = p * r + 8.33333333e-3f;
-  p = p * r + 4.16666667e-2f;
-  p = p * r + 1.66666667e-1f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const v16i bits = (__builtin_convertvector(n, v16i) + 127) << 23;
-  v16f scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  const v16f e = p * scale;
-  return x < -87.0f ? v16f{} : e;
-}
-
-inline float exp_nonpositive(float x) { return exp_nonpositive(splat(x))[0]; }
-
-// Tree reductions over the 16 lanes (fixed shape: deterministic).
-inline float reduce_max(v16f v) {
-  float m = v[0];
-  for (int i = 1; i < kLanes; ++i) m = std::max(m, v[i]);
-  return m;
-}
-inline float reduce_sum(v16f v) {
-  float t[8];
-  for (int i = 0; i < 8; ++i) t[i] = v[i] + v[i + 8];
-  for (int i = 0; i < 4; ++i) t[i] = t[i] + t[i + 4];
-  return (t[0] + t[2]) + (t[1] + t[3]);
-}
-
 // acc[0..d) += sum_j w[j] * v[j][0..d), rows of v `d` apart. Chunks of 64 dimensions stay in four
 // registers across the keys, so the loop is bound by arithmetic, not store-to-load latency.
-inline void accumulate_values(float* acc, const float* w, const float* v, int64_t n, int64_t d) {
+CVLLM_VECTOR_INLINE void accumulate_values(float* acc, const float* w, const float* v, int64_t n, int64_t d) {
   int64_t e0 = 0;
   for (; e0 + 4 * kLanes <= d; e0 += 4 * kLanes) {
     v16f a0 = load16(acc + e0), a1 = load16(acc + e0 + 16), a2 = load16(acc + e0 + 32),
@@ -113,7 +58,7 @@ inline void accumulate_values(float* acc, const float* w, const float* v, int64_
 
 // Scores of 16 consecutive keys for one query row: q . K^T with K^T given as [d][kt_stride].
 // Four independent accumulators keep the FMA units busy.
-inline v16f score16(const float* q, const float* kt, int64_t kt_stride, int64_t d) {
+CVLLM_VECTOR_INLINE v16f score16(const float* q, const float* kt, int64_t kt_stride, int64_t d) {
   v16f p0{}, p1{}, p2{}, p3{};
   int64_t e = 0;
   for (; e + 4 <= d; e += 4) {

@@ -43,6 +43,7 @@ class CpuBackend : public Backend {
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, KVCacheLayer& cache,
                  const StepMetadata& step, const AttentionParams& params, Tensor& out) override;
   std::vector<float> to_host(const Tensor& t) override;
+  ThreadPool* host_pool() override { return &pool_; }
 
  private:
   ThreadPool pool_;
