@@ -237,35 +237,49 @@ std::shared_ptr<SamplingParams> LLMEngine::resolve_params(const SamplingParams& 
   return p;
 }
 
-void LLMEngine::add_request(const std::string& request_id, const Prompt& prompt,
-                            const SamplingParams& params, int priority) {
-  std::vector<int32_t> prompt_ids = tokenize_prompt(prompt, params);
-  std::shared_ptr<SamplingParams> resolved = resolve_params(params, static_cast<int>(prompt_ids.size()));
-  int prompt_len = static_cast<int>(prompt_ids.size());
-  int max_tokens = resolved->max_tokens.value_or(max_model_len_ - prompt_len);
-  max_tokens = std::max(max_tokens, 1);
+PreparedRequest LLMEngine::prepare_request(const std::string& request_id, const Prompt& prompt,
+                                           const SamplingParams& params, int priority) const {
+  PreparedRequest req;
+  req.request_id = request_id;
+  req.prompt_text = prompt.text();
+  req.prompt_token_ids = tokenize_prompt(prompt, params);
+  req.params = resolve_params(params, static_cast<int>(req.prompt_token_ids.size()));
+  req.priority = priority;
+  req.cache_salt = prompt.cache_salt;
+  int prompt_len = static_cast<int>(req.prompt_token_ids.size());
+  req.max_tokens = std::max(req.params->max_tokens.value_or(max_model_len_ - prompt_len), 1);
+  return req;
+}
 
+void LLMEngine::add_prepared(PreparedRequest req) {
+  const SamplingParams& resolved = *req.params;
   std::vector<std::string> child_ids;
   std::vector<std::shared_ptr<Request>> children;
   double now = monotonic_seconds();
-  for (int i = 0; i < resolved->n; ++i) {
-    std::string child_id = resolved->n == 1 ? request_id : cat(i, "_", request_id);
-    std::shared_ptr<const SamplingParams> child_params = resolved;
-    if (resolved->n > 1) {
+  for (int i = 0; i < resolved.n; ++i) {
+    std::string child_id = resolved.n == 1 ? req.request_id : cat(i, "_", req.request_id);
+    std::shared_ptr<const SamplingParams> child_params = req.params;
+    if (resolved.n > 1) {
       // Children sample independently; a seeded request gives child i the seed seed + i.
-      auto copy = std::make_shared<SamplingParams>(*resolved);
+      auto copy = std::make_shared<SamplingParams>(resolved);
       copy->n = 1;
       if (copy->seed && *copy->seed != -1) *copy->seed += i;
       child_params = copy;
     }
-    auto request = std::make_shared<Request>(child_id, prompt_ids, child_params, eos_token_id_, now,
-                                             priority, prompt.cache_salt);
-    request->max_tokens = max_tokens;
+    auto request = std::make_shared<Request>(child_id, req.prompt_token_ids, child_params,
+                                             eos_token_id_, now, req.priority, req.cache_salt);
+    request->max_tokens = req.max_tokens;
     child_ids.push_back(child_id);
     children.push_back(std::move(request));
   }
-  output_processor_->add_request(request_id, prompt.text(), prompt_ids, resolved, child_ids);
+  output_processor_->add_request(req.request_id, req.prompt_text, req.prompt_token_ids, req.params,
+                                 child_ids);
   for (auto& child : children) core_->add_request(std::move(child));
+}
+
+void LLMEngine::add_request(const std::string& request_id, const Prompt& prompt,
+                            const SamplingParams& params, int priority) {
+  add_prepared(prepare_request(request_id, prompt, params, priority));
 }
 
 void LLMEngine::abort_request(const std::vector<std::string>& request_ids) {

@@ -26,6 +26,17 @@ class GgufFile;
 class OutputProcessor;
 class Tokenizer;
 
+// A validated, tokenized request ready to enter the engine.
+struct PreparedRequest {
+  std::string request_id;
+  std::optional<std::string> prompt_text;
+  std::vector<int32_t> prompt_token_ids;
+  std::shared_ptr<SamplingParams> params;  // resolved: stop ids merged, bad words tokenized
+  int priority = 0;
+  std::string cache_salt;
+  int max_tokens = 16;
+};
+
 class LLMEngine {
  public:
   explicit LLMEngine(const EngineArgs& args);
@@ -34,6 +45,11 @@ class LLMEngine {
   // Throws ValueError for invalid parameters or prompts (too long, empty, out-of-vocab ids).
   void add_request(const std::string& request_id, const Prompt& prompt, const SamplingParams& params,
                    int priority = 0);
+  // add_request in two halves: prepare_request reads no mutable engine state, so any thread may
+  // call it while another runs step(); add_prepared must run on the engine's thread.
+  PreparedRequest prepare_request(const std::string& request_id, const Prompt& prompt,
+                                  const SamplingParams& params, int priority = 0) const;
+  void add_prepared(PreparedRequest request);
   void abort_request(const std::vector<std::string>& request_ids);
   std::vector<RequestOutput> step();
   bool has_unfinished_requests() const;
