@@ -1,6 +1,7 @@
 // cvllm public API: include this one header.
 #pragma once
 
+#include "cvllm/beam_search.h"
 #include "cvllm/engine_args.h"
 #include "cvllm/errors.h"
 #include "cvllm/llm.h"

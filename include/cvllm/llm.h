@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cvllm/beam_search.h"
 #include "cvllm/engine_args.h"
 #include "cvllm/outputs.h"
 #include "cvllm/sampling_params.h"
@@ -81,6 +82,14 @@ class LLM {
   std::vector<RequestOutput> generate(const PromptList& prompts,
                                       const std::vector<SamplingParams>& params,
                                       bool use_tqdm = true, const std::vector<int>& priority = {});
+
+  // Beam search (the seed's `llm.generate(prompt, BeamSearchParams(beam_width=5, max_tokens=50))`):
+  // one RequestOutput per prompt with beam_width completions, generated part only, best first.
+  std::vector<RequestOutput> generate(const PromptList& prompts, const BeamSearchParams& params,
+                                      bool use_tqdm = true);
+  // vLLM's LLM.beam_search: sequences carry prompt + generated tokens and the full decoded text.
+  std::vector<BeamSearchOutput> beam_search(const PromptList& prompts, const BeamSearchParams& params,
+                                            bool use_tqdm = false);
 
   // SamplingParams with the model's generation_config.json defaults applied (vLLM's
   // get_default_sampling_params).

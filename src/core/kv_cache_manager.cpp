@@ -74,6 +74,31 @@ void KVCacheManager::cache_full_blocks(Request& request, std::vector<int>& block
   num_cached = std::max(num_cached, num_full);
 }
 
+std::optional<std::optional<std::pair<int, int>>> KVCacheManager::fork(const Request& parent,
+                                                                        Request& child) {
+  const std::vector<int>& parent_blocks = get_block_ids(parent.request_id);
+  CVLLM_CHECK(!has_request(child.request_id), "fork target ", child.request_id, " already has blocks");
+  const int num_full = parent.num_computed_tokens / block_size_;
+  const bool partial = parent.num_computed_tokens % block_size_ != 0;
+  CVLLM_CHECK(static_cast<int>(parent_blocks.size()) >= num_full + (partial ? 1 : 0),
+              "parent ", parent.request_id, " lacks blocks for its computed tokens");
+  std::optional<std::pair<int, int>> copy;
+  std::vector<int> child_blocks(parent_blocks.begin(), parent_blocks.begin() + num_full);
+  if (partial) {
+    if (pool_.num_free_blocks() < 1) return std::nullopt;
+    int dst = pool_.get_new_blocks(1)[0];
+    copy = std::make_pair(parent_blocks[num_full], dst);
+    child_blocks.push_back(dst);
+  }
+  pool_.touch(std::vector<int>(parent_blocks.begin(), parent_blocks.begin() + num_full));
+  req_to_blocks_[child.request_id] = std::move(child_blocks);
+  auto cached = num_cached_blocks_.find(parent.request_id);
+  if (cached != num_cached_blocks_.end()) {
+    num_cached_blocks_[child.request_id] = std::min(cached->second, num_full);
+  }
+  return copy;
+}
+
 void KVCacheManager::free(const Request& request) {
   auto it = req_to_blocks_.find(request.request_id);
   if (it == req_to_blocks_.end()) return;

@@ -43,6 +43,12 @@ class KVCacheManager {
   std::optional<std::vector<int>> allocate_slots(Request& request, int num_new_tokens,
                                                  const ComputedBlocks& new_computed = {});
 
+  // Gives `child` (same tokens as `parent`, nothing computed beyond it) the parent's KV: full blocks
+  // are shared (one more reference each); a partially filled last block is copied into a fresh
+  // block, returned as (src, dst) for the runner to copy before its next forward. nullopt (and
+  // nothing changes) when no block is free for the copy.
+  std::optional<std::optional<std::pair<int, int>>> fork(const Request& parent, Request& child);
+
   // Releases the request's blocks (tail first, so the end of a sequence is evicted first).
   void free(const Request& request);
 

@@ -62,6 +62,11 @@ struct Request {
   // Hashes of the full blocks of all_token_ids, computed by the KV-cache manager as blocks fill.
   std::vector<BlockHash> block_hashes;
   bool skip_reading_prefix_cache = false;  // prompt logprobs need every prompt position computed
+  // Beam search: the engine, not the sampler, picks each next token. The model's logprobs for the
+  // last position are reported and the request waits (caught up) until append_token/fork_request.
+  bool tokens_from_engine = false;
+  // Tokens appended by the engine since the runner last heard of this request.
+  std::vector<int32_t> unsent_engine_tokens;
 };
 
 }  // namespace cvllm

@@ -17,10 +17,11 @@ namespace cvllm {
 struct NewRequestData {
   std::string request_id;
   std::vector<int32_t> prompt_token_ids;
-  std::vector<int32_t> output_token_ids;  // non-empty when resumed after preemption
+  std::vector<int32_t> output_token_ids;  // non-empty when resumed after preemption or forked
   std::shared_ptr<const SamplingParams> sampling_params;
   std::vector<int> block_ids;
   int num_computed_tokens = 0;  // includes prefix-cache hits
+  bool tokens_from_engine = false;  // beam search: do not append sampled tokens
 };
 
 // A request the runner already holds: only what changed.
@@ -28,6 +29,7 @@ struct CachedRequestData {
   std::string request_id;
   std::vector<int> new_block_ids;
   int num_computed_tokens = 0;
+  std::vector<int32_t> new_token_ids;  // appended by the engine (beam search), not sampled
 };
 
 struct SchedulerOutput {
@@ -38,6 +40,9 @@ struct SchedulerOutput {
   // Requests that finished or were preempted since the last step: the runner drops their state.
   std::vector<std::string> finished_req_ids;
   std::vector<std::string> preempted_req_ids;
+  // KV blocks to copy (src, dst) before the forward pass: copy-on-write of a partially filled
+  // block when a beam forks.
+  std::vector<std::pair<int, int>> blocks_to_copy;
 
   bool empty() const { return total_num_scheduled_tokens == 0; }
 };

@@ -49,6 +49,9 @@ void Scheduler::preempt(const std::shared_ptr<Request>& request) {
   kv_.free(*request);
   num_blocks_sent_.erase(request->request_id);
   request->status = RequestStatus::kPreempted;
+  request->unsent_engine_tokens.clear();
+  auto unsent = std::find(unsent_new_.begin(), unsent_new_.end(), request->request_id);
+  if (unsent != unsent_new_.end()) unsent_new_.erase(unsent);
   request->num_computed_tokens = 0;
   ++request->num_preemptions;
   ++num_preemptions_;
@@ -59,7 +62,9 @@ bool Scheduler::schedule_running(SchedulerOutput& out, int& token_budget,
                                  std::vector<std::shared_ptr<Request>>& scheduled_running,
                                  std::vector<std::shared_ptr<Request>>& preempted) {
   size_t index = 0;
-  while (index < running_.size() && token_budget > 0) {
+  // Beams given a token by the engine can outnumber max_num_seqs; the rest run next step.
+  while (index < running_.size() && token_budget > 0 &&
+         static_cast<int>(scheduled_running.size()) < config_.max_num_seqs) {
     std::shared_ptr<Request> request = running_[index];
     int num_new_tokens = request->num_tokens() - request->num_computed_tokens;
     num_new_tokens = std::min(num_new_tokens, token_budget);
@@ -93,8 +98,10 @@ bool Scheduler::schedule_running(SchedulerOutput& out, int& token_budget,
 
 void Scheduler::schedule_waiting(SchedulerOutput& out, int& token_budget,
                                  std::vector<std::shared_ptr<Request>>& scheduled_new) {
-  while (!waiting_.empty() && token_budget > 0 &&
-         static_cast<int>(running_.size()) < config_.max_num_seqs) {
+  int active = num_active_running();
+  int scheduled = static_cast<int>(out.num_scheduled_tokens.size());
+  while (!waiting_.empty() && token_budget > 0 && active < config_.max_num_seqs &&
+         scheduled < config_.max_num_seqs) {
     std::shared_ptr<Request> request = peek_next_waiting();
     ComputedBlocks computed;
     if (request->num_computed_tokens == 0) computed = kv_.get_computed_blocks(*request);
@@ -110,6 +117,8 @@ void Scheduler::schedule_waiting(SchedulerOutput& out, int& token_budget,
     request->num_computed_tokens += computed.num_tokens;
     request->status = RequestStatus::kRunning;
     running_.push_back(request);
+    ++active;
+    ++scheduled;
     scheduled_new.push_back(request);
     out.num_scheduled_tokens[request->request_id] = num_new_tokens;
     token_budget -= num_new_tokens;
@@ -123,6 +132,21 @@ SchedulerOutput Scheduler::schedule() {
   // New requests are not admitted in a step that had to preempt: memory is short.
   if (schedule_running(out, token_budget, scheduled_running, preempted)) {
     schedule_waiting(out, token_budget, scheduled_new);
+    // Beams waiting for their group hold KV blocks without running; when they starve the waiting
+    // queue (a preempted beam of the same group, say), they give their blocks back one by one.
+    while (out.num_scheduled_tokens.empty() && !waiting_.empty()) {
+      auto idle = std::find_if(running_.rbegin(), running_.rend(), [](const auto& r) {
+        return r->tokens_from_engine && r->num_computed_tokens == r->num_tokens();
+      });
+      if (idle == running_.rend()) break;
+      std::shared_ptr<Request> victim = *idle;
+      preempt(victim);
+      // Behind the requests it makes room for (preempt() queued it first).
+      waiting_.pop_front();
+      waiting_.push_back(victim);
+      preempted.push_back(victim);
+      schedule_waiting(out, token_budget, scheduled_new);
+    }
   }
   for (const auto& request : scheduled_new) {
     NewRequestData data;
@@ -132,10 +156,28 @@ SchedulerOutput Scheduler::schedule() {
     data.sampling_params = request->sampling_params;
     data.block_ids = kv_.get_block_ids(request->request_id);
     data.num_computed_tokens = request->num_computed_tokens;
+    data.tokens_from_engine = request->tokens_from_engine;
+    request->unsent_engine_tokens.clear();
     num_blocks_sent_[request->request_id] = data.block_ids.size();
     out.scheduled_new_reqs.push_back(std::move(data));
   }
   for (const auto& request : scheduled_running) {
+    auto unsent = std::find(unsent_new_.begin(), unsent_new_.end(), request->request_id);
+    if (unsent != unsent_new_.end()) {  // a fork: the runner builds it from scratch
+      unsent_new_.erase(unsent);
+      NewRequestData data;
+      data.request_id = request->request_id;
+      data.prompt_token_ids = request->prompt_token_ids;
+      data.output_token_ids = request->output_token_ids;
+      data.sampling_params = request->sampling_params;
+      data.block_ids = kv_.get_block_ids(request->request_id);
+      data.num_computed_tokens = request->num_computed_tokens;
+      data.tokens_from_engine = request->tokens_from_engine;
+      num_blocks_sent_[request->request_id] = data.block_ids.size();
+      request->unsent_engine_tokens.clear();
+      out.scheduled_new_reqs.push_back(std::move(data));
+      continue;
+    }
     CachedRequestData data;
     data.request_id = request->request_id;
     const std::vector<int>& blocks = kv_.get_block_ids(request->request_id);
@@ -143,6 +185,8 @@ SchedulerOutput Scheduler::schedule() {
     size_t& sent = num_blocks_sent_[request->request_id];
     data.new_block_ids.assign(blocks.begin() + std::min(sent, blocks.size()), blocks.end());
     sent = blocks.size();
+    data.new_token_ids = std::move(request->unsent_engine_tokens);
+    request->unsent_engine_tokens.clear();
     data.num_computed_tokens = request->num_computed_tokens;
     out.scheduled_cached_reqs.push_back(std::move(data));
   }
@@ -150,14 +194,16 @@ SchedulerOutput Scheduler::schedule() {
   for (const auto& request : preempted) out.preempted_req_ids.push_back(request->request_id);
   out.finished_req_ids = std::move(finished_req_ids_);
   finished_req_ids_.clear();
+  out.blocks_to_copy = std::move(blocks_to_copy_);
+  blocks_to_copy_.clear();
 
   // Advance progress now: the next schedule() sees these tokens as computed.
   for (const auto& [id, n] : out.num_scheduled_tokens) requests_.at(id)->num_computed_tokens += n;
 
   CVLLM_CHECK(out.total_num_scheduled_tokens <= config_.max_num_batched_tokens,
               "scheduled more tokens than the budget");
-  CVLLM_CHECK(static_cast<int>(running_.size()) <= config_.max_num_seqs,
-              "more running requests than max_num_seqs");
+  CVLLM_CHECK(static_cast<int>(out.num_scheduled_tokens.size()) <= config_.max_num_seqs,
+              "scheduled more requests than max_num_seqs");
   return out;
 }
 
@@ -206,6 +252,14 @@ std::vector<EngineCoreOutput> Scheduler::update_from_output(const SchedulerOutpu
     auto prompt_it = output.prompt_logprobs.find(request->request_id);
     if (prompt_it != output.prompt_logprobs.end()) core_out.new_prompt_logprobs = prompt_it->second;
     const std::vector<int32_t>& sampled = output.sampled_token_ids[i];
+    if (request->tokens_from_engine) {
+      // Beam search: report the step's logprobs; the engine appends the chosen token.
+      if (!sampled.empty() && i < output.logprobs.size()) core_out.new_logprobs = output.logprobs[i];
+      if (!core_out.new_logprobs.empty() || !core_out.new_prompt_logprobs.empty()) {
+        outputs.push_back(std::move(core_out));
+      }
+      continue;
+    }
     for (size_t j = 0; j < sampled.size(); ++j) {
       request->append_output_token(sampled[j]);
       core_out.new_token_ids.push_back(sampled[j]);
@@ -231,6 +285,55 @@ std::vector<EngineCoreOutput> Scheduler::update_from_output(const SchedulerOutpu
   return outputs;
 }
 
+bool Scheduler::append_token(const std::string& request_id, int32_t token) {
+  std::shared_ptr<Request> request = requests_.at(request_id);
+  const bool running = request->status == RequestStatus::kRunning;
+  CVLLM_CHECK(request->tokens_from_engine && (!running || request->num_computed_tokens == request->num_tokens()),
+              "append_token: request ", request_id, " is not waiting for an engine token");
+  request->append_output_token(token);
+  // A preempted beam is rebuilt in full when it runs again; a running one hears of the token.
+  if (running) request->unsent_engine_tokens.push_back(token);
+  if (request->num_tokens() >= config_.max_model_len || request->num_output_tokens() >= request->max_tokens) {
+    finish_requests({request_id}, RequestStatus::kFinishedLengthCapped);
+    return true;
+  }
+  return false;
+}
+
+bool Scheduler::fork_request(const std::string& parent_id, const std::string& child_id, int32_t token) {
+  std::shared_ptr<Request> parent = requests_.at(parent_id);
+  const bool parent_running = parent->status == RequestStatus::kRunning;
+  CVLLM_CHECK(parent->tokens_from_engine && (!parent_running || parent->num_computed_tokens == parent->num_tokens()),
+              "fork_request: parent ", parent_id, " is not a beam waiting for a token");
+  CVLLM_CHECK(!requests_.count(child_id), "duplicate request id ", child_id);
+  auto child = std::make_shared<Request>(*parent);
+  child->request_id = child_id;
+  child->unsent_engine_tokens.clear();
+  child->num_preemptions = 0;
+  if (!parent_running || num_active_running() >= config_.max_num_seqs) {
+    // No room to run it now (or no KV to share): it waits like a preempted request, holding no blocks, and is
+    // recomputed (mostly from the prefix cache) when scheduled.
+    child->num_computed_tokens = 0;
+    child->status = RequestStatus::kPreempted;
+    child->append_output_token(token);
+    bool capped = child->num_tokens() >= config_.max_model_len ||
+                  child->num_output_tokens() >= child->max_tokens;
+    if (!capped) {  // a capped child would end at once: it never starts
+      requests_[child_id] = child;
+      waiting_.push_front(child);
+    }
+    return true;
+  }
+  std::optional<std::optional<std::pair<int, int>>> copy = kv_.fork(*parent, *child);
+  if (!copy) return false;
+  if (*copy) blocks_to_copy_.push_back(**copy);
+  requests_[child_id] = child;
+  running_.insert(std::find(running_.begin(), running_.end(), parent) + 1, child);
+  unsent_new_.push_back(child_id);
+  append_token(child_id, token);
+  return true;
+}
+
 void Scheduler::finish_requests(const std::vector<std::string>& request_ids, RequestStatus status) {
   CVLLM_CHECK(is_finished(status), "finish_requests needs a finished status");
   for (const std::string& id : request_ids) {
@@ -243,6 +346,8 @@ void Scheduler::finish_requests(const std::vector<std::string>& request_ids, Req
       waiting_.erase(std::find(waiting_.begin(), waiting_.end(), request));
     }
     request->status = status;
+    auto unsent = std::find(unsent_new_.begin(), unsent_new_.end(), id);
+    if (unsent != unsent_new_.end()) unsent_new_.erase(unsent);
     free_request(request);
   }
 }
@@ -257,9 +362,18 @@ SchedulerStats Scheduler::stats() const {
   return s;
 }
 
+int Scheduler::num_active_running() const {
+  int n = 0;
+  for (const auto& r : running_) {
+    // A beam that computed everything and waits for the engine's token needs no seat.
+    if (!(r->tokens_from_engine && r->num_computed_tokens == r->num_tokens())) ++n;
+  }
+  return n;
+}
+
 void Scheduler::check_invariants() const {
   kv_.block_pool().check_invariants();
-  CVLLM_CHECK(static_cast<int>(running_.size()) <= config_.max_num_seqs, "too many running");
+  CVLLM_CHECK(num_active_running() <= config_.max_num_seqs, "too many running");
   CVLLM_CHECK(running_.size() + waiting_.size() == requests_.size(),
               "request table out of sync with the queues");
   int bs = kv_.block_size();

@@ -66,6 +66,16 @@ class Scheduler {
   std::vector<EngineCoreOutput> update_from_output(const SchedulerOutput& scheduled,
                                                    const ModelRunnerOutput& output);
 
+  // Beam search (requests with tokens_from_engine, waiting caught up after a step):
+  // appends the token the engine chose; returns true when that finished the request (length
+  // limits), which frees it.
+  bool append_token(const std::string& request_id, int32_t token);
+  // Starts `child_id` as a copy of `parent_id` (same tokens, its KV shared block by block,
+  // copy-on-write of a partial last block) continued by `token`. False when the KV cache has no
+  // block for the copy; nothing changes then.
+  bool fork_request(const std::string& parent_id, const std::string& child_id, int32_t token);
+
+  bool has_request(const std::string& request_id) const { return requests_.count(request_id) > 0; }
   bool has_unfinished_requests() const { return !running_.empty() || !waiting_.empty(); }
   int num_unfinished_requests() const { return static_cast<int>(running_.size() + waiting_.size()); }
   SchedulerStats stats() const;
@@ -82,6 +92,8 @@ class Scheduler {
                         std::vector<std::shared_ptr<Request>>& preempted);
   void schedule_waiting(SchedulerOutput& out, int& token_budget,
                         std::vector<std::shared_ptr<Request>>& scheduled_new);
+  // Running requests that occupy a seat of max_num_seqs (idle beams waiting for a token do not).
+  int num_active_running() const;
   std::shared_ptr<Request> pick_preemption_victim();
   void preempt(const std::shared_ptr<Request>& request);
   std::shared_ptr<Request> pop_next_waiting();
@@ -96,6 +108,8 @@ class Scheduler {
   std::vector<std::shared_ptr<Request>> running_;
   std::vector<std::string> finished_req_ids_;  // since the last schedule()
   std::unordered_map<std::string, size_t> num_blocks_sent_;  // block ids the runner already has
+  std::vector<std::string> unsent_new_;  // running requests the runner has not seen (forks)
+  std::vector<std::pair<int, int>> blocks_to_copy_;  // since the last schedule()
   int64_t num_preemptions_ = 0;
 };
 

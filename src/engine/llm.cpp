@@ -1,10 +1,12 @@
 #include "cvllm/llm.h"
 
 #include <algorithm>
+#include <span>
 #include <string>
 
 #include "engine/llm_engine.h"
 #include "engine/progress_bar.h"
+#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
 namespace cvllm {
@@ -27,6 +29,104 @@ std::vector<RequestOutput> LLM::generate(const PromptList& prompts, const Sampli
                                          bool use_tqdm) {
   std::vector<SamplingParams> all(prompts.prompts().size(), params);
   return generate(prompts, all, use_tqdm);
+}
+
+namespace {
+
+// Runs every prompt's beam search in one engine and returns the results in input order.
+std::vector<BeamSearchResult> run_beam_searches(LLMEngine& engine, const std::vector<Prompt>& prompts,
+                                                const BeamSearchParams& params, bool use_tqdm,
+                                                int64_t& next_request_id) {
+  params.validate();
+  std::vector<std::string> ids;
+  try {
+    for (const Prompt& prompt : prompts) {
+      std::string id = std::to_string(next_request_id++);
+      engine.add_beam_search_request(id, prompt, params);
+      ids.push_back(id);
+    }
+  } catch (...) {
+    engine.abort_request(ids);
+    throw;
+  }
+  ProgressBar bar(static_cast<int64_t>(prompts.size()), use_tqdm);
+  std::vector<BeamSearchResult> results;
+  while (engine.has_unfinished_requests()) {
+    engine.step();
+    for (BeamSearchResult& r : engine.take_finished_beam_searches()) results.push_back(std::move(r));
+    bar.update(static_cast<int64_t>(results.size()), 0, 0);
+  }
+  for (BeamSearchResult& r : engine.take_finished_beam_searches()) results.push_back(std::move(r));
+  bar.close();
+  std::sort(results.begin(), results.end(), [](const BeamSearchResult& a, const BeamSearchResult& b) {
+    return std::stoll(a.request_id) < std::stoll(b.request_id);
+  });
+  return results;
+}
+
+std::string decode_or_empty(const LLMEngine& engine, std::span<const int32_t> ids, bool skip_special) {
+  return engine.tokenizer() ? engine.tokenizer()->decode(ids, skip_special) : std::string();
+}
+
+}  // namespace
+
+std::vector<BeamSearchOutput> LLM::beam_search(const PromptList& prompts,
+                                               const BeamSearchParams& params, bool use_tqdm) {
+  std::vector<BeamSearchOutput> outputs;
+  for (BeamSearchResult& r : run_beam_searches(*engine_, prompts.prompts(), params, use_tqdm, next_request_id_)) {
+    BeamSearchOutput out;
+    for (BeamSearchResult::Beam& b : r.beams) {
+      BeamSearchSequence seq;
+      seq.text = decode_or_empty(*engine_, b.tokens, /*skip_special=*/false);
+      seq.tokens = std::move(b.tokens);
+      seq.cum_logprob = b.cum_logprob;
+      for (const TokenLogprobs& lp : b.logprobs) {
+        PositionLogprobs pos = {{lp.sampled_token_id, Logprob{lp.sampled_logprob, lp.sampled_rank, std::nullopt}}};
+        for (size_t i = 0; i < lp.top_ids.size(); ++i) {
+          if (lp.top_ids[i] != lp.sampled_token_id) {
+            pos.push_back({lp.top_ids[i], Logprob{lp.top_logprobs[i], static_cast<int>(i) + 1, std::nullopt}});
+          }
+        }
+        seq.logprobs.push_back(std::move(pos));
+      }
+      out.sequences.push_back(std::move(seq));
+    }
+    outputs.push_back(std::move(out));
+  }
+  return outputs;
+}
+
+std::vector<RequestOutput> LLM::generate(const PromptList& prompts, const BeamSearchParams& params,
+                                         bool use_tqdm) {
+  std::vector<RequestOutput> outputs;
+  for (BeamSearchResult& r : run_beam_searches(*engine_, prompts.prompts(), params, use_tqdm, next_request_id_)) {
+    RequestOutput ro;
+    ro.request_id = r.request_id;
+    ro.prompt = r.prompt;
+    ro.prompt_token_ids = r.prompt_token_ids;
+    ro.finished = true;
+    for (size_t i = 0; i < r.beams.size(); ++i) {
+      BeamSearchResult::Beam& b = r.beams[i];
+      CompletionOutput c;
+      c.index = static_cast<int>(i);
+      c.token_ids.assign(b.tokens.begin() + static_cast<std::ptrdiff_t>(r.prompt_token_ids.size()), b.tokens.end());
+      // Like vLLM's server: EOS stays out of the text (and out of the ids unless asked).
+      std::vector<int32_t> text_ids = c.token_ids;
+      if (b.ended_with_eos) {
+        text_ids.pop_back();
+        if (!params.include_stop_str_in_output) c.token_ids.pop_back();
+        c.finish_reason = "stop";
+        c.stop_reason = b.tokens.back();
+      } else {
+        c.finish_reason = "length";
+      }
+      c.text = decode_or_empty(*engine_, text_ids, /*skip_special=*/true);
+      c.cumulative_logprob = b.cum_logprob;
+      ro.outputs.push_back(std::move(c));
+    }
+    outputs.push_back(std::move(ro));
+  }
+  return outputs;
 }
 
 std::vector<RequestOutput> LLM::generate(const PromptList& prompts,

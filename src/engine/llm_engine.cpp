@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "engine/engine_core.h"
 #include "engine/output_processor.h"
@@ -282,8 +283,36 @@ void LLMEngine::add_request(const std::string& request_id, const Prompt& prompt,
   add_prepared(prepare_request(request_id, prompt, params, priority));
 }
 
+void LLMEngine::add_beam_search_request(const std::string& request_id, const Prompt& prompt,
+                                        const BeamSearchParams& params, int priority) {
+  params.validate();
+  // Each beam is a greedy-by-default request whose top-2W logprobs the coordinator ranks; EOS and
+  // the step count are the coordinator's business, so the request itself ignores EOS.
+  SamplingParams sp;
+  sp.temperature = params.temperature;
+  sp.max_tokens = params.max_tokens;
+  sp.ignore_eos = true;
+  sp.detokenize = false;
+  sp.output_kind = RequestOutputKind::kFinalOnly;
+  PreparedRequest prepared = prepare_request(request_id, prompt, sp, priority);
+  prepared.params->logprobs = 2 * params.beam_width;  // not bound by max_logprobs, as in vLLM
+  std::string first_beam = cat(request_id, "-beam-0");
+  auto request = std::make_shared<Request>(first_beam, prepared.prompt_token_ids, prepared.params,
+                                           eos_token_id_, monotonic_seconds(), priority,
+                                           prepared.cache_salt);
+  request->max_tokens = params.max_tokens;
+  request->tokens_from_engine = true;
+  beams_.add_group(request_id, prepared.prompt_text, prepared.prompt_token_ids, params, eos_token_id_, first_beam);
+  core_->add_request(std::move(request));
+}
+
+std::vector<BeamSearchResult> LLMEngine::take_finished_beam_searches() {
+  return std::exchange(finished_beams_, {});
+}
+
 void LLMEngine::abort_request(const std::vector<std::string>& request_ids) {
   for (const std::string& id : request_ids) {
+    if (beams_.abort_group(id, core_->scheduler())) continue;
     core_->abort_requests(output_processor_->unfinished_children(id));
   }
   output_processor_->abort_requests(request_ids);
@@ -291,6 +320,11 @@ void LLMEngine::abort_request(const std::vector<std::string>& request_ids) {
 
 std::vector<RequestOutput> LLMEngine::step() {
   std::vector<EngineCoreOutput> core_outputs = core_->step();
+  if (!beams_.empty()) {
+    for (BeamSearchResult& r : beams_.process(core_outputs, core_->scheduler())) {
+      finished_beams_.push_back(std::move(r));
+    }
+  }
   OutputProcessor::Result result = output_processor_->process_outputs(core_outputs);
   if (!result.reqs_to_abort.empty()) {
     core_->abort_requests(result.reqs_to_abort, RequestStatus::kFinishedStopped);

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "core/scheduler.h"
+#include "engine/beam_search.h"
+#include "cvllm/beam_search.h"
 #include "cvllm/engine_args.h"
 #include "cvllm/llm.h"
 #include "cvllm/outputs.h"
@@ -50,6 +52,11 @@ class LLMEngine {
   PreparedRequest prepare_request(const std::string& request_id, const Prompt& prompt,
                                   const SamplingParams& params, int priority = 0) const;
   void add_prepared(PreparedRequest request);
+  // Beam search for one prompt, run inside the engine; the result appears in
+  // take_finished_beam_searches() once done. Throws ValueError like add_request.
+  void add_beam_search_request(const std::string& request_id, const Prompt& prompt,
+                               const BeamSearchParams& params, int priority = 0);
+  std::vector<BeamSearchResult> take_finished_beam_searches();
   void abort_request(const std::vector<std::string>& request_ids);
   std::vector<RequestOutput> step();
   bool has_unfinished_requests() const;
@@ -85,6 +92,8 @@ class LLMEngine {
   std::vector<int32_t> extra_eos_token_ids_;
   std::optional<std::string> chat_template_;
   GenerationDefaults generation_defaults_;
+  BeamSearchCoordinator beams_;
+  std::vector<BeamSearchResult> finished_beams_;
 };
 
 }  // namespace cvllm

@@ -108,6 +108,9 @@ class Backend {
                          const StepMetadata& step, const AttentionParams& params, Tensor& out) = 0;
   // Threads for host-side work between forward passes (sampling); null when the backend has none.
   virtual ThreadPool* host_pool() { return nullptr; }
+  // Copies whole KV blocks (src -> dst) in every layer: copy-on-write when a beam forks.
+  virtual void copy_blocks(std::vector<KVCacheLayer>& caches,
+                           const std::vector<std::pair<int, int>>& src_dst) = 0;
   // Host copy of a device tensor (CPU: the same memory).
   virtual std::vector<float> to_host(const Tensor& t) = 0;
   virtual void synchronize() {}

@@ -41,6 +41,7 @@ void ModelRunner::add_request(const NewRequestData& data) {
   state->block_ids = data.block_ids;
   state->num_computed_tokens = data.num_computed_tokens;
   state->params = data.sampling_params;
+  state->tokens_from_engine = data.tokens_from_engine;
   const SamplingParams& p = *state->params;
   uint64_t seed = p.seed && *p.seed != -1 ? static_cast<uint64_t>(*p.seed) : generator_();
   state->generator = std::make_unique<std::mt19937_64>(seed);
@@ -63,6 +64,10 @@ void ModelRunner::update_states(const SchedulerOutput& scheduled) {
     RequestState& state = *it->second;
     state.block_ids.insert(state.block_ids.end(), data.new_block_ids.begin(), data.new_block_ids.end());
     state.num_computed_tokens = data.num_computed_tokens;
+    for (int32_t t : data.new_token_ids) {  // chosen by the engine (beam search)
+      state.token_ids.push_back(t);
+      ++state.sampling.output_token_counts[t];
+    }
   }
 }
 
@@ -132,6 +137,7 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
   std::vector<std::vector<int>> prompt_logprob_rows;
   ForwardBatch batch = build_batch(scheduled, order, num_scheduled, sample_rows, prompt_logprob_rows);
 
+  if (!scheduled.blocks_to_copy.empty()) backend_.copy_blocks(kv_caches_, scheduled.blocks_to_copy);
   std::unique_ptr<StepMetadata> step = backend_.prepare_step(batch);
   ForwardContext ctx{backend_, *step, kv_caches_, dump};
   Tensor hidden = model_.forward(ctx);
@@ -183,8 +189,10 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
     if (sample_rows[i] >= 0) {
       SampleResult& res = samples[next_sample++];
       sampled.push_back(res.token_id);
-      r.token_ids.push_back(res.token_id);
-      ++r.sampling.output_token_counts[res.token_id];
+      if (!r.tokens_from_engine) {
+        r.token_ids.push_back(res.token_id);
+        ++r.sampling.output_token_counts[res.token_id];
+      }
       if (res.logprobs) lps.push_back(std::move(*res.logprobs));
     }
     out.sampled_token_ids.push_back(std::move(sampled));

@@ -49,6 +49,7 @@ class ModelRunner {
     std::vector<int> block_ids;
     int num_computed_tokens = 0;
     std::shared_ptr<const SamplingParams> params;
+    bool tokens_from_engine = false;  // beam search: sampled tokens are not appended here
     // The request's RNG: from its seed, else seeded from the engine's generator when it arrives,
     // so unseeded runs are reproducible for a given engine seed and arrival order.
     std::unique_ptr<std::mt19937_64> generator;

@@ -274,6 +274,60 @@ TEST(PrefixCache, ParallelSamplingChildrenShareThePromptBlocks) {
   EXPECT_EQ(h.scheduler.kv_cache_manager().block_pool().num_free_blocks(), 63);
 }
 
+// Beam search primitives: a caught-up beam forks; full blocks are shared, a partial last block is
+// copied (reported once in blocks_to_copy), appended tokens reach the runner, all blocks return.
+TEST(BeamPrimitives, ForkSharesFullBlocksAndCopiesThePartialOne) {
+  Harness h(config(8, 256), 64);
+  auto beam = make_request("b", 10, 5);  // 10 tokens: 2 full blocks of 4 + 2 in a third
+  beam->tokens_from_engine = true;
+  h.add(beam);
+  SchedulerOutput first = h.step();
+  EXPECT_EQ(beam->num_output_tokens(), 0);  // the engine, not the sampler, appends
+  EXPECT_EQ(beam->num_computed_tokens, 10);
+  EXPECT_TRUE(h.scheduler.schedule().empty());  // waits for its token
+  ASSERT_TRUE(h.scheduler.fork_request("b", "b1", 77));
+  EXPECT_FALSE(h.scheduler.append_token("b", 66));
+  const auto& kv = h.scheduler.kv_cache_manager();
+  const auto& parent = kv.get_block_ids("b");
+  const auto& child = kv.get_block_ids("b1");
+  ASSERT_EQ(child.size(), 3u);
+  EXPECT_EQ(child[0], parent[0]);
+  EXPECT_EQ(child[1], parent[1]);
+  EXPECT_NE(child[2], parent[2]);
+  EXPECT_EQ(kv.block_pool().block(parent[0]).ref_cnt, 2);
+  EXPECT_EQ(kv.block_pool().block(parent[2]).ref_cnt, 1);
+  SchedulerOutput next = h.scheduler.schedule();
+  h.scheduler.check_invariants();
+  ASSERT_EQ(next.blocks_to_copy.size(), 1u);
+  EXPECT_EQ(next.blocks_to_copy[0], std::make_pair(parent[2], child[2]));
+  ASSERT_EQ(next.scheduled_new_reqs.size(), 1u);  // the fork is new to the runner
+  EXPECT_EQ(next.scheduled_new_reqs[0].request_id, "b1");
+  EXPECT_EQ(next.scheduled_new_reqs[0].output_token_ids, std::vector<int32_t>{77});
+  EXPECT_EQ(next.scheduled_new_reqs[0].num_computed_tokens, 10);
+  ASSERT_EQ(next.scheduled_cached_reqs.size(), 1u);
+  EXPECT_EQ(next.scheduled_cached_reqs[0].new_token_ids, std::vector<int32_t>{66});
+  EXPECT_EQ(next.num_scheduled_tokens.at("b"), 1);
+  EXPECT_EQ(next.num_scheduled_tokens.at("b1"), 1);
+  h.scheduler.finish_requests({"b", "b1"}, RequestStatus::kFinishedAborted);
+  EXPECT_EQ(h.scheduler.kv_cache_manager().block_pool().num_free_blocks(), 63);
+  h.scheduler.check_invariants();
+}
+
+TEST(BeamPrimitives, BlockAlignedForkNeedsNoCopyAndLengthCapFrees) {
+  Harness h(config(8, 256), 64);
+  auto beam = make_request("b", 8, 1);
+  beam->tokens_from_engine = true;
+  h.add(beam);
+  h.step();
+  ASSERT_TRUE(h.scheduler.fork_request("b", "c", 5));  // max_tokens 1: the child is done at once
+  EXPECT_FALSE(h.scheduler.has_request("c"));
+  EXPECT_FALSE(h.scheduler.kv_cache_manager().has_request("c"));
+  EXPECT_TRUE(h.scheduler.append_token("b", 6));
+  EXPECT_FALSE(h.scheduler.has_unfinished_requests());
+  EXPECT_TRUE(h.scheduler.schedule().blocks_to_copy.empty());
+  EXPECT_EQ(h.scheduler.kv_cache_manager().block_pool().num_free_blocks(), 63);
+}
+
 TEST(BlockPool, EvictsLeastRecentlyFreedFirst) {
   BlockPool pool(5, true);
   std::vector<int> a = pool.get_new_blocks(2);

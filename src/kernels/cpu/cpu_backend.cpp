@@ -167,6 +167,21 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, KV
                   b.block_table.data(), b.max_blocks_per_req, b.num_reqs(), shape, &pool_);
 }
 
+void CpuBackend::copy_blocks(std::vector<KVCacheLayer>& caches,
+                             const std::vector<std::pair<int, int>>& src_dst) {
+  for (KVCacheLayer& layer : caches) {
+    for (Tensor* t : {&layer.k, &layer.v}) {
+      // Both layouts keep each block's elements contiguous (attention.h).
+      size_t block_bytes = t->nbytes() / static_cast<size_t>(t->dim(0));
+      uint8_t* base = static_cast<uint8_t*>(t->data());
+      for (const auto& [src, dst] : src_dst) {
+        CVLLM_CHECK(src >= 0 && dst >= 0 && src < t->dim(0) && dst < t->dim(0), "bad block copy ", src, " -> ", dst);
+        std::memcpy(base + dst * block_bytes, base + src * block_bytes, block_bytes);
+      }
+    }
+  }
+}
+
 std::vector<float> CpuBackend::to_host(const Tensor& t) {
   check_f32(t, "to_host");
   const float* p = t.data_as<float>();

@@ -43,6 +43,8 @@ class CpuBackend : public Backend {
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, KVCacheLayer& cache,
                  const StepMetadata& step, const AttentionParams& params, Tensor& out) override;
   std::vector<float> to_host(const Tensor& t) override;
+  void copy_blocks(std::vector<KVCacheLayer>& caches,
+                   const std::vector<std::pair<int, int>>& src_dst) override;
   ThreadPool* host_pool() override { return &pool_; }
 
  private:
