@@ -14,9 +14,14 @@
 
 namespace cvllm {
 
+// Constructed like vLLM's BeamSearchParams(beam_width, max_tokens); the other fields are set after:
+//   cvllm::BeamSearchParams params(5, 50);  params.length_penalty = 0.8;
+// (A constructor, not an aggregate, so `generate(prompt, {.temperature = 0})` stays unambiguous.)
 struct BeamSearchParams {
-  int beam_width = 0;   // required, >= 1
-  int max_tokens = 0;   // required, >= 1: expansion steps
+  BeamSearchParams(int beam_width, int max_tokens) : beam_width(beam_width), max_tokens(max_tokens) {}
+
+  int beam_width;       // >= 1
+  int max_tokens;       // >= 1: expansion steps
   bool ignore_eos = false;
   double temperature = 0.0;    // > 0 adds one sampled candidate per beam, as vLLM does
   double length_penalty = 1.0;  // score = cum_logprob / seq_len ** length_penalty

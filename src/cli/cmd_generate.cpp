@@ -38,7 +38,7 @@ int run_generate(int argc, char** argv) {
   std::set<std::string> values = engine_value_flags();
   for (const char* f : {"prompt", "temperature", "top-p", "top-k", "min-p", "max-tokens", "min-tokens",
                         "stop", "n", "presence-penalty", "frequency-penalty", "repetition-penalty",
-                        "logprobs"}) {
+                        "logprobs", "beam-width", "length-penalty"}) {
     values.insert(f);
   }
   std::set<std::string> bools = engine_bool_flags();
@@ -71,7 +71,17 @@ int run_generate(int argc, char** argv) {
     std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
     prompts.push_back(text);
   }
-  std::vector<RequestOutput> outputs = llm.generate(prompts, params, /*use_tqdm=*/false);
+  std::vector<RequestOutput> outputs;
+  if (auto width = flags.get_int("beam-width")) {
+    // Beam search: --max-tokens (default 16) is the number of expansion steps.
+    BeamSearchParams beam(static_cast<int>(*width), params.max_tokens.value_or(16));
+    beam.ignore_eos = params.ignore_eos;
+    beam.length_penalty = flags.get_double("length-penalty").value_or(1.0);
+    beam.temperature = flags.get_double("temperature").value_or(0.0);
+    outputs = llm.generate(prompts, beam, /*use_tqdm=*/false);
+  } else {
+    outputs = llm.generate(prompts, params, /*use_tqdm=*/false);
+  }
   if (flags.get_bool("output-json")) {
     nlohmann::json all = nlohmann::json::array();
     for (const RequestOutput& out : outputs) all.push_back(to_json(out));

@@ -61,7 +61,7 @@ class BeamSearchCoordinator {
     std::string request_id;
     std::optional<std::string> prompt;
     std::vector<int32_t> prompt_token_ids;
-    BeamSearchParams params;
+    BeamSearchParams params{1, 1};
     std::optional<int32_t> eos_token_id;
     int steps_done = 0;
     int next_beam_number = 1;

@@ -55,6 +55,17 @@ TEST(Cli, GenerateJsonIsDeterministicWithGreedy) {
   EXPECT_EQ(run(cmd).out, a.out);
 }
 
+TEST(Cli, GenerateWithBeamSearchPrintsEveryBeam) {
+  Result r = run("generate --model " + tiny() + " --prompt 'the quick' --beam-width 3 --max-tokens 4 "
+                 "--ignore-eos --output-json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j[0]["outputs"].size(), 3u);
+  EXPECT_EQ(j[0]["outputs"][2]["index"], 2);
+  EXPECT_EQ(j[0]["outputs"][0]["token_ids"].size(), 4u);
+  EXPECT_EQ(run("generate --model " + tiny() + " --prompt x --beam-width 0").exit_code, 2);
+}
+
 TEST(Cli, GenerateWithDefaultModelPrintsText) {
   if (!std::filesystem::exists(cvllm::default_model_path())) GTEST_SKIP() << "default model missing";
   Result r = run("generate --prompt 'The capital of France is' --temperature 0 --max-tokens 8");

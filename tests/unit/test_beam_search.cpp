@@ -31,6 +31,14 @@ std::vector<int32_t> prompt_ids(int len, int salt) {
   return ids;
 }
 
+BeamSearchParams beam_params(int width, int max_tokens, bool ignore_eos = false,
+                             double length_penalty = 1.0) {
+  BeamSearchParams p(width, max_tokens);
+  p.ignore_eos = ignore_eos;
+  p.length_penalty = length_penalty;
+  return p;
+}
+
 TEST(BeamSearch, WidthOneIsGreedy) {
   LLM llm(tiny_args());
   SamplingParams greedy;
@@ -40,7 +48,7 @@ TEST(BeamSearch, WidthOneIsGreedy) {
   for (int salt = 0; salt < 3; ++salt) {
     std::vector<int32_t> prompt = prompt_ids(5 + salt * 7, salt);
     std::vector<int32_t> want = llm.generate(prompt, greedy, false)[0].outputs[0].token_ids;
-    std::vector<BeamSearchOutput> got = llm.beam_search(prompt, {.beam_width = 1, .max_tokens = 8, .ignore_eos = true});
+    std::vector<BeamSearchOutput> got = llm.beam_search(prompt, beam_params(1, 8, true));
     ASSERT_EQ(got[0].sequences.size(), 1u);
     std::vector<int32_t> generated(got[0].sequences[0].tokens.begin() + prompt.size(), got[0].sequences[0].tokens.end());
     EXPECT_EQ(generated, want);
@@ -49,8 +57,8 @@ TEST(BeamSearch, WidthOneIsGreedy) {
 
 TEST(BeamSearch, RejectsInvalidParams) {
   LLM llm(tiny_args());
-  EXPECT_THROW(llm.beam_search(prompt_ids(3, 0), BeamSearchParams{.beam_width = 0, .max_tokens = 4}), ValueError);
-  EXPECT_THROW(llm.beam_search(prompt_ids(3, 0), BeamSearchParams{.beam_width = 2, .max_tokens = 0}), ValueError);
+  EXPECT_THROW(llm.beam_search(prompt_ids(3, 0), beam_params(0, 4)), ValueError);
+  EXPECT_THROW(llm.beam_search(prompt_ids(3, 0), beam_params(2, 0)), ValueError);
   EXPECT_FALSE(llm.engine().has_unfinished_requests());
 }
 
@@ -94,7 +102,7 @@ TEST(BeamSearch, EqualsBruteForceWhereExact) {
     std::stable_sort(all.begin(), all.end(), [](const Seq& a, const Seq& b) { return a.score > b.score; });
     const int width = static_cast<int>(vocab);
     std::vector<BeamSearchOutput> got =
-        llm.beam_search(prompt, {.beam_width = width, .max_tokens = 2, .length_penalty = length_penalty});
+        llm.beam_search(prompt, beam_params(width, 2, false, length_penalty));
     ASSERT_EQ(got[0].sequences.size(), static_cast<size_t>(width));
     for (int k = 0; k < 20; ++k) {
       const BeamSearchSequence& s = got[0].sequences[k];
@@ -113,7 +121,7 @@ TEST(BeamSearch, EqualsBruteForceWhereExact) {
 TEST(BeamSearch, BeamsShareBlocksAndReturnThem) {
   LLMEngine engine(tiny_args());
   std::vector<int32_t> prompt = prompt_ids(40, 2);  // 2.5 blocks of 16
-  engine.add_beam_search_request("b", Prompt(prompt), {.beam_width = 4, .max_tokens = 6, .ignore_eos = true});
+  engine.add_beam_search_request("b", Prompt(prompt), beam_params(4, 6, true));
   int max_live = 0, max_shared_refs = 0;
   while (engine.has_unfinished_requests()) {
     engine.step();
@@ -133,7 +141,7 @@ TEST(BeamSearch, BeamsShareBlocksAndReturnThem) {
 
 // Beam search and sampling requests in one batch give the same results as run alone.
 TEST(BeamSearch, MixedWithSamplingRequestsChangesNothing) {
-  BeamSearchParams beam{.beam_width = 3, .max_tokens = 7, .ignore_eos = true};
+  BeamSearchParams beam = beam_params(3, 7, true);
   SamplingParams seeded;
   seeded.temperature = 0.8;
   seeded.seed = 5;
@@ -165,7 +173,7 @@ TEST(BeamSearch, MixedWithSamplingRequestsChangesNothing) {
 // Under KV-cache pressure and a seat limit below the width, beams get preempted and recomputed;
 // the result does not change.
 TEST(BeamSearch, MemoryPressureDoesNotChangeBeams) {
-  BeamSearchParams beam{.beam_width = 6, .max_tokens = 10, .ignore_eos = true};
+  BeamSearchParams beam = beam_params(6, 10, true);
   std::vector<Prompt> prompts = {prompt_ids(30, 1), prompt_ids(21, 2)};
   EngineArgs args = tiny_args();
   args.cpu_kernels = "reference";
@@ -192,7 +200,7 @@ TEST(BeamSearch, MemoryPressureDoesNotChangeBeams) {
 TEST(BeamSearch, GenerateReturnsGeneratedPartsBestFirst) {
   LLM llm(tiny_args());
   std::vector<int32_t> prompt = prompt_ids(5, 6);
-  std::vector<RequestOutput> outs = llm.generate(prompt, BeamSearchParams{.beam_width = 3, .max_tokens = 5, .ignore_eos = true});
+  std::vector<RequestOutput> outs = llm.generate(prompt, beam_params(3, 5, true));
   ASSERT_EQ(outs.size(), 1u);
   ASSERT_EQ(outs[0].outputs.size(), 3u);
   for (size_t i = 0; i < 3; ++i) {
