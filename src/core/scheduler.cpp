@@ -300,7 +300,7 @@ bool Scheduler::append_token(const std::string& request_id, int32_t token) {
   return false;
 }
 
-bool Scheduler::fork_request(const std::string& parent_id, const std::string& child_id, int32_t token) {
+void Scheduler::fork_request(const std::string& parent_id, const std::string& child_id, int32_t token) {
   std::shared_ptr<Request> parent = requests_.at(parent_id);
   const bool parent_running = parent->status == RequestStatus::kRunning;
   CVLLM_CHECK(parent->tokens_from_engine && (!parent_running || parent->num_computed_tokens == parent->num_tokens()),
@@ -310,9 +310,11 @@ bool Scheduler::fork_request(const std::string& parent_id, const std::string& ch
   child->request_id = child_id;
   child->unsent_engine_tokens.clear();
   child->num_preemptions = 0;
-  if (!parent_running || num_active_running() >= config_.max_num_seqs) {
-    // No room to run it now (or no KV to share): it waits like a preempted request, holding no blocks, and is
-    // recomputed (mostly from the prefix cache) when scheduled.
+  std::optional<std::optional<std::pair<int, int>>> copy;
+  if (parent_running && num_active_running() < config_.max_num_seqs) copy = kv_.fork(*parent, *child);
+  if (!copy) {
+    // No seat, no parent KV to share, or no block for the copy: the child waits like a preempted
+    // request, holding no blocks, and is recomputed (mostly from the prefix cache) when scheduled.
     child->num_computed_tokens = 0;
     child->status = RequestStatus::kPreempted;
     child->append_output_token(token);
@@ -320,18 +322,15 @@ bool Scheduler::fork_request(const std::string& parent_id, const std::string& ch
                   child->num_output_tokens() >= child->max_tokens;
     if (!capped) {  // a capped child would end at once: it never starts
       requests_[child_id] = child;
-      waiting_.push_front(child);
+      waiting_.push_back(child);
     }
-    return true;
+    return;
   }
-  std::optional<std::optional<std::pair<int, int>>> copy = kv_.fork(*parent, *child);
-  if (!copy) return false;
   if (*copy) blocks_to_copy_.push_back(**copy);
   requests_[child_id] = child;
   running_.insert(std::find(running_.begin(), running_.end(), parent) + 1, child);
   unsent_new_.push_back(child_id);
   append_token(child_id, token);
-  return true;
 }
 
 void Scheduler::finish_requests(const std::vector<std::string>& request_ids, RequestStatus status) {

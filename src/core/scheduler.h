@@ -71,9 +71,10 @@ class Scheduler {
   // limits), which frees it.
   bool append_token(const std::string& request_id, int32_t token);
   // Starts `child_id` as a copy of `parent_id` (same tokens, its KV shared block by block,
-  // copy-on-write of a partial last block) continued by `token`. False when the KV cache has no
-  // block for the copy; nothing changes then.
-  bool fork_request(const std::string& parent_id, const std::string& child_id, int32_t token);
+  // copy-on-write of a partial last block) continued by `token`. Without a free seat or block the
+  // child waits and is recomputed when scheduled. It ends at once if `token` reaches a length
+  // limit (has_request(child_id) is then false).
+  void fork_request(const std::string& parent_id, const std::string& child_id, int32_t token);
 
   bool has_request(const std::string& request_id) const { return requests_.count(request_id) > 0; }
   bool has_unfinished_requests() const { return !running_.empty() || !waiting_.empty(); }

@@ -127,7 +127,7 @@ bool BeamSearchCoordinator::expand(Group& g, Scheduler& scheduler) {
     }
     for (size_t i = 1; i < mine.size(); ++i) {
       std::string child_id = cat(g.request_id, "-beam-", g.next_beam_number++);
-      if (!scheduler.fork_request(parent.engine_id, child_id, mine[i]->token)) continue;  // KV full
+      scheduler.fork_request(parent.engine_id, child_id, mine[i]->token);
       if (scheduler.has_request(child_id)) {
         beam_to_group_[child_id] = g.request_id;
         next.push_back(make_beam(*mine[i], child_id));

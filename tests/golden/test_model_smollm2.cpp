@@ -110,6 +110,29 @@ TEST_F(SmolLM2, ReferenceKernelsMatchTransformers) {
   }
 }
 
+// The real model with the fast kernels: each prompt's greedy continuation is the same alone and
+// in one batch with the others (prefix sharing, chunked prefill forced small).
+TEST_F(SmolLM2, BatchInvarianceWithFastKernels) {
+  std::vector<Prompt> prompts = token_prompts();
+  for (const auto& c : fixture_["cases"]) {  // variants that share a prefix with the originals
+    std::vector<int32_t> ids = c["prompt_token_ids"].get<std::vector<int32_t>>();
+    ids.insert(ids.end(), {28, 418, 1326});
+    prompts.emplace_back(ids);
+  }
+  SamplingParams p;
+  p.temperature = 0.0;
+  p.max_tokens = 16;
+  p.ignore_eos = true;
+  LLM alone_llm(args("fast"));
+  std::vector<std::vector<int32_t>> alone;
+  for (const Prompt& prompt : prompts) alone.push_back(alone_llm.generate(prompt, p, false)[0].outputs[0].token_ids);
+  EngineArgs a = args("fast");
+  a.max_num_batched_tokens = 37;
+  LLM batched(a);
+  std::vector<RequestOutput> outs = batched.generate(prompts, p, false);
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(outs[i].outputs[0].token_ids, alone[i]) << "prompt " << i;
+}
+
 TEST_F(SmolLM2, FastKernelsAgreeUpToNearTies) {
   LLM llm(args("fast"));
   SamplingParams params = greedy_with_logprobs();

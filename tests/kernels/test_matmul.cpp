@@ -6,9 +6,11 @@
 //      |dy| <= sum_i |w_i| * d_i / 2, d_i the activation step of x_i's 32-block;
 //  (c) the reference path equals a double-precision dot of dequantized rows (1e-5 of sum|w*x|).
 // Every call checks that the floats after the output are untouched; one and two threads give
-// identical bits; an empty batch writes nothing.
+// identical bits; an output row has the same bits whatever batch its token was computed in
+// (batch invariance); an empty batch writes nothing.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -273,6 +275,84 @@ std::string fast_param_name(const testing::TestParamInfo<std::tuple<DType, Isa>>
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulFastTest,
+                         testing::Combine(testing::ValuesIn(kAllDTypes),
+                                          testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512)),
+                         fast_param_name);
+
+// ---------------------------------------------------------------------------------------------
+// Batch invariance: the bits of output row t depend only on x[t] and W, never on how many other
+// tokens share the call, where t sits in the batch, or which kernel (GEMV for a few tokens, tiled
+// GEMM and its remainder micro-kernels for more) handled it. Without it a request's greedy text
+// would change with server load, since the next layer re-quantizes activations and amplifies
+// 1-ulp differences.
+
+class MatmulBatchInvariance : public testing::TestWithParam<std::tuple<DType, Isa>> {
+ protected:
+  void SetUp() override {
+    if (std::get<1>(GetParam()) > detected_isa()) GTEST_SKIP() << "CPU lacks this ISA";
+    saved_ = current_isa();
+    set_isa(std::get<1>(GetParam()));
+  }
+  void TearDown() override {
+    if (std::get<1>(GetParam()) <= detected_isa()) set_isa(saved_);
+  }
+  Isa saved_ = Isa::kScalar;
+};
+
+// Sizes that reach every tail: 40 rows (one 32-row tile plus 8, GEMV blocks of 16 plus 8); 608
+// columns = 19 legacy blocks (a scale group of 16 plus 3, ending on an odd 32-element chunk);
+// 611 float columns (a partial 16-lane vector); two K-quant super-blocks.
+int64_t invariance_cols(DType dtype) {
+  if (is_float(dtype)) return 611;
+  return traits(dtype).block_size == 256 ? 512 : 608;
+}
+
+TEST_P(MatmulBatchInvariance, EveryRowEqualsTheSameTokenComputedAlone) {
+  const DType dtype = std::get<0>(GetParam());
+  constexpr int64_t kNumDistinct = 64;
+  const Problem p(dtype, 40, invariance_cols(dtype), kNumDistinct, 77);
+  const int64_t rows = p.rows, cols = p.cols;
+  ThreadPool pool1(1), pool2(2);
+  for (MatmulPath path : {MatmulPath::kFast, MatmulPath::kReference}) {
+    for (ThreadPool* pool : {&pool1, &pool2}) {
+      const std::string where =
+          cat(p.describe(), path == MatmulPath::kFast ? " fast" : " reference",
+              " threads=", pool->num_threads());
+      // Each distinct token alone.
+      std::vector<float> alone(kNumDistinct * rows);
+      for (int64_t t = 0; t < kNumDistinct; ++t) {
+        matmul(p.view(), p.x.data() + t * cols, 1, alone.data() + t * rows, *pool, path);
+      }
+      // Batches of every size the kernels treat differently, each a different selection and
+      // order of the tokens, so a token lands at different indices in different batches.
+      std::mt19937 rng(static_cast<uint32_t>(cols));
+      for (int64_t num_tokens : {1, 2, 3, 4, 5, 7, 8, 17, 64}) {
+        std::vector<int64_t> ids(kNumDistinct);
+        for (int64_t i = 0; i < kNumDistinct; ++i) ids[i] = i;
+        std::shuffle(ids.begin(), ids.end(), rng);
+        ids.resize(num_tokens);
+        std::vector<float> x(num_tokens * cols);
+        for (int64_t i = 0; i < num_tokens; ++i) {
+          std::copy_n(p.x.data() + ids[i] * cols, cols, x.data() + i * cols);
+        }
+        std::vector<float> y(num_tokens * rows + kNumSentinels, kSentinel);
+        matmul(p.view(), x.data(), num_tokens, y.data(), *pool, path);
+        for (int i = 0; i < kNumSentinels; ++i) ASSERT_EQ(y[num_tokens * rows + i], kSentinel);
+        for (int64_t i = 0; i < num_tokens; ++i) {
+          const float* got = y.data() + i * rows;
+          const float* want = alone.data() + ids[i] * rows;
+          for (int64_t r = 0; r < rows; ++r) {
+            ASSERT_EQ(std::memcmp(&got[r], &want[r], sizeof(float)), 0)
+                << where << ": row " << r << " of token " << ids[i] << " at index " << i << " of "
+                << num_tokens << " is " << got[r] << ", alone " << want[r];
+          }
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulBatchInvariance,
                          testing::Combine(testing::ValuesIn(kAllDTypes),
                                           testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512)),
                          fast_param_name);

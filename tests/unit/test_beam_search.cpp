@@ -175,11 +175,9 @@ TEST(BeamSearch, MixedWithSamplingRequestsChangesNothing) {
 TEST(BeamSearch, MemoryPressureDoesNotChangeBeams) {
   BeamSearchParams beam = beam_params(6, 10, true);
   std::vector<Prompt> prompts = {prompt_ids(30, 1), prompt_ids(21, 2)};
-  EngineArgs args = tiny_args();
-  args.cpu_kernels = "reference";
-  LLM roomy(args);
+  LLM roomy(tiny_args());
   std::vector<BeamSearchOutput> want = roomy.beam_search(prompts, beam);
-  EngineArgs tight = args;
+  EngineArgs tight = tiny_args();
   tight.max_model_len = 64;
   tight.max_num_seqs = 4;
   const int64_t block_bytes = 2 * 2 * 16 * 2 * 64 * 4;  // tiny_llama_q8_0, f32 K and V

@@ -123,9 +123,9 @@ void run_item(const WorkItem& it, const float* q, const void* k_cache, const voi
   }
   std::fill(acc_out, acc_out + rows * d, 0.0f);
   const int64_t last_pos = row_pos[rows - 1];
-  const int64_t first_needed =
-      s.sliding_window > 0 ? std::max<int64_t>(0, row_pos[0] - s.sliding_window + 1) : 0;
-  const int64_t key_begin = std::max<int64_t>(it.key_begin, first_needed);
+  // Keys are always walked from the chunk start, so 16-key groups sit at the same positions for
+  // every row whatever its tile (batch invariance); keys outside a row's window are masked.
+  const int64_t key_begin = it.key_begin;
   const int64_t key_end = std::min<int64_t>(it.key_end, last_pos + 1);
   v16i lane_index;
   for (int i = 0; i < kLanes; ++i) lane_index[i] = i;
@@ -244,9 +244,12 @@ void paged_attention(const float* q, const void* k_cache, const void* v_cache, D
     int32_t q_len = q_end - q_begin;
     for (int32_t t0 = q_begin; t0 < q_end; t0 += static_cast<int32_t>(tile_tokens)) {
       int32_t t1 = std::min<int32_t>(q_end, t0 + static_cast<int32_t>(tile_tokens));
+      int64_t first_pos = seq_lens[r] - q_len + (t0 - q_begin);
       int64_t last_pos = seq_lens[r] - q_len + (t1 - 1 - q_begin);
+      // Chunks wholly before the tile's sliding window hold nothing any row attends to.
+      int64_t first_key = s.sliding_window > 0 ? std::max<int64_t>(0, first_pos - s.sliding_window + 1) : 0;
       for (int64_t h = 0; h < s.num_kv_heads; ++h) {
-        for (int64_t k0 = 0; k0 <= last_pos; k0 += kKeyChunk) {
+        for (int64_t k0 = first_key / kKeyChunk * kKeyChunk; k0 <= last_pos; k0 += kKeyChunk) {
           items.push_back({static_cast<int32_t>(r), static_cast<int32_t>(h), t0, t1,
                            static_cast<int32_t>(k0), static_cast<int32_t>(k0 + kKeyChunk),
                            num_partial_rows});

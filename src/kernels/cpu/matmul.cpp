@@ -62,7 +62,9 @@ namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Plain C++ integer path: decode a weight row into the canonical form (u, ws, mw), then integer
-// dot products per sub-block. Also the model the SIMD kernels follow.
+// dot products per sub-block. Also the model the SIMD kernels follow: one f32 accumulator per
+// (row, token) taking the sub-blocks in order (the AVX-512 kernels do the same with fused
+// multiply-adds), computed the same way for every token, so results are batch-invariant.
 
 // u: [cols], ws and mw: [cols / S].
 void decode_row_canonical(DType dtype, const uint8_t* row, int64_t cols, uint8_t* u, float* ws,
@@ -373,12 +375,14 @@ struct FastCall {
     for (int i = 0; i < 2; ++i) {
       if (needed[i]) own[i] = buffers[i].get(layouts[i].row_bytes * num_tokens);
     }
-    if (any_quantized()) quantize_tokens(*k, x, cols, layouts, needed, true, own, 0, num_tokens);
+    if (any_quantized()) {
+      quantize_tokens(*k, x, cols, layouts, needed, k->reads_lane_sums, own, 0, num_tokens);
+    }
     run_tiles(*k, parts, num_parts, own, b, e, num_tokens);
   }
 
   void quantize(int64_t t0, int64_t t1) const {
-    quantize_tokens(*k, x, cols, layouts, needed, k->lane_sums_always, act, t0, t1);
+    quantize_tokens(*k, x, cols, layouts, needed, k->reads_lane_sums, act, t0, t1);
   }
 
   // Tasks [b, e) of (tile, token chunk) pairs.
@@ -438,8 +442,8 @@ void matmul_fast(std::span<const WeightView> weights, const float* x, int64_t nu
   if (c.any_quantized()) {
     pool.parallel_for(num_tokens, [cp](int64_t t0, int64_t t1, int) { cp->quantize(t0, t1); });
   }
-  // With fewer tiles than threads, tokens are split too (chunks of at least 8 tokens, so every
-  // chunk still takes the many-token kernels and results do not depend on the split).
+  // With fewer tiles than threads, tokens are split too, in chunks of at least 8 tokens so every
+  // chunk still takes the efficient many-token kernels (results never depend on the split).
   const int threads = pool.num_threads();
   if (c.num_tiles < 2 * threads) {
     c.token_chunks = std::max<int64_t>(

@@ -6,7 +6,10 @@
 //    SIMD dot products against the weight blocks (AVX-512 VNNI, AVX2, or plain C++), the f32 scales
 //    applied per block. F32/F16/BF16 weights use f32 FMA instead.
 // The ISA is picked at run time (kernels/cpu/cpu_features.h). Work is split over the pool's
-// threads by output rows; results do not depend on the number of threads.
+// threads by output rows. Batch invariance: for a given ISA and path, row t of y depends only on
+// x[t] and W, bit for bit: not on num_tokens, on t's position in the batch, nor on the number of
+// threads. (So a request's greedy text does not change with server load: the next layer
+// re-quantizes activations, which would amplify 1-ulp differences.)
 #pragma once
 
 #include <cstdint>

@@ -8,6 +8,9 @@
 // and use the sign trick (|w| x sign(a, w)) instead of the +128 offset. Each weight row is decoded
 // once per group of up to 4 tokens.
 // F32/F16/BF16 weights: blocks of rows x tokens of f32 FMA dot products.
+// Batch invariance: one order of f32 operations per (row, token) whatever the block shape or the
+// number of tokens. Quantized: 8 f32 lanes, FMA per 32-element chunk in order, hsum_ps, plus the
+// min term summed on its own; plain: 8 lanes of FMA over 8-column steps, hsum_ps, scalar tail.
 #include <immintrin.h>
 
 #include <algorithm>

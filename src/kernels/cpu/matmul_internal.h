@@ -104,15 +104,17 @@ struct FloatJob {
 };
 
 // What one ISA provides. Each kernel computes y[t][r] for r in [r0, r1), t in [t0, t1) and
-// writes nothing else; a result depends only on (r, t), not on the ranges, so any split of the
-// work gives the same bits.
+// writes nothing else. y[t][r] depends only on weight row r and token t's activations: not on the
+// ranges, on num_tokens, or on which of the ISA's kernels (few-token or many-token, any register
+// block) computes it, because they all add a (row, token)'s products in the one order of f32
+// operations the ISA's file states. So any split of the work and any batch give the same bits.
 struct KernelSet {
   QuantizeRowFn quantize_row;
   void (*matmul_q)(const QuantJob& job, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
   void (*matmul_f)(const FloatJob& job, int64_t r0, int64_t r1, int64_t t0, int64_t t1);
   int64_t row_grain;        // rows per task are a multiple of this (the kernels' row tile)
   int64_t gemv_max_tokens;  // up to this many tokens the kernels stream weights (GEMV style)
-  bool lane_sums_always;    // matmul_q reads ActRow::lsum for any number of tokens
+  bool reads_lane_sums;     // matmul_q reads ActRow::lsum (else it need not be written)
 };
 
 const KernelSet& scalar_kernels();
