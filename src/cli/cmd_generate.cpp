@@ -1,5 +1,7 @@
 // `cvllm generate`: offline generation from the command line, the quickest way to try a model.
 //   cvllm generate --prompt "Hello, my name is" --temperature 0 --max-tokens 32
+//   cvllm generate --chat --prompt "What is the capital of France?"   (one user message)
+//   cvllm generate --beam-width 4 --prompt "..."
 // Prints each completion's text (or, with --output-json, vLLM's RequestOutput fields as JSON).
 #include <iostream>
 #include <iterator>
@@ -38,11 +40,11 @@ int run_generate(int argc, char** argv) {
   std::set<std::string> values = engine_value_flags();
   for (const char* f : {"prompt", "temperature", "top-p", "top-k", "min-p", "max-tokens", "min-tokens",
                         "stop", "n", "presence-penalty", "frequency-penalty", "repetition-penalty",
-                        "logprobs", "beam-width", "length-penalty"}) {
+                        "logprobs", "beam-width", "length-penalty", "chat-template"}) {
     values.insert(f);
   }
   std::set<std::string> bools = engine_bool_flags();
-  bools.insert({"ignore-eos", "output-json", "include-stop-str-in-output"});
+  bools.insert({"ignore-eos", "output-json", "include-stop-str-in-output", "chat"});
   Flags flags(argc, argv, 2, values, bools);
 
   EngineArgs args = engine_args_from_flags(flags);
@@ -79,6 +81,13 @@ int run_generate(int argc, char** argv) {
     beam.length_penalty = flags.get_double("length-penalty").value_or(1.0);
     beam.temperature = flags.get_double("temperature").value_or(0.0);
     outputs = llm.generate(prompts, beam, /*use_tqdm=*/false);
+  } else if (flags.get_bool("chat")) {
+    // Each prompt is one user message, rendered with the chat template.
+    ChatOptions options;
+    if (auto t = flags.get("chat-template")) options.chat_template = load_chat_template(*t);
+    std::vector<Conversation> conversations;
+    for (const std::string& p : prompts) conversations.push_back({{"user", p}});
+    outputs = llm.chat(conversations, params, options, /*use_tqdm=*/false);
   } else {
     outputs = llm.generate(prompts, params, /*use_tqdm=*/false);
   }

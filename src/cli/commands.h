@@ -12,6 +12,10 @@ namespace cvllm::cli {
 int run_generate(int argc, char** argv);
 int run_tokenize(int argc, char** argv);
 int run_bench(int argc, char** argv);
+int run_serve(int argc, char** argv);        // cmd_serve.cpp
+int run_bench_serve(int argc, char** argv);  // cmd_bench_serve.cpp
+int run_chat(int argc, char** argv);         // cmd_chat.cpp
+int run_render(int argc, char** argv);       // cmd_render.cpp
 
 // Flags every engine-loading subcommand accepts (model, limits, threads, kernels).
 std::set<std::string> engine_value_flags();

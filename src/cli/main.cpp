@@ -14,8 +14,11 @@ void print_usage() {
                "usage: cvllm <command> [flags]\n\n"
                "commands:\n"
                "  generate   generate text offline (--prompt, --temperature, --max-tokens, ...)\n"
+               "  serve      OpenAI-compatible HTTP server (--host, --port, --api-key, ...)\n"
+               "  chat       interactive chat in the terminal (--system-prompt, /reset, /exit)\n"
+               "  render     print the prompt a chat template makes of messages (--messages FILE)\n"
                "  tokenize   print the token ids of a text (--model, --text)\n"
-               "  bench      benchmarks: `cvllm bench latency` (--input-len, --output-len, ...)\n\n"
+               "  bench      benchmarks: `cvllm bench latency|throughput|serve` (--input-len, ...)\n\n"
                "--model defaults to the bundled SmolLM2-135M-Instruct (scripts/setup.sh fetches it).\n");
 }
 
@@ -30,6 +33,12 @@ int main(int argc, char** argv) {
   try {
     if (command == "generate") return cvllm::cli::run_generate(argc, argv);
     if (command == "tokenize") return cvllm::cli::run_tokenize(argc, argv);
+    if (command == "serve") return cvllm::cli::run_serve(argc, argv);
+    if (command == "chat") return cvllm::cli::run_chat(argc, argv);
+    if (command == "render") return cvllm::cli::run_render(argc, argv);
+    if (command == "bench" && argc >= 3 && !std::strcmp(argv[2], "serve")) {
+      return cvllm::cli::run_bench_serve(argc, argv);
+    }
     if (command == "bench") return cvllm::cli::run_bench(argc, argv);
   } catch (const cvllm::ValueError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

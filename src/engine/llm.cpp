@@ -1,9 +1,12 @@
 #include "cvllm/llm.h"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <span>
+#include <utility>
 #include <string>
 
+#include "engine/chat_renderer.h"
 #include "engine/llm_engine.h"
 #include "engine/progress_bar.h"
 #include "tokenizer/tokenizer.h"
@@ -126,6 +129,78 @@ std::vector<RequestOutput> LLM::generate(const PromptList& prompts, const BeamSe
     }
     outputs.push_back(std::move(ro));
   }
+  return outputs;
+}
+
+namespace {
+
+nlohmann::ordered_json parse_json_option(const std::string& text, const char* what,
+                                         nlohmann::ordered_json fallback) {
+  if (text.empty()) return fallback;
+  nlohmann::ordered_json j = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) throw ValueError(cat(what, " is not valid JSON"));
+  return j;
+}
+
+ChatRenderOptions render_options(const ChatOptions& options) {
+  ChatRenderOptions r;
+  r.chat_template = options.chat_template;
+  r.content_format = options.chat_template_content_format;
+  r.add_generation_prompt = options.add_generation_prompt;
+  r.continue_final_message = options.continue_final_message;
+  r.tools = parse_json_option(options.tools_json, "tools_json", nullptr);
+  r.chat_template_kwargs = parse_json_option(options.chat_template_kwargs_json,
+                                             "chat_template_kwargs_json", nlohmann::ordered_json::object());
+  return r;
+}
+
+nlohmann::ordered_json to_messages(const Conversation& conversation) {
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+  for (const ChatMessage& m : conversation) messages.push_back({{"role", m.role}, {"content", m.content}});
+  return messages;
+}
+
+}  // namespace
+
+std::vector<RequestOutput> LLM::chat(const Conversation& conversation, const SamplingParams& params,
+                                     const ChatOptions& options, bool use_tqdm) {
+  return chat_many(std::vector<Conversation>{conversation}, params, options, use_tqdm);
+}
+
+std::vector<RequestOutput> LLM::chat(const Conversation& conversation) {
+  return chat(conversation, get_default_sampling_params());
+}
+
+std::vector<RequestOutput> LLM::chat_many(const std::vector<Conversation>& conversations,
+                                          const SamplingParams& params, const ChatOptions& options,
+                                          bool use_tqdm) {
+  nlohmann::ordered_json all = nlohmann::ordered_json::array();
+  for (const Conversation& c : conversations) all.push_back(to_messages(c));
+  return chat_json(all.dump(), params, options, use_tqdm);
+}
+
+std::vector<RequestOutput> LLM::chat_json(const std::string& messages_json, const SamplingParams& params,
+                                          const ChatOptions& options, bool use_tqdm) {
+  nlohmann::ordered_json parsed = parse_json_option(messages_json, "messages", nullptr);
+  if (!parsed.is_array()) throw ValueError("messages must be a JSON array");
+  // One conversation is an array of message objects; several are an array of such arrays.
+  std::vector<nlohmann::ordered_json> conversations;
+  if (!parsed.empty() && parsed[0].is_array()) {
+    for (const auto& c : parsed) conversations.push_back(c);
+  } else {
+    conversations.push_back(parsed);
+  }
+  ChatRenderOptions render = render_options(options);
+  std::vector<Prompt> prompts;
+  std::vector<std::string> texts;
+  for (const auto& c : conversations) {
+    RenderedChat rendered = render_chat(*engine_, c, render);
+    // Token ids as rendered (no special tokens added again); the text goes back in the outputs.
+    prompts.emplace_back(std::move(rendered.token_ids));
+    texts.push_back(std::move(rendered.prompt_text));
+  }
+  std::vector<RequestOutput> outputs = generate(prompts, params, use_tqdm);
+  for (size_t i = 0; i < outputs.size() && i < texts.size(); ++i) outputs[i].prompt = texts[i];
   return outputs;
 }
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -90,6 +91,49 @@ TEST(Cli, BenchLatencyPrintsJson) {
   EXPECT_GT(j["prompt_tokens_per_s"].get<double>(), 0.0);
   EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0.0);
   EXPECT_EQ(j["batch_size"], 2);
+}
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  std::string path = std::filesystem::temp_directory_path() / name;
+  FILE* f = std::fopen(path.c_str(), "wb");
+  std::fputs(text.c_str(), f);
+  std::fclose(f);
+  return path;
+}
+
+TEST(Cli, RenderPrintsExactlyThePromptOnVocabularyOnlyFiles) {
+  std::string messages = write_temp("cvllm_e2e_messages.json",
+                                    R"([{"role": "system", "content": "sys"}, {"role": "user", "content": "Hi"}])");
+  std::string chatml = std::string(CVLLM_SOURCE_DIR) + "/examples/template_chatml.jinja";
+  Result r = run("render --model " + testdata("tokenizer/ggml-vocab-gpt-2.gguf") + " --messages " +
+                 messages + " --chat-template " + chatml);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  Result no_prompt = run("render --model " + testdata("tokenizer/ggml-vocab-gpt-2.gguf") + " --messages " +
+                         messages + " --chat-template " + chatml + " --add-generation-prompt false");
+  EXPECT_EQ(no_prompt.out, "<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
+  Result ids = run("render --model " + tiny() + " --messages " + messages + " --chat-template " + chatml + " --token-ids");
+  ASSERT_EQ(ids.exit_code, 0) << ids.err;
+  EXPECT_EQ(ids.out.substr(0, 2), "1 ");  // <|im_start|> as the special token, no BOS added
+  Result none = run("render --model " + tiny() + " --messages " + messages);
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.err.find("chat template"), std::string::npos) << none.err;
+  std::filesystem::remove(messages);
+}
+
+TEST(Cli, ChatOneShotAndInteractive) {
+  std::string chatml = std::string(CVLLM_SOURCE_DIR) + "/examples/template_chatml.jinja";
+  Result once = run("generate --model " + tiny() + " --chat --chat-template " + chatml +
+                    " --prompt 'hello there' --temperature 0 --max-tokens 3 --ignore-eos --output-json");
+  ASSERT_EQ(once.exit_code, 0) << once.err;
+  nlohmann::json j = nlohmann::json::parse(once.out);
+  EXPECT_EQ(j[0]["prompt"], "<|im_start|>user\nhello there<|im_end|>\n<|im_start|>assistant\n");
+  std::string input = write_temp("cvllm_e2e_chat_input.txt", "first question\n/reset\nsecond\n/exit\nnever read\n");
+  Result chat = run("chat --model " + tiny() + " --chat-template " + chatml + " --max-tokens 4 --temperature 0 < " + input);
+  ASSERT_EQ(chat.exit_code, 0) << chat.err;
+  EXPECT_NE(chat.out.find("(conversation cleared)"), std::string::npos) << chat.out;
+  EXPECT_EQ(std::count(chat.out.begin(), chat.out.end(), '>'), 4) << chat.out;  // 3 turns + the exit prompt
+  std::filesystem::remove(input);
 }
 
 TEST(Cli, BadInputGivesClearErrorsAndExitCodes) {

@@ -137,12 +137,14 @@ inline uint32_t load_u32(const uint8_t* p) {
 // The 16 bytes at `off` of each row, transposed: lane i of out[k] is dword k of row i's bytes.
 inline void load_rows_x4(const uint8_t* const* rows, size_t off, __m512i* out) {
   __m512i v[4];  // v[m], 128-bit lane q: row 4q + m
+  auto lane = [&](int row) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[row] + off)); };
   for (int m = 0; m < 4; ++m) {
-    v[m] = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[m] + off)));
-    for (int q = 1; q < 4; ++q) {
-      v[m] = _mm512_inserti32x4(
-          v[m], _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[4 * q + m] + off)), q);
-    }
+    // The lane index of an insert must be a compile-time constant (clang checks it before
+    // unrolling), hence three explicit inserts.
+    v[m] = _mm512_castsi128_si512(lane(m));
+    v[m] = _mm512_inserti32x4(v[m], lane(4 + m), 1);
+    v[m] = _mm512_inserti32x4(v[m], lane(8 + m), 2);
+    v[m] = _mm512_inserti32x4(v[m], lane(12 + m), 3);
   }
   const __m512i t0 = _mm512_unpacklo_epi32(v[0], v[1]), t1 = _mm512_unpacklo_epi32(v[2], v[3]);
   const __m512i t2 = _mm512_unpackhi_epi32(v[0], v[1]), t3 = _mm512_unpackhi_epi32(v[2], v[3]);
