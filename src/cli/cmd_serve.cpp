@@ -17,6 +17,7 @@
 
 #include "cli/commands.h"
 #include "engine/async_engine.h"
+#include "loader/model_resolver.h"
 #include "server/api_server.h"
 #include "server/chat_prompt.h"
 #include "util/error.h"
@@ -147,6 +148,9 @@ int run_serve(int argc, char** argv) {
   args.disable_log_stats = true;  // the server logs its own periodic line
   server::ServerConfig config = server_config_from_flags(flags);
   config.model_path = args.model;
+  if (args.model.empty() && config.served_model_names.empty()) {
+    config.served_model_names.push_back(kDefaultModelName);
+  }
 
   SignalWatcher::block_signals();  // before any thread starts, so all of them inherit the mask
   AsyncEngine engine(args);

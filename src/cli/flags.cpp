@@ -14,12 +14,28 @@ std::string normalize(std::string name) {
   return name;
 }
 
+std::string usage(const std::string& command, const std::set<std::string>& value_flags,
+                  const std::set<std::string>& bool_flags) {
+  std::string text = cat("usage: cvllm", command, " [flags]\n\nflags:\n");
+  std::set<std::string> all(value_flags);
+  all.insert(bool_flags.begin(), bool_flags.end());
+  for (const std::string& name : all) {
+    text += value_flags.count(name) ? cat("  --", name, " VALUE\n") : cat("  --[no-]", name, "\n");
+  }
+  return text;
+}
+
 }  // namespace
 
 Flags::Flags(int argc, char** argv, int first, const std::set<std::string>& value_flags,
              const std::set<std::string>& bool_flags) {
   for (int i = first; i < argc; ++i) {
     std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::string command;  // the words before the flags: "serve", "bench latency"
+      for (int w = 1; w < first && w < argc; ++w) command += cat(" ", argv[w]);
+      throw HelpRequested(usage(command, value_flags, bool_flags));
+    }
     if (arg.rfind("--", 0) != 0 || arg == "--") {
       positional_.push_back(arg);
       continue;

@@ -1,15 +1,23 @@
 // Command-line flags spelled as vLLM spells them (`--max-model-len`, `--top-p`). Accepts
 // `--flag value` and `--flag=value`; `-` and `_` are interchangeable; a flag may repeat (e.g.
-// --stop). Unknown flags and malformed values are errors naming the flag.
+// --stop). Unknown flags and malformed values are errors naming the flag; `--help` lists them.
 #pragma once
 
 #include <map>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace cvllm::cli {
+
+// Thrown by Flags when `--help`/`-h` is among the arguments; what() is the usage text listing the
+// command's flags (main prints it and exits 0).
+class HelpRequested : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 class Flags {
  public:

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "cvllm/errors.h"
 
 namespace {
@@ -40,6 +41,9 @@ int main(int argc, char** argv) {
       return cvllm::cli::run_bench_serve(argc, argv);
     }
     if (command == "bench") return cvllm::cli::run_bench(argc, argv);
+  } catch (const cvllm::cli::HelpRequested& e) {
+    std::fputs(e.what(), stdout);
+    return 0;
   } catch (const cvllm::ValueError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 2;

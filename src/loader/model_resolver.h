@@ -21,6 +21,8 @@ struct ResolvedModel {
 std::string cvllm_cache_dir();
 // File name of the bundled default model (SmolLM2-135M-Instruct, Q4_1).
 inline constexpr const char* kDefaultModelFile = "SmolLM2-135M-Instruct.Q4_1.gguf";
+// The name the server gives the default model when none is named (its Hugging Face id).
+inline constexpr const char* kDefaultModelName = "HuggingFaceTB/SmolLM2-135M-Instruct";
 std::string default_model_path();
 
 // Throws cvllm::ValueError listing the searched locations when the model cannot be found.

@@ -136,6 +136,19 @@ TEST(Cli, ChatOneShotAndInteractive) {
   std::filesystem::remove(input);
 }
 
+TEST(Cli, HelpListsEachCommandsFlags) {
+  Result serve = run("serve --help");
+  EXPECT_EQ(serve.exit_code, 0) << serve.err;
+  EXPECT_NE(serve.out.find("usage: cvllm serve [flags]"), std::string::npos) << serve.out;
+  EXPECT_NE(serve.out.find("--port VALUE"), std::string::npos) << serve.out;
+  EXPECT_NE(serve.out.find("--[no-]enable-prefix-caching"), std::string::npos) << serve.out;
+
+  Result bench = run("bench latency -h");
+  EXPECT_EQ(bench.exit_code, 0) << bench.err;
+  EXPECT_NE(bench.out.find("usage: cvllm bench latency [flags]"), std::string::npos) << bench.out;
+  EXPECT_NE(bench.out.find("--input-len VALUE"), std::string::npos) << bench.out;
+}
+
 TEST(Cli, BadInputGivesClearErrorsAndExitCodes) {
   Result unknown_flag = run("generate --model " + tiny() + " --temprature 0");
   EXPECT_EQ(unknown_flag.exit_code, 2);
