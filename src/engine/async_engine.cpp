@@ -47,18 +47,49 @@ AsyncEngine::AsyncEngine(const EngineArgs& args) : engine_(std::make_unique<LLME
 
 AsyncEngine::~AsyncEngine() { shutdown(/*drain=*/false); }
 
+// Call with mutex_ held.
+std::shared_ptr<RequestStream> AsyncEngine::register_stream(const std::string& request_id) {
+  if (!accepting_) throw Error("the engine is shutting down");
+  if (!healthy_.load()) throw Error("the engine is not healthy");
+  if (streams_.count(request_id)) throw ValueError(cat("request id '", request_id, "' is already in use"));
+  auto stream = std::shared_ptr<RequestStream>(new RequestStream(request_id));
+  streams_[request_id] = stream;
+  return stream;
+}
+
 std::shared_ptr<RequestStream> AsyncEngine::generate(const std::string& request_id,
                                                      const Prompt& prompt,
                                                      const SamplingParams& params, int priority) {
   PreparedRequest prepared = engine_->prepare_request(request_id, prompt, params, priority);
-  auto stream = std::shared_ptr<RequestStream>(new RequestStream(request_id));
+  std::shared_ptr<RequestStream> stream;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!accepting_) throw Error("the engine is shutting down");
-    if (!healthy_.load()) throw Error("the engine is not healthy");
-    if (streams_.count(request_id)) throw ValueError(cat("request id '", request_id, "' is already in use"));
-    streams_[request_id] = stream;
+    stream = register_stream(request_id);
     pending_adds_.push_back(std::move(prepared));
+  }
+  work_.notify_one();
+  return stream;
+}
+
+std::shared_ptr<RequestStream> AsyncEngine::beam_search(const std::string& request_id,
+                                                        const Prompt& prompt,
+                                                        const BeamSearchParams& params,
+                                                        int priority) {
+  params.validate();
+  // The prompt checks of a beam's request (length, vocabulary), done here so a bad prompt is the
+  // caller's ValueError and never reaches the loop thread.
+  SamplingParams beam;
+  beam.temperature = params.temperature;
+  beam.max_tokens = params.max_tokens;
+  beam.detokenize = false;
+  PreparedRequest prepared = engine_->prepare_request(request_id, prompt, beam, priority);
+  Prompt tokens(prepared.prompt_token_ids);
+  tokens.cache_salt = prompt.cache_salt;
+  std::shared_ptr<RequestStream> stream;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stream = register_stream(request_id);
+    pending_beam_adds_.push_back({request_id, std::move(tokens), params, priority});
   }
   work_.notify_one();
   return stream;
@@ -103,28 +134,83 @@ void AsyncEngine::fail_all(const std::string& error) {
     std::lock_guard<std::mutex> lock(mutex_);
     streams.swap(streams_);
     pending_adds_.clear();
+    pending_beam_adds_.clear();
   }
   for (auto& [id, stream] : streams) stream->close(error);
+}
+
+// Loop thread: queues what handlers submitted into the engine. A beam search that the engine
+// still refuses (it re-checks) fails alone, with its error on its stream.
+void AsyncEngine::add_pending(std::deque<PreparedRequest>& adds,
+                              std::deque<PendingBeamSearch>& beam_adds) {
+  for (PreparedRequest& req : adds) engine_->add_prepared(std::move(req));
+  for (PendingBeamSearch& b : beam_adds) {
+    try {
+      engine_->add_beam_search_request(b.request_id, b.prompt, b.params, b.priority);
+      beam_include_stop_[b.request_id] = b.params.include_stop_str_in_output;
+    } catch (const ValueError& e) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (auto it = streams_.find(b.request_id); it != streams_.end()) {
+        it->second->close(e.what());
+        streams_.erase(it);
+      }
+    }
+  }
+}
+
+// Loop thread: hands a step's outputs (and finished beam searches) to their streams.
+void AsyncEngine::deliver(std::vector<RequestOutput>& outputs) {
+  for (BeamSearchResult& r : engine_->take_finished_beam_searches()) {
+    auto include_stop = beam_include_stop_.find(r.request_id);
+    bool include = include_stop != beam_include_stop_.end() && include_stop->second;
+    if (include_stop != beam_include_stop_.end()) beam_include_stop_.erase(include_stop);
+    outputs.push_back(beam_search_request_output(std::move(r), engine_->tokenizer(), include));
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (RequestOutput& out : outputs) {
+    auto it = streams_.find(out.request_id);
+    if (it == streams_.end()) continue;
+    bool finished = out.finished;
+    if (finished) {
+      snapshot_.prompt_tokens_total += static_cast<int64_t>(out.prompt_token_ids.size());
+      // DELTA outputs carry only the last tokens: count from the request's metrics.
+      if (out.metrics) {
+        snapshot_.generation_tokens_total += out.metrics->num_generation_tokens;
+      } else {
+        for (const CompletionOutput& c : out.outputs) {
+          snapshot_.generation_tokens_total += static_cast<int64_t>(c.token_ids.size());
+        }
+      }
+      ++snapshot_.num_requests_finished;
+    }
+    it->second->push(std::move(out));
+    if (finished) {
+      it->second->close();
+      streams_.erase(it);
+    }
+  }
 }
 
 void AsyncEngine::loop() {
   while (true) {
     std::deque<PreparedRequest> adds;
+    std::deque<PendingBeamSearch> beam_adds;
     std::vector<std::string> aborts;
     bool stop = false, drain = false;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       work_.wait(lock, [&] {
-        return stop_ || !pending_adds_.empty() || !pending_aborts_.empty() ||
-               engine_->has_unfinished_requests();
+        return stop_ || !pending_adds_.empty() || !pending_beam_adds_.empty() ||
+               !pending_aborts_.empty() || engine_->has_unfinished_requests();
       });
       adds.swap(pending_adds_);
+      beam_adds.swap(pending_beam_adds_);
       aborts.swap(pending_aborts_);
       stop = stop_;
       drain = drain_;
     }
     try {
-      for (PreparedRequest& req : adds) engine_->add_prepared(std::move(req));
+      add_pending(adds, beam_adds);
       if (stop && !drain) {
         std::lock_guard<std::mutex> lock(mutex_);
         for (auto& [id, stream] : streams_) aborts.push_back(id);
@@ -133,6 +219,7 @@ void AsyncEngine::loop() {
         engine_->abort_request(aborts);
         std::lock_guard<std::mutex> lock(mutex_);
         for (const std::string& id : aborts) {
+          beam_include_stop_.erase(id);
           auto it = streams_.find(id);
           if (it == streams_.end()) continue;
           it->second->close();
@@ -141,23 +228,7 @@ void AsyncEngine::loop() {
       }
       if (engine_->has_unfinished_requests()) {
         std::vector<RequestOutput> outputs = engine_->step();
-        std::lock_guard<std::mutex> lock(mutex_);
-        for (RequestOutput& out : outputs) {
-          auto it = streams_.find(out.request_id);
-          if (it == streams_.end()) continue;
-          bool finished = out.finished;
-          if (finished) {
-            snapshot_.prompt_tokens_total += static_cast<int64_t>(out.prompt_token_ids.size());
-            // DELTA outputs carry only the last tokens: count from the request's metrics.
-            if (out.metrics) snapshot_.generation_tokens_total += out.metrics->num_generation_tokens;
-            ++snapshot_.num_requests_finished;
-          }
-          it->second->push(std::move(out));
-          if (finished) {
-            it->second->close();
-            streams_.erase(it);
-          }
-        }
+        deliver(outputs);
       }
       {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -172,7 +243,7 @@ void AsyncEngine::loop() {
     }
     if (stop && !engine_->has_unfinished_requests()) {
       std::lock_guard<std::mutex> lock(mutex_);
-      bool nothing_pending = pending_adds_.empty();
+      bool nothing_pending = pending_adds_.empty() && pending_beam_adds_.empty();
       if (nothing_pending) {
         for (auto& [id, stream] : streams_) stream->close("the engine shut down");
         streams_.clear();

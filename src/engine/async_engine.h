@@ -68,6 +68,11 @@ class AsyncEngine {
   // then queues the request. Output kind comes from params (the server uses DELTA or FINAL_ONLY).
   std::shared_ptr<RequestStream> generate(const std::string& request_id, const Prompt& prompt,
                                           const SamplingParams& params, int priority = 0);
+  // Beam search for one prompt (vLLM's online `use_beam_search`): validated on the caller's thread
+  // like generate(); the stream yields one final RequestOutput with the beams as completions
+  // (beam_search_request_output).
+  std::shared_ptr<RequestStream> beam_search(const std::string& request_id, const Prompt& prompt,
+                                             const BeamSearchParams& params, int priority = 0);
   // Stops a request (client disconnected, or done reading); unknown ids are ignored.
   void abort(const std::string& request_id);
   // Stops accepting requests; drains in-flight ones (drain=true) or aborts them, then stops.
@@ -80,13 +85,25 @@ class AsyncEngine {
   int num_pending() const;
 
  private:
+  struct PendingBeamSearch {
+    std::string request_id;
+    Prompt prompt;  // token ids, tokenized on the caller's thread
+    BeamSearchParams params;
+    int priority = 0;
+  };
+
   void loop();
+  void add_pending(std::deque<PreparedRequest>& adds, std::deque<PendingBeamSearch>& beam_adds);
+  void deliver(std::vector<RequestOutput>& outputs);
+  std::shared_ptr<RequestStream> register_stream(const std::string& request_id);
   void fail_all(const std::string& error);
 
   std::unique_ptr<LLMEngine> engine_;
   mutable std::mutex mutex_;
   std::condition_variable work_;
   std::deque<PreparedRequest> pending_adds_;
+  std::deque<PendingBeamSearch> pending_beam_adds_;
+  std::unordered_map<std::string, bool> beam_include_stop_;  // live beam searches (loop thread)
   std::vector<std::string> pending_aborts_;
   std::unordered_map<std::string, std::shared_ptr<RequestStream>> streams_;
   bool stop_ = false;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
 namespace cvllm {
@@ -180,6 +181,35 @@ bool BeamSearchCoordinator::abort_group(const std::string& request_id, Scheduler
   }
   groups_.erase(it);
   return true;
+}
+
+RequestOutput beam_search_request_output(BeamSearchResult result, const Tokenizer* tokenizer,
+                                         bool include_stop_str_in_output) {
+  RequestOutput ro;
+  ro.request_id = result.request_id;
+  ro.prompt = result.prompt;
+  ro.prompt_token_ids = result.prompt_token_ids;
+  ro.finished = true;
+  const auto prompt_len = static_cast<std::ptrdiff_t>(result.prompt_token_ids.size());
+  for (size_t i = 0; i < result.beams.size(); ++i) {
+    BeamSearchResult::Beam& b = result.beams[i];
+    CompletionOutput c;
+    c.index = static_cast<int>(i);
+    c.token_ids.assign(b.tokens.begin() + prompt_len, b.tokens.end());
+    std::vector<int32_t> text_ids = c.token_ids;
+    if (b.ended_with_eos) {
+      text_ids.pop_back();
+      if (!include_stop_str_in_output) c.token_ids.pop_back();
+      c.finish_reason = "stop";
+      c.stop_reason = b.tokens.back();
+    } else {
+      c.finish_reason = "length";
+    }
+    if (tokenizer) c.text = tokenizer->decode(text_ids, /*skip_special_tokens=*/true);
+    c.cumulative_logprob = b.cum_logprob;
+    ro.outputs.push_back(std::move(c));
+  }
+  return ro;
 }
 
 }  // namespace cvllm

@@ -15,6 +15,7 @@
 
 #include "core/scheduler.h"
 #include "cvllm/beam_search.h"
+#include "cvllm/outputs.h"
 
 namespace cvllm {
 
@@ -34,6 +35,15 @@ struct BeamSearchResult {
 // vLLM's get_beam_search_score: the sequence length counts the prompt, minus a trailing EOS.
 double beam_search_score(const std::vector<int32_t>& tokens, double cum_logprob,
                          std::optional<int32_t> eos_token_id, double length_penalty);
+
+class Tokenizer;
+
+// vLLM's online form of a finished beam search: one RequestOutput whose completions are the beams,
+// best first, generated part only; an EOS that ended a beam stays out of the text (and out of
+// token_ids unless include_stop_str_in_output), with finish_reason "stop" and the EOS id as
+// stop_reason, else "length". Text is empty without a tokenizer.
+RequestOutput beam_search_request_output(BeamSearchResult result, const Tokenizer* tokenizer,
+                                         bool include_stop_str_in_output);
 
 class BeamSearchCoordinator {
  public:

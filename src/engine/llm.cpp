@@ -103,31 +103,8 @@ std::vector<RequestOutput> LLM::generate(const PromptList& prompts, const BeamSe
                                          bool use_tqdm) {
   std::vector<RequestOutput> outputs;
   for (BeamSearchResult& r : run_beam_searches(*engine_, prompts.prompts(), params, use_tqdm, next_request_id_)) {
-    RequestOutput ro;
-    ro.request_id = r.request_id;
-    ro.prompt = r.prompt;
-    ro.prompt_token_ids = r.prompt_token_ids;
-    ro.finished = true;
-    for (size_t i = 0; i < r.beams.size(); ++i) {
-      BeamSearchResult::Beam& b = r.beams[i];
-      CompletionOutput c;
-      c.index = static_cast<int>(i);
-      c.token_ids.assign(b.tokens.begin() + static_cast<std::ptrdiff_t>(r.prompt_token_ids.size()), b.tokens.end());
-      // Like vLLM's server: EOS stays out of the text (and out of the ids unless asked).
-      std::vector<int32_t> text_ids = c.token_ids;
-      if (b.ended_with_eos) {
-        text_ids.pop_back();
-        if (!params.include_stop_str_in_output) c.token_ids.pop_back();
-        c.finish_reason = "stop";
-        c.stop_reason = b.tokens.back();
-      } else {
-        c.finish_reason = "length";
-      }
-      c.text = decode_or_empty(*engine_, text_ids, /*skip_special=*/true);
-      c.cumulative_logprob = b.cum_logprob;
-      ro.outputs.push_back(std::move(c));
-    }
-    outputs.push_back(std::move(ro));
+    outputs.push_back(beam_search_request_output(std::move(r), engine_->tokenizer(),
+                                                 params.include_stop_str_in_output));
   }
   return outputs;
 }

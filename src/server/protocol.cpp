@@ -56,9 +56,6 @@ void reject_unsupported(const FieldReader& r) {
                           "kv_transfer_params", "repetition_detection"}) {
     if (r.has(key)) throw bad_request(cat("`", key, "` is not supported yet"), key);
   }
-  if (r.get_bool("use_beam_search").value_or(false)) {
-    throw bad_request("Beam search (`use_beam_search`) is not supported yet", "use_beam_search");
-  }
 }
 
 void read_response_format(const FieldReader& r) {
@@ -124,9 +121,14 @@ void read_generation_fields(const FieldReader& r, GenerationFields& f) {
           "cache_salt");
     }
   }
-  // Typed but unused by cvllm (OpenAI's `user`, vLLM's `length_penalty`): still type-checked.
+  f.use_beam_search = r.get_bool("use_beam_search").value_or(false);
+  f.length_penalty = r.get_double("length_penalty").value_or(1.0);
+  if (f.use_beam_search && f.stream) {
+    throw bad_request("Streaming is not supported with beam search (`use_beam_search`)",
+                      "use_beam_search");
+  }
+  // Typed but unused by cvllm (OpenAI's `user`): still type-checked.
   r.get_string("user");
-  r.get_double("length_penalty");
   r.get_string("suffix");  // vLLM accepts and ignores it
 
   // Validators vLLM runs on the raw request.
@@ -431,6 +433,16 @@ SamplingParams to_sampling_params(const GenerationFields& req, const SamplingDef
   p.prompt_logprobs = prompt_logprobs;
   p.max_tokens = max_tokens;
   p.output_kind = req.stream ? RequestOutputKind::kDelta : RequestOutputKind::kFinalOnly;
+  return p;
+}
+
+BeamSearchParams to_beam_search_params(const GenerationFields& req,
+                                       const SamplingDefaults& defaults, int max_tokens) {
+  BeamSearchParams p(req.n, max_tokens);
+  p.ignore_eos = req.ignore_eos;
+  p.temperature = req.temperature.value_or(defaults.temperature.value_or(1.0));
+  p.length_penalty = req.length_penalty;
+  p.include_stop_str_in_output = req.include_stop_str_in_output;
   return p;
 }
 

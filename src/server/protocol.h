@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cvllm/beam_search.h"
 #include "cvllm/sampling_params.h"
 #include "server/json_util.h"
 
@@ -47,7 +48,8 @@ struct GenerationFields {
   bool include_stop_str_in_output = false;
   std::optional<int> prompt_logprobs;
   std::optional<int> truncate_prompt_tokens;  // -1: keep at most max_model_len - max_tokens
-  bool use_beam_search = false;
+  bool use_beam_search = false;  // beam search with `n` beams (BeamSearchParams)
+  double length_penalty = 1.0;
   int priority = 0;
   std::optional<std::string> cache_salt;
   std::optional<std::string> request_id;
@@ -107,6 +109,11 @@ struct SamplingDefaults {
   std::optional<int> top_k;
   std::optional<int> max_tokens;  // generation_config max_new_tokens: also caps requests
 };
+
+// vLLM's to_beam_search_params: width n, the request's max_tokens (already resolved), ignore_eos,
+// temperature (request, else model default, else 0), length_penalty, include_stop_str_in_output.
+BeamSearchParams to_beam_search_params(const GenerationFields& request,
+                                       const SamplingDefaults& defaults, int max_tokens);
 
 // vLLM's to_sampling_params: request value, else the model default, else OpenAI's default.
 // `logprobs` is the per-token top-k in the engine's terms; `max_tokens` is already resolved.

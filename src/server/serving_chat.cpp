@@ -306,7 +306,7 @@ void ChatServing::create_chat_completion(const httplib::Request& req, httplib::R
   std::string engine_id = ctx_.make_engine_id(id, 0);
   Prompt prompt(chat.rendered.token_ids);
   if (request.cache_salt) prompt.cache_salt = *request.cache_salt;
-  streams->add(engine_id, ctx_.engine().generate(engine_id, prompt, chat.params, request.priority));
+  streams->add(engine_id, ctx_.submit(engine_id, prompt, chat.params, request));
   auto probe = ConnectionProbe::for_request(req);
   if (request.stream) {
     auto streamer =

@@ -304,8 +304,7 @@ void CompletionServing::create_completion(const httplib::Request& req, httplib::
     std::string engine_id = ctx_.make_engine_id(id, i);
     Prompt prompt(prompts[i].token_ids);
     if (request.cache_salt) prompt.cache_salt = *request.cache_salt;
-    streams->add(engine_id,
-                 ctx_.engine().generate(engine_id, prompt, prompts[i].params, request.priority));
+    streams->add(engine_id, ctx_.submit(engine_id, prompt, prompts[i].params, request));
   }
   auto probe = ConnectionProbe::for_request(req);
   if (request.stream) {

@@ -147,4 +147,14 @@ int ServingContext::resolve_max_tokens(std::optional<int64_t> requested, int pro
   return static_cast<int>(std::max<int64_t>(value, 0));
 }
 
+std::shared_ptr<RequestStream> ServingContext::submit(const std::string& engine_id,
+                                                      const Prompt& prompt,
+                                                      const SamplingParams& params,
+                                                      const GenerationFields& request) {
+  if (!request.use_beam_search) return engine_.generate(engine_id, prompt, params, request.priority);
+  BeamSearchParams beam =
+      to_beam_search_params(request, sampling_defaults(), params.max_tokens.value_or(1));
+  return engine_.beam_search(engine_id, prompt, beam, request.priority);
+}
+
 }  // namespace cvllm::server

@@ -30,6 +30,11 @@ class ServingContext {
   ServingContext(AsyncEngine& engine, const ServerConfig& config, ServerMetrics& metrics);
 
   AsyncEngine& engine() const { return engine_; }
+  // Submits one prompt: beam search when the request asks for it (`use_beam_search`, `n` beams),
+  // else sampling with `params`.
+  std::shared_ptr<RequestStream> submit(const std::string& engine_id, const Prompt& prompt,
+                                        const SamplingParams& params,
+                                        const GenerationFields& request);
   const ServerConfig& config() const { return config_; }
   ServerMetrics& metrics() const { return metrics_; }
   int max_model_len() const;

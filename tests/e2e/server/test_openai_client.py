@@ -216,8 +216,40 @@ def test_bad_request_errors(client):
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}],
                                        extra_body={"chat_template": "{{ messages }}"})
     assert "untrusted" in e.value.message
-    with pytest.raises(openai.BadRequestError):
-        client.completions.create(model="tiny", prompt="x", extra_body={"use_beam_search": True})
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model="tiny", prompt="x", n=2, stream=True,
+                                  extra_body={"use_beam_search": True})
+    assert "beam search" in e.value.message
+    with pytest.raises(openai.BadRequestError):  # beam width is n: at least 1
+        client.completions.create(model="tiny", prompt="x", n=0, extra_body={"use_beam_search": True})
+
+
+def offline_beams(prompt, width, max_tokens, length_penalty):
+    out = subprocess.run([cvllm_binary(), "generate", "--model", str(TINY_MODEL), "--prompt", prompt,
+                          "--beam-width", str(width), "--length-penalty", str(length_penalty),
+                          "--max-tokens", str(max_tokens), "--output-json"],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)[0]["outputs"]
+
+
+@pytest.mark.parametrize("width,length_penalty", [(1, 1.0), (3, 1.0), (4, 0.5)])
+def test_beam_search_matches_offline_engine(client, width, length_penalty):
+    ref = offline_beams("Hello world", width, 6, length_penalty)
+    extra = {"use_beam_search": True, "length_penalty": length_penalty, "return_token_ids": True}
+    resp = client.completions.create(model="tiny", prompt="Hello world", n=width, max_tokens=6,
+                                     temperature=0, extra_body=extra)
+    assert len(resp.choices) == width == len(ref)
+    for choice, beam in zip(resp.choices, ref):
+        assert choice.text == beam["text"]
+        assert choice.model_extra["token_ids"] == beam["token_ids"]
+        assert choice.finish_reason == beam["finish_reason"]
+    assert resp.usage.completion_tokens == sum(len(b["token_ids"]) for b in ref)
+
+    chat = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}],
+                                          n=width, max_tokens=4, temperature=0,
+                                          extra_body={"use_beam_search": True})
+    assert [c.index for c in chat.choices] == list(range(width))
+    assert all(c.message.role == "assistant" for c in chat.choices)
 
 
 def test_not_found_error(client):
