@@ -13,7 +13,7 @@ if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 
 # Debian packages: compiler and build tools, PCRE2 (tokenizer regexes), nlohmann-json, GoogleTest,
 # cpp-httplib (the HTTP server), ccache, and clang with its runtime for the libFuzzer targets.
-PACKAGES="build-essential cmake pkg-config libpcre2-dev nlohmann-json3-dev libgtest-dev googletest
+PACKAGES="build-essential cmake pkg-config libpcre2-dev libutf8proc-dev nlohmann-json3-dev libgtest-dev googletest
           libcpp-httplib-dev ccache clang libclang-rt-dev python3 python3-pip unzip"
 missing=""
 for p in $PACKAGES; do

@@ -12,6 +12,8 @@ struct EngineArgs {
   // A .gguf file, a local directory, or a name; empty means the bundled default model
   // (SmolLM2-135M-Instruct, fetched by scripts/setup.sh into ~/.cache/cvllm).
   std::string model;
+  // Hub ids only: the branch, tag or commit of the Hugging Face cache snapshot (empty: "main").
+  std::string revision;
   std::string tokenizer;             // empty: the model's own
   bool skip_tokenizer_init = false;  // prompts must be token ids; outputs carry no text
   std::string dtype = "auto";
@@ -33,6 +35,12 @@ struct EngineArgs {
   // "fast" (8-bit activations, integer SIMD) or "reference" (dequantize to f32).
   int num_threads = 0;
   std::string cpu_kernels = "fast";
+  // Where the model runs: "auto" (CUDA when this build has it and a GPU is present, else the
+  // CPU), "cpu" or "cuda".
+  std::string device = "auto";
+  // CUDA: the fraction of the GPU's memory this engine may use for weights, activations and the
+  // KV cache (vLLM's gpu_memory_utilization). Ignored when kv_cache_memory_bytes is set.
+  double gpu_memory_utilization = 0.92;
   bool disable_log_stats = true;
 };
 

@@ -1,16 +1,25 @@
 #include "engine/llm_engine.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <filesystem>
 #include <utility>
 
 #include "engine/engine_core.h"
 #include "engine/output_processor.h"
 #include "kernels/cpu/cpu_backend.h"
+#ifdef CVLLM_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 #include "loader/gguf.h"
+#include "loader/hf_files.h"
+#include "loader/hf_weight_source.h"
 #include "loader/model_resolver.h"
+#include "loader/safetensors.h"
 #include "loader/weight_source.h"
 #include "models/registry.h"
+#include "tokenizer/hf_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/logging.h"
@@ -23,6 +32,68 @@ cpu::MatmulPath parse_kernel_path(const std::string& name) {
   if (name == "fast") return cpu::MatmulPath::kFast;
   if (name == "reference") return cpu::MatmulPath::kReference;
   throw ValueError(cat("cpu_kernels must be 'fast' or 'reference', got '", name, "'"));
+}
+
+// The backend for args.device: "auto" takes CUDA when this build has it and a GPU is present.
+std::unique_ptr<Backend> create_backend(const EngineArgs& args) {
+  if (args.device != "auto" && args.device != "cpu" && args.device != "cuda") {
+    throw ValueError(cat("device must be 'auto', 'cpu' or 'cuda', got '", args.device, "'"));
+  }
+#ifdef CVLLM_HAVE_CUDA
+  const bool gpu = cuda::cuda_device_available();
+  if (args.device == "cuda" && !gpu) throw ValueError("device 'cuda' requested but no CUDA GPU is available");
+  if (args.device == "cuda" || (args.device == "auto" && gpu)) {
+    if (args.gpu_memory_utilization <= 0.0 || args.gpu_memory_utilization > 1.0) {
+      throw ValueError(cat("gpu_memory_utilization must be in (0, 1], got ", args.gpu_memory_utilization));
+    }
+    LOG_INFO("Using device cuda (device=", args.device, ")");
+    return std::make_unique<cuda::CudaBackend>(0, args.num_threads);
+  }
+#else
+  if (args.device == "cuda") throw ValueError("device 'cuda' requested but cvllm was built without CUDA");
+#endif
+  LOG_INFO("Using device cpu (device=", args.device, ")");
+  return std::make_unique<cpu::CpuBackend>(args.num_threads, parse_kernel_path(args.cpu_kernels));
+}
+
+// CUDA KV-cache budget (vLLM's rule): gpu_memory_utilization of the GPU's memory, minus what is
+// in use now (weights, loaded before this is called) and an estimate of the largest forward pass:
+// f32 activations of max_num_batched_tokens tokens (the Llama-style layer's hidden, residual,
+// normed, q, k, v, attention output, gate and up), the bf16 GEMM input copy, logits rows for up
+// to max_num_seqs samples, split-KV attention partials (a piece per 1024 keys of context), a
+// quarter of slack for the allocator's size classes, and 512 MiB for cuBLASLt's workspace and the
+// CUDA context's own growth. Returns 0 on the CPU (no device budget).
+int64_t device_kv_budget_bytes(Backend& backend, const EngineArgs& args, const ModelConfig& c,
+                               int max_model_len) {
+#ifdef CVLLM_HAVE_CUDA
+  if (auto* gpu = dynamic_cast<cuda::CudaBackend*>(&backend)) {
+    cuda::CudaBackend::MemoryInfo mem = gpu->memory_info();
+    const int64_t tokens = args.max_num_batched_tokens;
+    const int64_t q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
+    const int64_t per_token = 4 * (3 * c.hidden_size + 2 * q + 2 * kv + 2 * c.intermediate_size) +
+                              2 * std::max(c.hidden_size, c.intermediate_size);
+    const int64_t logits_rows = std::min<int64_t>(tokens, args.max_num_seqs);
+    const int64_t pieces = tokens * (max_model_len / cuda::kSplitKeys + 1);
+    const int64_t partials = pieces * c.num_attention_heads * (c.head_dim + 2) * 4;
+    const int64_t activations =
+        (tokens * per_token + 2 * logits_rows * c.vocab_size * 4 + partials) * 5 / 4 +
+        (int64_t{512} << 20);
+    const int64_t in_use = mem.total_bytes - mem.free_bytes - mem.cached_bytes;
+    const int64_t budget = static_cast<int64_t>(args.gpu_memory_utilization *
+                                                static_cast<double>(mem.total_bytes)) -
+                           in_use - activations;
+    LOG_INFO("GPU memory: ", mem.total_bytes >> 20, " MiB total, ", in_use >> 20,
+             " MiB in use after loading, ", activations >> 20, " MiB kept for activations; KV "
+             "cache budget ", std::max<int64_t>(budget, 0) >> 20, " MiB (gpu_memory_utilization ",
+             args.gpu_memory_utilization, ")");
+    return std::max<int64_t>(budget, 1);
+  }
+#endif
+  (void)backend;
+  (void)args;
+  (void)c;
+  (void)max_model_len;
+  return 0;
 }
 
 // KV blocks from the memory budget: an explicit byte count, or a fraction of available memory,
@@ -47,7 +118,99 @@ int plan_num_kv_blocks(const EngineArgs& args, int64_t block_bytes, int max_mode
   return static_cast<int>(std::min<int64_t>(blocks, 1 << 30));
 }
 
+// The CPU backend computes in float32 whatever the dtype; weights stay in their stored type.
+void check_dtype(const std::string& dtype) {
+  static const char* const kAccepted[] = {"auto",     "float32", "float",
+                                          "bfloat16", "float16", "half"};
+  for (const char* d : kAccepted) {
+    if (dtype == d) {
+      if (dtype != "auto" && dtype != "float32" && dtype != "float") {
+        LOG_INFO("dtype=", dtype, ": weights are used in their checkpoint dtype and activations "
+                 "are computed in float32 on the CPU backend");
+      }
+      return;
+    }
+  }
+  throw ValueError(cat("dtype '", dtype, "' is not supported (supported: auto, float32, "
+                       "bfloat16, float16; the CPU backend computes in float32)"));
+}
+
+// End-of-turn ids that also end generation, besides the primary EOS (vLLM adds generation
+// config's eos_token_id list to every request's stop ids).
+void add_extra_eos(std::vector<int32_t>& extra, int32_t id, std::optional<int32_t> eos,
+                   int64_t vocab) {
+  if (id < 0 || id >= vocab || (eos && id == *eos)) return;
+  if (std::find(extra.begin(), extra.end(), id) == extra.end()) extra.push_back(id);
+}
+
 }  // namespace
+
+void LLMEngine::load_gguf(const EngineArgs& args, const std::string& path) {
+  gguf_ = GgufFile::open(path);
+  model_config_ = model_config_from_gguf(*gguf_);
+  if (!args.skip_tokenizer_init) {
+    std::string tok_path = args.tokenizer.empty() ? path : args.tokenizer;
+    tokenizer_ = load_tokenizer(tok_path, gguf_);
+    eos_token_id_ = tokenizer_->eos_token_id();
+  } else {
+    if (auto eos = gguf_->get_int("tokenizer.ggml.eos_token_id")) eos_token_id_ = static_cast<int32_t>(*eos);
+  }
+  // End-of-turn tokens also end generation (vLLM takes them from generation_config's eos list).
+  for (const char* key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
+    if (std::optional<int64_t> id = gguf_->get_int(key); id && *id <= INT32_MAX) {
+      add_extra_eos(extra_eos_token_ids_, static_cast<int32_t>(*id), eos_token_id_,
+                    model_config_.vocab_size);
+    }
+  }
+  chat_template_ = gguf_->get_string("tokenizer.chat_template");
+  generation_defaults_ = generation_defaults_from_gguf(*gguf_);
+  weights_ = std::make_unique<GgufWeightSource>(gguf_);
+  checkpoint_format_ = CheckpointFormat::kGguf;
+}
+
+void LLMEngine::load_hf(const EngineArgs& args, const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(std::filesystem::path(dir) / "config.json", ec)) {
+    throw ValueError(
+        cat(dir, " is a directory without config.json: not a Hugging Face checkpoint"));
+  }
+  model_config_ = model_config_from_hf(dir);
+  auto checkpoint =
+      std::make_shared<const SafetensorsCheckpoint>(SafetensorsCheckpoint::open_dir(dir));
+  weights_ =
+      std::make_unique<HfWeightSource>(checkpoint, hf_weight_name_map(model_config_.architecture));
+  checkpoint_format_ = CheckpointFormat::kHuggingFace;
+  if (!args.skip_tokenizer_init) {
+    const std::filesystem::path tokenizer_json = std::filesystem::path(dir) / "tokenizer.json";
+    if (args.tokenizer.empty() && !std::filesystem::is_regular_file(tokenizer_json, ec)) {
+      throw ValueError(cat(dir, " has no tokenizer.json: pass a tokenizer (--tokenizer) or "
+                           "skip_tokenizer_init (--skip-tokenizer-init) with token-id prompts"));
+    }
+    tokenizer_ = load_tokenizer(args.tokenizer.empty() ? dir : args.tokenizer, nullptr);
+    eos_token_id_ = tokenizer_->eos_token_id();
+  }
+  HfGenerationConfig gen = read_hf_generation_config(dir);
+  for (int32_t id : gen.eos_token_ids) {
+    if (!eos_token_id_ && args.skip_tokenizer_init) {
+      eos_token_id_ = id;  // no tokenizer: the model's first EOS is the primary one
+      continue;
+    }
+    add_extra_eos(extra_eos_token_ids_, id, eos_token_id_, model_config_.vocab_size);
+  }
+  chat_template_ = read_hf_chat_template(dir);
+  generation_defaults_ = gen.defaults;
+}
+
+// A tokenizer from a GGUF file (`gguf` when it is the model file itself) or a Hugging Face
+// directory with tokenizer.json; `path` resolves like a model name (hub ids included).
+std::unique_ptr<Tokenizer> LLMEngine::load_tokenizer(const std::string& path,
+                                                     const std::shared_ptr<GgufFile>& gguf) {
+  ResolvedModel where = resolve_model(path);
+  if (where.format == ModelFormat::kHuggingFaceDir) return load_hf_tokenizer(where.path);
+  std::shared_ptr<GgufFile> file =
+      gguf && where.path == gguf->path() ? gguf : GgufFile::open(where.path);
+  return Tokenizer::from_gguf(*file);
+}
 
 LLMEngine::LLMEngine(const EngineArgs& args) : args_(args) {
   double start = monotonic_seconds();
@@ -57,43 +220,22 @@ LLMEngine::LLMEngine(const EngineArgs& args) : args_(args) {
   if (args.max_num_seqs <= 0) throw ValueError("max_num_seqs must be positive");
   if (args.max_num_batched_tokens <= 0) throw ValueError("max_num_batched_tokens must be positive");
   if (args.max_logprobs < -1) throw ValueError("max_logprobs must be >= -1");
-  if (args.dtype != "auto" && args.dtype != "float32" && args.dtype != "float") {
-    throw ValueError(cat("dtype '", args.dtype, "' is not supported on the CPU backend yet "
-                         "(supported: auto, float32)"));
-  }
-  ResolvedModel resolved = resolve_model(args.model);
-  if (resolved.format != ModelFormat::kGguf) {
-    throw ValueError(cat(resolved.path, " is a directory; Hugging Face checkpoints are not "
-                         "supported yet — pass a .gguf file"));
-  }
+  check_dtype(args.dtype);
+  ResolvedModel resolved = resolve_model(args.model, args.revision);
   model_path_ = resolved.path;
-  gguf_ = GgufFile::open(resolved.path);
-  model_config_ = model_config_from_gguf(*gguf_);
-  if (!args.skip_tokenizer_init) {
-    std::string tok_path = args.tokenizer.empty() ? resolved.path : args.tokenizer;
-    std::shared_ptr<GgufFile> tok_file = tok_path == resolved.path ? gguf_ : GgufFile::open(tok_path);
-    tokenizer_ = Tokenizer::from_gguf(*tok_file);
-    eos_token_id_ = tokenizer_->eos_token_id();
+  if (resolved.format == ModelFormat::kGguf) {
+    load_gguf(args, resolved.path);
   } else {
-    if (auto eos = gguf_->get_int("tokenizer.ggml.eos_token_id")) eos_token_id_ = static_cast<int32_t>(*eos);
+    load_hf(args, resolved.path);
   }
-  // End-of-turn tokens also end generation (vLLM takes them from generation_config's eos list).
-  for (const char* key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
-    std::optional<int64_t> id = gguf_->get_int(key);
-    if (id && *id >= 0 && *id < model_config_.vocab_size && (!eos_token_id_ || *id != *eos_token_id_)) {
-      extra_eos_token_ids_.push_back(static_cast<int32_t>(*id));
-    }
-  }
-  chat_template_ = gguf_->get_string("tokenizer.chat_template");
-  if (args.generation_config == "auto") {
-    generation_defaults_ = generation_defaults_from_gguf(*gguf_);
-    if (!generation_defaults_.empty()) {
-      LOG_WARNING("Default sampling parameters have been overridden by the model's generation "
-                  "config (", generation_defaults_.describe(), "). If this is not intended, pass "
-                  "--generation-config vllm.");
-    }
-  } else if (args.generation_config != "vllm") {
+  if (args.generation_config == "vllm") {
+    generation_defaults_ = {};
+  } else if (args.generation_config != "auto") {
     throw ValueError(cat("generation_config must be 'auto' or 'vllm', got '", args.generation_config, "'"));
+  } else if (!generation_defaults_.empty()) {
+    LOG_WARNING("Default sampling parameters have been overridden by the model's generation "
+                "config (", generation_defaults_.describe(), "). If this is not intended, pass "
+                "--generation-config vllm.");
   }
 
   int derived_len = static_cast<int>(model_config_.max_position_embeddings);
@@ -106,13 +248,18 @@ LLMEngine::LLMEngine(const EngineArgs& args) : args_(args) {
                          "outputs or CUDA errors."));
   }
 
-  backend_ = std::make_unique<cpu::CpuBackend>(args.num_threads, parse_kernel_path(args.cpu_kernels));
-  GgufWeightSource weights(gguf_);
-  model_ = create_model(model_config_, weights, *backend_, CheckpointFormat::kGguf);
+  backend_ = create_backend(args);
+  model_ = create_model(model_config_, *weights_, *backend_, checkpoint_format_);
 
-  DType kv_dtype = DType::kF32;
+  // The CUDA KV cache is bf16 (as vLLM's for bf16 models); the CPU one f32.
+  const bool on_gpu = backend_->device() == Device::kCuda;
+  DType kv_dtype = on_gpu ? DType::kBF16 : DType::kF32;
   int64_t block_bytes = ModelRunner::kv_block_bytes(*model_, args.block_size, kv_dtype);
-  int num_blocks = plan_num_kv_blocks(args, block_bytes, max_model_len_);
+  EngineArgs kv_args = args;
+  if (on_gpu && kv_args.kv_cache_memory_bytes <= 0) {
+    kv_args.kv_cache_memory_bytes = device_kv_budget_bytes(*backend_, args, model_config_, max_model_len_);
+  }
+  int num_blocks = plan_num_kv_blocks(kv_args, block_bytes, max_model_len_);
 
   SchedulerConfig sched;
   sched.max_num_seqs = args.max_num_seqs;

@@ -23,10 +23,12 @@ namespace cvllm {
 
 class Backend;
 class CausalLM;
+enum class CheckpointFormat;
 class EngineCore;
 class GgufFile;
 class OutputProcessor;
 class Tokenizer;
+class WeightSource;
 
 // A validated, tokenized request ready to enter the engine.
 struct PreparedRequest {
@@ -77,10 +79,18 @@ class LLMEngine {
  private:
   std::vector<int32_t> tokenize_prompt(const Prompt& prompt, const SamplingParams& params) const;
   std::shared_ptr<SamplingParams> resolve_params(const SamplingParams& params, int prompt_len) const;
+  // Loading: each sets model_config_, weights_, the tokenizer (unless skip_tokenizer_init), EOS
+  // ids, chat template and generation defaults from its kind of checkpoint.
+  void load_gguf(const EngineArgs& args, const std::string& path);
+  void load_hf(const EngineArgs& args, const std::string& dir);
+  static std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path,
+                                                   const std::shared_ptr<GgufFile>& gguf);
 
   EngineArgs args_;
   std::string model_path_;
-  std::shared_ptr<GgufFile> gguf_;
+  std::shared_ptr<GgufFile> gguf_;               // GGUF checkpoints only
+  std::unique_ptr<WeightSource> weights_;        // keeps the mapped files the model points into
+  CheckpointFormat checkpoint_format_{};
   ModelConfig model_config_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Backend> backend_;

@@ -1,7 +1,12 @@
-// Model resolution: turns the user's `model` string into files on disk. Today: a .gguf file path,
-// or empty for the bundled default model in the cvllm cache folder. Hugging Face directories and
-// hub names resolve here too once their loader exists. When nothing is found, the error lists
-// every place that was searched. (A downloader can sit behind this later.)
+// Model resolution: turns the user's `model` string into files on disk, in this order:
+//  - empty: the bundled default model in the cvllm cache folder;
+//  - an existing path: a .gguf file, or a Hugging Face checkpoint directory (with config.json);
+//  - a bare file name found in the cvllm cache folder;
+//  - a hub id "org/name": its snapshot in the Hugging Face cache (offline, as huggingface_hub lays
+//    it out: <hub cache>/models--org--name/snapshots/<commit>/, with refs/<branch> holding the
+//    commit of a branch or tag).
+// When nothing is found, the error lists every place that was searched. resolve_model is the one
+// entry point, so a downloader can be added behind it later.
 #pragma once
 
 #include <string>
@@ -25,7 +30,13 @@ inline constexpr const char* kDefaultModelFile = "SmolLM2-135M-Instruct.Q4_1.ggu
 inline constexpr const char* kDefaultModelName = "HuggingFaceTB/SmolLM2-135M-Instruct";
 std::string default_model_path();
 
+// The Hugging Face hub cache: $HF_HUB_CACHE, else $HF_HOME/hub, else
+// $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub.
+std::string hf_hub_cache_dir();
+
+// `revision` (hub ids only): a branch or tag name with a refs/ entry, or a commit hash with a
+// snapshot; empty means "main" (or the only snapshot when the cache has no refs/main).
 // Throws cvllm::ValueError listing the searched locations when the model cannot be found.
-ResolvedModel resolve_model(const std::string& model);
+ResolvedModel resolve_model(const std::string& model, const std::string& revision = "");
 
 }  // namespace cvllm

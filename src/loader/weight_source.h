@@ -23,6 +23,11 @@ class WeightSource {
   // The named weight; throws Error naming the file when it is missing or its shape differs.
   Tensor get(const std::string& name, const std::vector<int64_t>& expected_shape) const;
   bool contains(const std::string& name) const { return find(name).has_value(); }
+  // How errors name a weight: "'blk.0.attn_q.weight'", plus the file's own name where it differs.
+  virtual std::string display_name(const std::string& name) const { return "'" + name + "'"; }
+  // get(), converted to an owned f32 copy when stored as f16/bf16 (norm weights and biases,
+  // which the kernels read as f32). Other dtypes throw Error naming the weight.
+  Tensor get_f32(const std::string& name, const std::vector<int64_t>& expected_shape) const;
 };
 
 // Weights of a GGUF file, used in place from its memory map. GGUF lists dims innermost-first;

@@ -8,7 +8,9 @@
 namespace cvllm {
 namespace {
 
-std::string blk(int64_t i, const char* name) { return cat("blk.", i, ".", name, ".weight"); }
+std::string blk(int64_t i, const char* name, const char* kind = "weight") {
+  return cat("blk.", i, ".", name, ".", kind);
+}
 
 Tensor copy_of(Backend& backend, const Tensor& src) {
   Tensor dst = backend.alloc(src.dtype(), src.shape());
@@ -16,7 +18,42 @@ Tensor copy_of(Backend& backend, const Tensor& src) {
   return dst;
 }
 
+// GGUF block tensor name -> Hugging Face module path within "model.layers.N.".
+struct BlockName {
+  const char* gguf;
+  const char* hf;
+};
+constexpr BlockName kBlockNames[] = {
+    {"attn_norm", "input_layernorm"},    {"attn_q", "self_attn.q_proj"},
+    {"attn_k", "self_attn.k_proj"},      {"attn_v", "self_attn.v_proj"},
+    {"attn_output", "self_attn.o_proj"}, {"attn_q_norm", "self_attn.q_norm"},
+    {"attn_k_norm", "self_attn.k_norm"}, {"ffn_norm", "post_attention_layernorm"},
+    {"ffn_gate", "mlp.gate_proj"},       {"ffn_up", "mlp.up_proj"},
+    {"ffn_down", "mlp.down_proj"},
+};
+
 }  // namespace
+
+std::optional<std::string> llama_hf_weight_name(const std::string& gguf_name) {
+  if (gguf_name == "token_embd.weight") return "model.embed_tokens.weight";
+  if (gguf_name == "output_norm.weight") return "model.norm.weight";
+  if (gguf_name == "output.weight") return "lm_head.weight";
+  // "blk.<layer>.<module>.<weight|bias>"
+  if (gguf_name.rfind("blk.", 0) != 0) return std::nullopt;
+  size_t layer_end = gguf_name.find('.', 4);
+  size_t kind_start = gguf_name.rfind('.');
+  if (layer_end == std::string::npos || layer_end == 4 || kind_start <= layer_end)
+    return std::nullopt;
+  std::string layer = gguf_name.substr(4, layer_end - 4);
+  if (layer.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  std::string module = gguf_name.substr(layer_end + 1, kind_start - layer_end - 1);
+  std::string kind = gguf_name.substr(kind_start + 1);
+  if (kind != "weight" && kind != "bias") return std::nullopt;
+  for (const BlockName& b : kBlockNames) {
+    if (module == b.gguf) return cat("model.layers.", layer, ".", b.hf, ".", kind);
+  }
+  return std::nullopt;
+}
 
 LlamaForCausalLM::LlamaForCausalLM(const ModelConfig& config, const WeightSource& w,
                                    Backend& backend, RopeStyle rope_style)
@@ -29,24 +66,45 @@ LlamaForCausalLM::LlamaForCausalLM(const ModelConfig& config, const WeightSource
   auto weight = [&](const std::string& name, std::vector<int64_t> shape) {
     return backend.prepare_weight(w.get(name, shape));
   };
+  // Norm weights and biases are read as f32 by every backend, whatever the checkpoint stores.
+  auto weight_f32 = [&](const std::string& name, std::vector<int64_t> shape) {
+    return backend.prepare_weight(w.get_f32(name, shape));
+  };
+  auto linear = [&](int64_t i, const char* name, int64_t out, int64_t in, bool has_bias) {
+    Linear l;
+    l.weight = weight(blk(i, name), {out, in});
+    if (has_bias) l.bias = weight_f32(blk(i, name, "bias"), {out});
+    return l;
+  };
 
   embed_tokens_ = weight("token_embd.weight", {config.vocab_size, h});
+  AttentionParams attn;
+  attn.num_heads = config.num_attention_heads;
+  attn.num_kv_heads = config.num_key_value_heads;
+  attn.head_size = config.head_dim;
+  attn.scale = 1.0f / std::sqrt(static_cast<float>(config.head_dim));
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
     DecoderLayer layer;
-    layer.input_layernorm = {weight(blk(i, "attn_norm"), {h}), eps};
-    layer.q_proj.weight = weight(blk(i, "attn_q"), {q_size, h});
-    layer.k_proj.weight = weight(blk(i, "attn_k"), {kv_size, h});
-    layer.v_proj.weight = weight(blk(i, "attn_v"), {kv_size, h});
-    layer.o_proj.weight = weight(blk(i, "attn_output"), {h, q_size});
-    layer.post_attention_layernorm = {weight(blk(i, "ffn_norm"), {h}), eps};
+    layer.input_layernorm = {weight_f32(blk(i, "attn_norm"), {h}), eps};
+    layer.q_proj = linear(i, "attn_q", q_size, h, config.qkv_bias);
+    layer.k_proj = linear(i, "attn_k", kv_size, h, config.qkv_bias);
+    layer.v_proj = linear(i, "attn_v", kv_size, h, config.qkv_bias);
+    layer.o_proj = linear(i, "attn_output", h, q_size, config.o_proj_bias);
+    if (config.qk_norm) {
+      layer.q_norm = RMSNorm{weight_f32(blk(i, "attn_q_norm"), {config.head_dim}), eps};
+      layer.k_norm = RMSNorm{weight_f32(blk(i, "attn_k_norm"), {config.head_dim}), eps};
+    }
+    layer.attn = attn;
+    layer.attn.sliding_window = config.layer_uses_sliding_window(i) ? config.sliding_window : -1;
+    layer.post_attention_layernorm = {weight_f32(blk(i, "ffn_norm"), {h}), eps};
     layer.gate_proj.weight = weight(blk(i, "ffn_gate"), {ffn, h});
     layer.up_proj.weight = weight(blk(i, "ffn_up"), {ffn, h});
     layer.down_proj.weight = weight(blk(i, "ffn_down"), {h, ffn});
     layers_.push_back(std::move(layer));
   }
-  norm_ = {weight("output_norm.weight", {h}), eps};
-  lm_head_.weight = config.tie_word_embeddings ? embed_tokens_
-                                               : weight("output.weight", {config.vocab_size, h});
+  norm_ = {weight_f32("output_norm.weight", {h}), eps};
+  lm_head_.weight =
+      config.tie_word_embeddings ? embed_tokens_ : weight("output.weight", {config.vocab_size, h});
 
   std::vector<float> freq_factors;
   if (std::optional<Tensor> rope_freqs = w.find("rope_freqs.weight")) {
@@ -55,11 +113,6 @@ LlamaForCausalLM::LlamaForCausalLM(const ModelConfig& config, const WeightSource
     freq_factors.assign(p, p + rope_freqs->numel());
   }
   rotary_.emplace(config, rope_style, freq_factors);
-
-  attn_params_.num_heads = config.num_attention_heads;
-  attn_params_.num_kv_heads = config.num_key_value_heads;
-  attn_params_.head_size = config.head_dim;
-  attn_params_.scale = 1.0f / std::sqrt(static_cast<float>(config.head_dim));
 }
 
 Tensor LlamaForCausalLM::forward(ForwardContext& ctx) {
@@ -74,12 +127,19 @@ Tensor LlamaForCausalLM::forward(ForwardContext& ctx) {
   Tensor hidden = be.alloc(DType::kF32, {t, h});    // [num_tokens, hidden_size] layer output
   Tensor residual = be.alloc(DType::kF32, {t, h});  // [num_tokens, hidden_size] residual stream
   Tensor normed = be.alloc(DType::kF32, {t, h});
-  Tensor q = be.alloc(DType::kF32, {t, q_size});
+  Tensor q = be.alloc(DType::kF32, {t, q_size});  // [num_tokens, num_heads * head_dim]
   Tensor k = be.alloc(DType::kF32, {t, kv_size});
   Tensor v = be.alloc(DType::kF32, {t, kv_size});
   Tensor attn = be.alloc(DType::kF32, {t, q_size});
   Tensor gate = be.alloc(DType::kF32, {t, ffn});
   Tensor up = be.alloc(DType::kF32, {t, ffn});
+  // Qwen3's per-head q/k norm writes here, then q and k point at these (out of place, so a
+  // backend's norm kernel need not support aliasing).
+  Tensor q_normed, k_normed;
+  if (config_.qk_norm) {
+    q_normed = be.alloc(DType::kF32, {t, q_size});
+    k_normed = be.alloc(DType::kF32, {t, kv_size});
+  }
 
   be.embedding(embed_tokens_, ctx.step, hidden);
   ctx.maybe_dump("embed_tokens", hidden);
@@ -87,11 +147,28 @@ Tensor LlamaForCausalLM::forward(ForwardContext& ctx) {
   for (size_t i = 0; i < layers_.size(); ++i) {
     DecoderLayer& layer = layers_[i];
     layer.input_layernorm.forward_residual(be, hidden, residual, normed);
-    const Tensor* qkv_w[] = {&layer.q_proj.weight, &layer.k_proj.weight, &layer.v_proj.weight};
-    Tensor* qkv[] = {&q, &k, &v};
-    be.linear_many(normed, qkv_w, qkv);
-    rotary_->forward(be, q, k, ctx.step);
-    be.attention(q, k, v, ctx.kv_caches[i], ctx.step, attn_params_, attn);
+    if (config_.qkv_bias) {
+      layer.q_proj.forward(be, normed, q);
+      layer.k_proj.forward(be, normed, k);
+      layer.v_proj.forward(be, normed, v);
+    } else {
+      const Tensor* qkv_w[] = {&layer.q_proj.weight, &layer.k_proj.weight, &layer.v_proj.weight};
+      Tensor* qkv[] = {&q, &k, &v};
+      be.linear_many(normed, qkv_w, qkv);
+    }
+    Tensor* q_in = &q;
+    Tensor* k_in = &k;
+    if (layer.q_norm) {  // RMSNorm over each head's head_dim values
+      const int64_t d = config_.head_dim;
+      Tensor q_heads = q_normed.reshape({t * config_.num_attention_heads, d});
+      Tensor k_heads = k_normed.reshape({t * config_.num_key_value_heads, d});
+      layer.q_norm->forward(be, q.reshape({t * config_.num_attention_heads, d}), q_heads);
+      layer.k_norm->forward(be, k.reshape({t * config_.num_key_value_heads, d}), k_heads);
+      q_in = &q_normed;
+      k_in = &k_normed;
+    }
+    rotary_->forward(be, *q_in, *k_in, ctx.step);
+    be.attention(*q_in, *k_in, v, ctx.kv_caches[i], ctx.step, layer.attn, attn);
     layer.o_proj.forward(be, attn, hidden);
     layer.post_attention_layernorm.forward_residual(be, hidden, residual, normed);
     const Tensor* gate_up_w[] = {&layer.gate_proj.weight, &layer.up_proj.weight};

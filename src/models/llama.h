@@ -1,5 +1,8 @@
-// Llama architecture (Llama 2/3, SmolLM2, TinyLlama, Mistral-style GQA): pre-norm decoder layers of
+// Llama architecture (Llama 2/3, SmolLM2, TinyLlama) and the decoders that differ from it only by
+// options in ModelConfig: Mistral (sliding window), Qwen2 (q/k/v bias, optional sliding window on
+// some layers), Qwen3 (per-head RMSNorm of q and k before RoPE). Pre-norm decoder layers of
 // RMSNorm -> attention with RoPE -> residual, RMSNorm -> SiLU-gated MLP -> residual.
+// Weights are asked for by GGUF name; llama_hf_weight_name maps them to Hugging Face names.
 #pragma once
 
 #include <memory>
@@ -12,6 +15,12 @@
 #include "models/causal_lm.h"
 
 namespace cvllm {
+
+// GGUF-style weight name -> the Hugging Face name of the Llama family (LlamaForCausalLM and the
+// Mistral/Qwen2/Qwen3 classes, which use the same names): "blk.N.attn_q.weight" ->
+// "model.layers.N.self_attn.q_proj.weight", "token_embd.weight" -> "model.embed_tokens.weight".
+// nullopt for names the family does not have (e.g. "rope_freqs.weight").
+std::optional<std::string> llama_hf_weight_name(const std::string& gguf_name);
 
 class LlamaForCausalLM : public CausalLM {
  public:
@@ -28,6 +37,8 @@ class LlamaForCausalLM : public CausalLM {
   struct DecoderLayer {
     RMSNorm input_layernorm;
     Linear q_proj, k_proj, v_proj, o_proj;
+    std::optional<RMSNorm> q_norm, k_norm;  // [head_dim] weights, Qwen3
+    AttentionParams attn;                   // per layer: the sliding window may differ
     RMSNorm post_attention_layernorm;
     Linear gate_proj, up_proj, down_proj;
   };
@@ -38,7 +49,6 @@ class LlamaForCausalLM : public CausalLM {
   RMSNorm norm_;
   Linear lm_head_;  // shares embed_tokens_ when tied
   std::optional<RotaryEmbedding> rotary_;
-  AttentionParams attn_params_;
 };
 
 }  // namespace cvllm

@@ -66,6 +66,11 @@ ModelConfig model_config_from_gguf(const GgufFile& f) {
         f.get_int(a + ".rope.scaling.original_context_length").value_or(0);
   }
   c.tie_word_embeddings = f.find_tensor("output.weight") == nullptr;
+  // Qwen2 always has q/k/v biases and Qwen3 normalizes q and k per head; other files say so by
+  // carrying the tensors.
+  c.qkv_bias = a == "qwen2" || f.find_tensor("blk.0.attn_q.bias") != nullptr;
+  c.o_proj_bias = f.find_tensor("blk.0.attn_output.bias") != nullptr;
+  c.qk_norm = a == "qwen3" || f.find_tensor("blk.0.attn_q_norm.weight") != nullptr;
   return c;
 }
 

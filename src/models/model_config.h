@@ -1,5 +1,5 @@
-// ModelConfig: the hyper-parameters a model file needs, read from GGUF metadata (and later from a
-// Hugging Face config.json). Names follow Hugging Face's config fields.
+// ModelConfig: the hyper-parameters a model file needs, read from GGUF metadata or from a Hugging
+// Face config.json. Names follow Hugging Face's config fields.
 #pragma once
 
 #include <cstdint>
@@ -35,12 +35,29 @@ struct ModelConfig {
   int64_t rotary_dim = 0;  // dims rotated per head (== head_dim unless partial rotary)
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
+  bool qkv_bias = false;     // q/k/v projections have biases (Qwen2; Llama/Qwen3 attention_bias)
+  bool o_proj_bias = false;  // the attention output projection has one (Llama/Qwen3 attention_bias)
+  bool qk_norm = false;      // per-head RMSNorm of q and k before RoPE (Qwen3)
+  int64_t sliding_window = -1;  // > 0: attention sees only the last `sliding_window` positions
+  // [num_hidden_layers] which layers use the sliding window; empty means all (when it is set).
+  std::vector<bool> sliding_window_layers;
 
+  bool layer_uses_sliding_window(int64_t layer) const {
+    if (sliding_window <= 0) return false;
+    return sliding_window_layers.empty() || sliding_window_layers.at(layer);
+  }
   std::string describe() const;
 };
 
 // Reads the `<arch>.*` hyper-parameters. Throws Error naming the file and key when one is missing
 // or out of range.
 ModelConfig model_config_from_gguf(const GgufFile& file);
+
+// Reads `dir`/config.json (a Hugging Face checkpoint). `architectures[0]` picks the architecture
+// (models/registry.h); an unknown one is a ValueError listing the supported ones. Missing or
+// malformed fields are an Error naming config.json and the field.
+ModelConfig model_config_from_hf(const std::string& dir);
+// The same, from config.json's text; `path` names it in errors (tests, fuzzing).
+ModelConfig model_config_from_hf_json(const std::string& json_text, const std::string& path);
 
 }  // namespace cvllm

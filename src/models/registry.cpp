@@ -4,20 +4,74 @@
 #include "util/error.h"
 
 namespace cvllm {
+namespace {
 
-std::vector<std::string> supported_architectures() { return {"llama"}; }
+struct ArchitectureEntry {
+  const char* name;      // ModelConfig::architecture
+  const char* hf_class;  // config.json architectures[0]
+  // RoPE layout of GGUF files: llama.cpp's converter permutes Q/K rows of llama-family models
+  // for the interleaved layout, but keeps Qwen's as they are (rotate-half). Hugging Face
+  // checkpoints are always rotate-half.
+  RopeStyle gguf_rope_style;
+};
+
+// Mistral, Qwen2 and Qwen3 are the Llama decoder with options (sliding window, q/k/v bias,
+// q/k norm) that ModelConfig carries; they share its file and weight names.
+constexpr ArchitectureEntry kArchitectures[] = {
+    {"llama", "LlamaForCausalLM", RopeStyle::kInterleaved},
+    {"mistral", "MistralForCausalLM", RopeStyle::kInterleaved},
+    {"qwen2", "Qwen2ForCausalLM", RopeStyle::kNeox},
+    {"qwen3", "Qwen3ForCausalLM", RopeStyle::kNeox},
+};
+
+const ArchitectureEntry* find_entry(const std::string& name) {
+  for (const ArchitectureEntry& e : kArchitectures) {
+    if (name == e.name) return &e;
+  }
+  return nullptr;
+}
+
+[[noreturn]] void throw_unsupported(const std::string& where, const std::string& arch) {
+  std::string supported;
+  for (const std::string& a : supported_architectures())
+    supported += (supported.empty() ? "" : ", ") + a;
+  throw ValueError(cat(where, ": model architecture '", arch,
+                       "' is not supported (supported: ", supported, ")"));
+}
+
+}  // namespace
+
+std::vector<std::string> supported_architectures() {
+  std::vector<std::string> out;
+  for (const ArchitectureEntry& e : kArchitectures) out.push_back(e.name);
+  return out;
+}
+
+std::vector<std::string> supported_hf_architectures() {
+  std::vector<std::string> out;
+  for (const ArchitectureEntry& e : kArchitectures) out.push_back(e.hf_class);
+  return out;
+}
+
+std::optional<std::string> architecture_from_hf(const std::string& hf_class) {
+  for (const ArchitectureEntry& e : kArchitectures) {
+    if (hf_class == e.hf_class) return e.name;
+  }
+  return std::nullopt;
+}
+
+HfWeightNameMap hf_weight_name_map(const std::string& architecture) {
+  if (find_entry(architecture) == nullptr)
+    throw_unsupported("Hugging Face checkpoint", architecture);
+  return llama_hf_weight_name;
+}
 
 std::unique_ptr<CausalLM> create_model(const ModelConfig& config, const WeightSource& weights,
                                        Backend& backend, CheckpointFormat format) {
-  if (config.architecture == "llama") {
-    // GGUF llama checkpoints carry Q/K permuted for interleaved RoPE; HF ones use rotate-half.
-    RopeStyle style = format == CheckpointFormat::kGguf ? RopeStyle::kInterleaved : RopeStyle::kNeox;
-    return std::make_unique<LlamaForCausalLM>(config, weights, backend, style);
-  }
-  std::string supported;
-  for (const std::string& a : supported_architectures()) supported += (supported.empty() ? "" : ", ") + a;
-  throw ValueError(cat(weights.path(), ": model architecture '", config.architecture,
-                       "' is not supported (supported: ", supported, ")"));
+  const ArchitectureEntry* entry = find_entry(config.architecture);
+  if (entry == nullptr) throw_unsupported(weights.path(), config.architecture);
+  RopeStyle style = format == CheckpointFormat::kGguf ? entry->gguf_rope_style : RopeStyle::kNeox;
+  return std::make_unique<LlamaForCausalLM>(config, weights, backend, style);
 }
 
 }  // namespace cvllm

@@ -28,6 +28,13 @@ Tensor Tensor::view(const void* data, DType dtype, std::vector<int64_t> shape, D
   return view(const_cast<void*>(data), dtype, std::move(shape), device);
 }
 
+Tensor Tensor::adopt(void* data, DType dtype, std::vector<int64_t> shape, Device device,
+                     std::shared_ptr<void> owner) {
+  Tensor t = view(data, dtype, std::move(shape), device);
+  t.owner_ = std::move(owner);
+  return t;
+}
+
 Tensor Tensor::empty(DType dtype, std::vector<int64_t> shape) {
   Tensor t;
   t.dtype_ = dtype;

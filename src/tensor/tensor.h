@@ -26,6 +26,9 @@ class Tensor {
                      Device device = Device::kCpu);
   // Host memory owned by the tensor, 64-byte aligned, zero-initialized.
   static Tensor empty(DType dtype, std::vector<int64_t> shape);
+  // Memory kept alive by `owner` (a backend's device allocation, freed when the last view dies).
+  static Tensor adopt(void* data, DType dtype, std::vector<int64_t> shape, Device device,
+                      std::shared_ptr<void> owner);
 
   void* data() const { return data_; }
   template <typename T>

@@ -1,5 +1,7 @@
 #include "tokenizer/added_tokens.h"
 
+#include <utf8proc.h>
+
 #include "util/utf8.h"
 
 namespace cvllm {
@@ -32,6 +34,24 @@ size_t whitespace_end_after(std::string_view text, size_t begin) {
     begin = pos;
   }
   return begin;
+}
+
+// A letter or number (Rust's char::is_alphanumeric, approximated by general category).
+bool is_word_char(uint32_t cp) {
+  auto c = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
+  return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO) ||
+         (c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO);
+}
+
+// Whether the match [begin, end) of `text` stands between non-word characters.
+bool is_single_word(std::string_view text, size_t begin, size_t end) {
+  if (begin > 0) {
+    size_t start = begin - 1;
+    while (start > 0 && (static_cast<uint8_t>(text[start]) & 0xC0) == 0x80) --start;
+    if (is_word_char(utf8::decode(text, start))) return false;
+  }
+  if (end < text.size() && is_word_char(utf8::decode(text, end))) return false;
+  return true;
 }
 
 }  // namespace
@@ -89,11 +109,18 @@ void AddedTokenMatcher::split(std::string_view text, bool parse_special,
       continue;
     }
     const Token& token = tokens_[t];
+    if (token.single_word && !is_single_word(text, pos, pos + len)) {
+      pos += len;
+      continue;
+    }
     size_t begin = token.lstrip ? whitespace_start_before(text, pos, text_start) : pos;
     size_t end = token.rstrip ? whitespace_end_after(text, pos + len) : pos + len;
     if (begin > text_start) out.push_back({{text_start, begin}, -1});
     out.push_back({{begin, end}, token.id});
-    text_start = pos = end;
+    // Matching goes on right after the token itself, as HF finds all matches in the raw text
+    // before stripping: an added token inside the whitespace an rstrip took is still emitted.
+    text_start = end;
+    pos += len;
   }
   if (text_start < text.size()) out.push_back({{text_start, text.size()}, -1});
 }

@@ -24,6 +24,9 @@ class AddedTokenMatcher {
     bool special = false;  // matched only when special parsing is on
     bool lstrip = false;
     bool rstrip = false;
+    // Matched only between non-word characters (HF single_word); a rejected match is skipped
+    // whole, as HF's matcher moves past it.
+    bool single_word = false;
   };
 
   // A piece of the text: an added token (id >= 0) or ordinary text between tokens (id == -1).
@@ -38,7 +41,8 @@ class AddedTokenMatcher {
   bool empty() const { return tokens_.empty(); }
 
   // Splits `text` into ordinary text and added tokens; pieces cover the text in order, except
-  // whitespace swallowed by lstrip/rstrip.
+  // whitespace swallowed by lstrip/rstrip (an added token found inside whitespace that an rstrip
+  // swallowed is still emitted after it, as in HF).
   void split(std::string_view text, bool parse_special, std::vector<Piece>& out) const;
 
  private:

@@ -19,14 +19,18 @@ IncrementalDetokenizer::IncrementalDetokenizer(const Tokenizer& tokenizer,
     tokenizer_.check_id(id);
     if (!(skip_special_tokens_ && tokenizer_.special_[id])) prompt_has_text = true;
   }
-  strip_leading_space_ = tokenizer_.kind_ == TokenizerKind::kSentencePieceBpe &&
-                         tokenizer_.add_space_prefix_ && !prompt_has_text;
+  strip_leading_space_ = tokenizer_.strip_leading_space_ && !prompt_has_text;
+  check_strip_marker_ = strip_leading_space_ && !tokenizer_.strip_marker_.empty();
 }
 
 std::string IncrementalDetokenizer::add_token(int32_t id) {
   tokenizer_.check_id(id);
   std::string out;
   if (skip_special_tokens_ && tokenizer_.special_[id]) return out;
+  if (check_strip_marker_) {
+    check_strip_marker_ = false;
+    strip_leading_space_ = tokenizer_.pieces_[id].starts_with(tokenizer_.strip_marker_);
+  }
   if (tokenizer_.kind_ == TokenizerKind::kByteLevelBpe) {
     pending_ += tokenizer_.decoded_[id];
     size_t ready = pending_.size() - utf8::incomplete_suffix_length(pending_);

@@ -37,6 +37,7 @@ class IncrementalDetokenizer {
   const Tokenizer& tokenizer_;
   bool skip_special_tokens_;
   bool strip_leading_space_;
+  bool check_strip_marker_;  // the first decoded token decides whether to strip (Metaspace)
   // Byte-level: the bytes of an unfinished UTF-8 sequence. Sentencepiece: a run of byte tokens.
   std::string pending_;
 };

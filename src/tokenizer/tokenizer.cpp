@@ -9,6 +9,8 @@
 #include "loader/gguf.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/detokenizer.h"
+#include "tokenizer/hf_pipeline.h"
+#include "tokenizer/normalizer.h"
 #include "tokenizer/utf8_check.h"
 #include "util/error.h"
 #include "util/logging.h"
@@ -82,6 +84,10 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
         cat(file.path(), ": unsupported tokenizer model '", *model, "' (supported: gpt2, llama)"));
   }
   t->pre_type_ = file.get_string("tokenizer.ggml.pre").value_or("default");
+  // The byte-level families whose tokenizer.json starts with an NFC normalizer.
+  for (std::string_view pre : {"qwen2", "deepseek-r1-qwen", "mpt", "olmo", "command-r"}) {
+    t->nfc_ = t->nfc_ || (t->kind_ == TokenizerKind::kByteLevelBpe && t->pre_type_ == pre);
+  }
   t->load_vocab(file);
   if (t->kind_ == TokenizerKind::kByteLevelBpe) {
     t->pre_tokenizer_ = PreTokenizer::for_pre_type(t->pre_type_);
@@ -97,7 +103,16 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
   t->load_special_ids(file);
   t->build_added_tokens(file);
   t->build_decode_tables();
+  t->set_template_from_flags();
+  t->strip_leading_space_ = t->kind_ == TokenizerKind::kSentencePieceBpe && t->add_space_prefix_;
   return t;
+}
+
+void Tokenizer::set_template_from_flags() {
+  prefix_ids_.clear();
+  suffix_ids_.clear();
+  if (add_bos_ && bos_) prefix_ids_.push_back(*bos_);
+  if (add_eos_ && eos_) suffix_ids_.push_back(*eos_);
 }
 
 void Tokenizer::load_vocab(const GgufFile& file) {
@@ -334,29 +349,123 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
   }
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 2);
-  if (add_special_tokens && add_bos_ && bos_) ids.push_back(*bos_);
+  if (add_special_tokens) ids.insert(ids.end(), prefix_ids_.begin(), prefix_ids_.end());
   std::vector<AddedTokenMatcher::Piece> pieces;
   added_tokens_.split(text, parse_special, pieces);
   for (const AddedTokenMatcher::Piece& piece : pieces) {
     if (piece.id >= 0) {
       ids.push_back(piece.id);
     } else {
-      encode_text(text.substr(piece.range.begin, piece.range.end - piece.range.begin), ids);
+      encode_text(text.substr(piece.range.begin, piece.range.end - piece.range.begin),
+                  piece.range.begin == 0, parse_special, ids);
     }
   }
-  if (add_special_tokens && add_eos_ && eos_) ids.push_back(*eos_);
+  if (add_special_tokens) ids.insert(ids.end(), suffix_ids_.begin(), suffix_ids_.end());
   return ids;
 }
 
-void Tokenizer::encode_text(std::string_view text, std::vector<int32_t>& ids) const {
+void Tokenizer::encode_text(std::string_view text, bool at_start, bool parse_special,
+                            std::vector<int32_t>& ids) const {
+  if (hf_) {
+    encode_hf_text(text, at_start, parse_special, ids);
+    return;
+  }
   if (kind_ == TokenizerKind::kSentencePieceBpe) {
     encode_spm_text(text, ids);
     return;
+  }
+  std::string normalized;
+  if (nfc_) {
+    normalized = unicode_nfc(text);
+    text = normalized;
   }
   thread_local std::vector<TextRange> words;
   pre_tokenizer_->split(text, words);
   for (const TextRange& w : words)
     encode_byte_level_word(text.substr(w.begin, w.end - w.begin), ids);
+}
+
+void Tokenizer::encode_hf_text(std::string_view text, bool at_start, bool parse_special,
+                               std::vector<int32_t>& ids) const {
+  std::string normalized(text);
+  hf_->normalizer.normalize(normalized);
+  std::vector<AddedTokenMatcher::Piece> pieces;
+  hf_->normalized_added_tokens.split(normalized, parse_special, pieces);
+  std::vector<PreWord> words;
+  for (const AddedTokenMatcher::Piece& piece : pieces) {
+    if (piece.id >= 0) {
+      ids.push_back(piece.id);
+      continue;
+    }
+    std::string_view part =
+        std::string_view(normalized).substr(piece.range.begin, piece.range.end - piece.range.begin);
+    if (hf_->pre_tokenizer.empty()) {
+      encode_hf_word(part, ids);
+      continue;
+    }
+    hf_->pre_tokenizer.pre_tokenize(part, at_start && piece.range.begin == 0, words);
+    for (const PreWord& word : words) encode_hf_word(word.text, ids);
+  }
+}
+
+void Tokenizer::encode_hf_word(std::string_view word, std::vector<int32_t>& ids) const {
+  if (hf_->ignore_merges) {
+    if (auto it = model_index_.find(word); it != model_index_.end()) {
+      ids.push_back(it->second);
+      return;
+    }
+  }
+  if (!hf_->split_at_marker) {
+    encode_hf_segment(word, ids);
+    return;
+  }
+  size_t start = 0;
+  for (size_t pos = word.find(kSpaceMarker, 1); pos != std::string_view::npos;
+       pos = word.find(kSpaceMarker, pos + kSpaceMarker.size())) {
+    if (!follows_space_marker(word, pos)) {
+      encode_hf_segment(word.substr(start, pos - start), ids);
+      start = pos;
+    }
+  }
+  encode_hf_segment(word.substr(start), ids);
+}
+
+void Tokenizer::encode_hf_segment(std::string_view segment, std::vector<int32_t>& ids) const {
+  if (segment.empty() || find_cached(segment, ids)) return;
+  const HfPipeline& hf = *hf_;
+  std::vector<int32_t> symbols;
+  std::optional<int32_t> pending_unk;  // HF holds an unknown token back to fuse the next one in
+  std::string piece;
+  size_t pos = 0;
+  while (pos < segment.size()) {
+    size_t len = std::max(1, utf8::sequence_length(static_cast<uint8_t>(segment[pos])));
+    piece.assign(pos > 0 ? hf.continuing_subword_prefix : std::string());
+    piece.append(segment.substr(pos, len));
+    pos += len;
+    if (pos >= segment.size()) piece.append(hf.end_of_word_suffix);
+    if (auto it = model_index_.find(piece); it != model_index_.end()) {
+      if (pending_unk) symbols.push_back(*pending_unk);
+      pending_unk.reset();
+      symbols.push_back(it->second);
+      continue;
+    }
+    if (hf.byte_fallback) {
+      bool all_bytes = true;
+      for (char b : piece) all_bytes = all_bytes && hf.byte_token[static_cast<uint8_t>(b)] >= 0;
+      if (all_bytes) {  // (HF leaves a held-back unknown token pending across these)
+        for (char b : piece) symbols.push_back(hf.byte_token[static_cast<uint8_t>(b)]);
+        continue;
+      }
+    }
+    if (hf.unk) {
+      if (pending_unk && !hf.fuse_unk) symbols.push_back(*pending_unk);
+      pending_unk = hf.unk;
+    }
+  }
+  if (pending_unk) symbols.push_back(*pending_unk);
+  merges_.merge(symbols);
+  ids.insert(ids.end(), symbols.begin(), symbols.end());
+  store_cached(segment, symbols);
 }
 
 bool Tokenizer::find_cached(std::string_view word, std::vector<int32_t>& ids) const {

@@ -1,11 +1,14 @@
-// The tokenizer of a GGUF model: text <-> token ids with Hugging Face `tokenizers` semantics, so
-// the ids match what vLLM feeds the same model.
+// The tokenizer of a model: text <-> token ids with Hugging Face `tokenizers` semantics, so the ids
+// match what vLLM feeds the same model. Two ways to build one: from_gguf (the vocabulary in GGUF
+// metadata, below) and from_hf_json (a Hugging Face tokenizer.json; hf_tokenizer.h).
 //
-// Two vocabulary kinds (`tokenizer.ggml.model`):
+// GGUF vocabularies come in two kinds (`tokenizer.ggml.model`):
 // - "gpt2": byte-level BPE. Added tokens are cut out first; the rest is split into words by the
 //   pre-tokenizer named by `tokenizer.ggml.pre` (pre_tokenizer.h), each word's bytes are spelled in
 //   GPT-2's byte alphabet and merged by rank (`tokenizer.ggml.merges`, rank = index). A byte whose
-//   character is not in the vocabulary is dropped, as HF's BPE does without an unk token.
+//   character is not in the vocabulary is dropped, as HF's BPE does without an unk token. The
+//   pre-types whose tokenizer.json has an NFC normalizer (Qwen2 and its derivatives, GPT-NeoX/MPT,
+//   OLMo, Command-R) normalize each stretch of text between added tokens to NFC first.
 // - "llama": sentencepiece-style BPE (Llama 2, Phi-3). Each stretch of text between added tokens is
 //   normalized like their tokenizer.json (prepend "▁" when `tokenizer.ggml.add_space_prefix`, the
 //   default; every " " -> "▁") and merged as one word, pairs ranked by the score of the token they
@@ -16,6 +19,15 @@
 // are always matched and always decoded. BOS/EOS/UNK/PAD/EOT ids count as special too (transformers
 // registers them so).
 //
+// A tokenizer.json runs its own pipeline (HfPipeline): added tokens with normalized=false are cut
+// out of the raw text, each stretch between them is normalized (normalizer.h), added tokens with
+// normalized=true are cut out of that, the rest is pre-tokenized (hf_pre_tokenizer.h) and each word
+// is merged by the BPE model (byte_fallback, unk_token/fuse_unk, ignore_merges as the file says).
+// Its added tokens flagged special get type control (the only ones skip_special_tokens drops, as
+// in `tokenizers`), the others user-defined. Its post-processor gives the ids added around the
+// text; its decoder is mapped onto one of the two decoding modes below (hf_tokenizer.cpp lists the
+// decoder chains we accept).
+//
 // Decoding follows the HF decoders: byte-level maps each token's characters back to bytes (a token
 // with characters outside the alphabet contributes its own text) and replaces invalid UTF-8 with
 // U+FFFD per maximal invalid subpart; sentencepiece maps "▁" to " ", gathers runs of <0xXX> tokens
@@ -24,10 +36,7 @@
 // `spaces_between_special_tokens` (transformers-level options that HF fast tokenizers ignore or
 // that GGUF does not record).
 //
-// Not done either: the NFC normalizer some tokenizer.json files have (Qwen2, GPT-NeoX/MPT, OLMo,
-// Command-R); text that is already NFC — nearly all text — is unaffected.
-//
-// Thread safety: a Tokenizer does not change after from_gguf (its word cache is locked inside);
+// Thread safety: a Tokenizer does not change after it is built (its word cache is locked inside);
 // encode/decode may run on many threads at once.
 #pragma once
 
@@ -48,6 +57,7 @@
 namespace cvllm {
 
 class GgufFile;
+struct HfPipeline;
 
 // `tokenizer.ggml.token_type` values.
 enum class TokenType : int32_t {
@@ -70,9 +80,18 @@ class Tokenizer {
   // Reads the vocabulary from GGUF metadata. Throws cvllm::Error naming the file when it is
   // missing or malformed (no tokens, array lengths that disagree, an unsupported model).
   static std::unique_ptr<Tokenizer> from_gguf(const GgufFile& file);
+  // Builds the tokenizer a Hugging Face checkpoint describes: `tokenizer_json` is the body of
+  // tokenizer.json; `tokenizer_config_json` and `special_tokens_map_json` those of the optional
+  // side files (empty when absent). `source` names the files in error messages. Throws
+  // cvllm::Error for malformed JSON or an unsupported component. (hf_tokenizer.cpp)
+  static std::unique_ptr<Tokenizer> from_hf_json(std::string_view tokenizer_json,
+                                                 std::string_view tokenizer_config_json = {},
+                                                 std::string_view special_tokens_map_json = {},
+                                                 std::string_view source = "tokenizer.json");
   ~Tokenizer();
 
-  // add_special_tokens: add BOS/EOS as the vocabulary's add_bos/add_eos flags say.
+  // add_special_tokens: add BOS/EOS as the vocabulary's add_bos/add_eos flags say (for a
+  // tokenizer.json: the ids its post-processor adds around the text).
   // parse_special: match control tokens written in the text (HF always does for added tokens;
   // llama.cpp's test vectors use false). Invalid UTF-8 in `text` is first replaced by U+FFFD.
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens = true,
@@ -112,10 +131,20 @@ class Tokenizer {
   void load_special_ids(const GgufFile& file);
   void build_added_tokens(const GgufFile& file);
   void build_decode_tables();
+  void set_template_from_flags();
+
+  // tokenizer.json loading (hf_tokenizer.cpp).
+  class HfLoader;
+  friend class HfLoader;
 
   void check_id(int32_t id) const;
   std::optional<int32_t> model_token(std::string_view piece) const;
-  void encode_text(std::string_view text, std::vector<int32_t>& ids) const;
+  void encode_text(std::string_view text, bool at_start, bool parse_special,
+                   std::vector<int32_t>& ids) const;
+  void encode_hf_text(std::string_view text, bool at_start, bool parse_special,
+                      std::vector<int32_t>& ids) const;
+  void encode_hf_word(std::string_view word, std::vector<int32_t>& ids) const;
+  void encode_hf_segment(std::string_view segment, std::vector<int32_t>& ids) const;
   void encode_byte_level_word(std::string_view word, std::vector<int32_t>& ids) const;
   void encode_spm_text(std::string_view text, std::vector<int32_t>& ids) const;
   void encode_spm_word(std::string_view word, std::vector<int32_t>& ids) const;
@@ -124,7 +153,8 @@ class Tokenizer {
 
   TokenizerKind kind_ = TokenizerKind::kByteLevelBpe;
   std::string pre_type_;
-  std::unique_ptr<PreTokenizer> pre_tokenizer_;  // byte-level BPE only
+  std::unique_ptr<PreTokenizer> pre_tokenizer_;  // GGUF byte-level BPE only
+  std::unique_ptr<HfPipeline> hf_;               // tokenizer.json only
   BpeMerges merges_;
   AddedTokenMatcher added_tokens_;
 
@@ -147,6 +177,14 @@ class Tokenizer {
   bool add_eos_ = false;
   bool add_space_prefix_ = false;
   bool spm_words_split_at_space_ = false;
+  bool nfc_ = false;  // GGUF byte-level: NFC-normalize text between added tokens
+  // Ids encode(add_special_tokens=true) puts before / after the text's ids.
+  std::vector<int32_t> prefix_ids_;
+  std::vector<int32_t> suffix_ids_;
+  // Sentencepiece decoding: drop one leading space of the decoded text; when strip_marker_ is set
+  // (HF Metaspace decoder), only if the first decoded token's text starts with that marker.
+  bool strip_leading_space_ = false;
+  std::string strip_marker_;
 
   // Words repeat a lot in text; their merged ids are cached (bounded, cleared when full).
   struct StringHash {

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# The CUDA backend's checks on a GPU machine, in one call: build (or take prebuilt binaries), run
+# the CUDA op tests and the tiny-model tests, a compute-sanitizer pass over the kernels, then a
+# quick benchmark on random-weight models of real shapes (the lent GPU machine has no network and
+# takes at most 64 MiB of files, so the models are generated there).
+#
+#   bash scripts/device_test.sh --pack
+#       (on a machine with nvcc, no GPU needed) builds the binaries in $BUILD (default build-cuda)
+#       and gathers them, the shared libraries a bare machine may lack and gguf-py into
+#       build-devpack/ (ignored by git: carry it).
+#   CVLLM_PREBUILT=build-devpack bash scripts/device_test.sh
+#       (on the GPU machine) runs the packed binaries.
+#   bash scripts/device_test.sh
+#       (on a GPU machine with the build dependencies) configures and builds build-device first.
+#
+# Results: $OUT/logs.tgz and $OUT/summary.txt (default ./build-device-logs); the last lines printed are
+# the summary. Knobs: SKIP_TESTS=1, SKIP_BENCH=1, BENCH_SHAPES="smollm2-135m llama-1b",
+# BENCH_EXTRA="in,out,batch,gemm ..." (gemm: per-n | invariant | per-n-glibc), PROFILE=1 (with
+# PROFILE_BS, PROFILE_SKIP, PROFILE_COUNT).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TEST_TARGETS="kernels_test_cuda_ops golden_test_cuda_tiny_llama"
+
+if [[ "${1:-}" == "--pack" ]]; then
+  set -e
+  BUILD=${BUILD:-build-cuda}
+  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCVLLM_CUDA=ON -DCVLLM_BUILD_EXAMPLES=OFF >/dev/null
+  cmake --build "$BUILD" --target cvllm $TEST_TARGETS -j"${JOBS:-2}"
+  rm -rf build-devpack
+  mkdir -p build-devpack/bin build-devpack/lib build-devpack/py
+  cp "$BUILD/cvllm" "$BUILD/tests/kernels_test_cuda_ops" "$BUILD/tests/golden_test_cuda_tiny_llama" build-devpack/bin/
+  strip build-devpack/bin/*
+  # Libraries of our dependencies that a CUDA image may not have (the CUDA ones it has).
+  for lib in libcpp-httplib.so.0.11 libutf8proc.so.2 libpcre2-8.so.0 libbrotlicommon.so.1 \
+             libbrotlidec.so.1 libbrotlienc.so.1; do
+    path=$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')
+    [[ -n "$path" ]] && cp -L "$path" build-devpack/lib/
+  done
+  gguf_dir=$(python3 -c "import gguf, os; print(os.path.dirname(gguf.__file__))")
+  cp -r "$gguf_dir" build-devpack/py/
+  find build-devpack/py -name __pycache__ -prune -exec rm -rf {} +
+  echo "source root baked into the test binaries: $ROOT"
+  echo "$ROOT" > build-devpack/source_root
+  du -sh build-devpack
+  exit 0
+fi
+
+# Logs are written to a scratch folder and handed back as $RESULTS/logs.tgz + summary.txt (the
+# device tool returns at most 8 files).
+RESULTS=${OUT:-$ROOT/build-device-logs}
+OUT=$(mktemp -d /tmp/cvllm-device.XXXXXX)
+mkdir -p "$RESULTS"
+SUMMARY=$OUT/summary.txt
+: > "$SUMMARY"
+note() { echo "$*" | tee -a "$SUMMARY"; }
+
+{ date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nvcc --version | tail -1; } \
+  > "$OUT/machine.txt" 2>&1
+note "machine: $(sed -n 3p "$OUT/machine.txt") ($(date -u +%Y-%m-%dT%H:%MZ))"
+
+if [[ -n "${CVLLM_PREBUILT:-}" ]]; then
+  BIN=$ROOT/$CVLLM_PREBUILT/bin
+  TEST_BIN=$BIN
+  export LD_LIBRARY_PATH=$ROOT/$CVLLM_PREBUILT/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+  export PYTHONPATH=$ROOT/$CVLLM_PREBUILT/py:${PYTHONPATH:-}
+  # The test binaries read fixtures under the source root they were built in.
+  baked=$(cat "$ROOT/$CVLLM_PREBUILT/source_root")
+  if [[ "$baked" != "$ROOT" && ! -e "$baked" ]]; then
+    mkdir -p "$(dirname "$baked")" && ln -s "$ROOT" "$baked"
+  fi
+else
+  start=$(date +%s)
+  cmake -S . -B build-device -DCMAKE_BUILD_TYPE=Release -DCVLLM_CUDA=ON -DCVLLM_BUILD_EXAMPLES=OFF \
+    > "$OUT/configure.log" 2>&1 || { note "configure failed (see configure.log)"; tail -20 "$OUT/configure.log"; exit 1; }
+  cmake --build build-device --target cvllm $TEST_TARGETS -j16 > "$OUT/build.log" 2>&1 ||
+    { note "build failed (see build.log)"; grep -m20 error "$OUT/build.log"; exit 1; }
+  note "build: $(( $(date +%s) - start )) s"
+  BIN=$ROOT/build-device
+  TEST_BIN=$ROOT/build-device/tests
+fi
+
+status=0
+run_tests() {  # name binary [gtest args]
+  local name=$1 bin=$2
+  shift 2
+  "$bin" --gtest_color=no "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  [[ $rc -ne 0 ]] && status=1
+  note "$name: rc=$rc; $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \]' "$OUT/$name.log" | tr '\n' ' ')"
+  grep -E '^\[  FAILED  \] [A-Za-z]' "$OUT/$name.log" | head -20 | tee -a "$SUMMARY"
+}
+if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
+run_tests cuda_ops "$TEST_BIN/kernels_test_cuda_ops"
+run_tests cuda_tiny_llama "$TEST_BIN/golden_test_cuda_tiny_llama"
+grep -h "\[ note \]" "$OUT/cuda_tiny_llama.log" | head -40 >> "$OUT/notes.txt"
+
+# Out-of-bounds accesses and races in the kernels (a subset: the sanitizer is slow).
+if command -v compute-sanitizer >/dev/null; then
+  timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 "$TEST_BIN/kernels_test_cuda_ops" \
+    --gtest_filter='*PagedAttentionF32*:*Embedding*:*RmsNorm*:*Rotary*:*Dequantize*' > "$OUT/memcheck.log" 2>&1
+  note "memcheck: rc=$? ($(grep -m1 'ERROR SUMMARY' "$OUT/memcheck.log"))"
+  timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$TEST_BIN/kernels_test_cuda_ops" \
+    --gtest_filter='*SplitAcrossLongContexts*' > "$OUT/memcheck-split.log" 2>&1
+  note "memcheck split-KV: rc=$? ($(grep -m1 'ERROR SUMMARY' "$OUT/memcheck-split.log"))"
+  timeout 120 compute-sanitizer --tool racecheck --error-exitcode 9 "$TEST_BIN/kernels_test_cuda_ops" \
+    --gtest_filter='*PagedAttentionBf16*:*LayerNorm*' > "$OUT/racecheck.log" 2>&1
+  note "racecheck: rc=$? ($(grep -m1 'RACECHECK SUMMARY\|ERROR SUMMARY' "$OUT/racecheck.log"))"
+fi
+fi  # SKIP_TESTS
+
+# Benchmarks on random-weight models (f16 GGUF, no tokenizer: prompts are random token ids).
+if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
+  for shape in ${BENCH_SHAPES:-smollm2-135m llama-1b}; do
+    model=/tmp/random-$shape.gguf
+    python3 scripts/gen_random_llama_gguf.py --shape "$shape" "$model" > "$OUT/gen-$shape.log" 2>&1 ||
+      { note "could not generate $shape (see gen-$shape.log)"; continue; }
+    # "invariant" is the default GEMM choice; "per-n" lets cuBLASLt pick per batch size.
+    # gemm: "per-n" (default: cuBLASLt picks per batch size) or "invariant" (batch-invariant
+    # GEMMs); "per-n-glibc" leaves glibc's malloc thresholds alone (see cuda_backend.cpp).
+    for cfg in "512 128 1 per-n" "512 128 32 per-n" "128 128 128 per-n" "3584 128 1 per-n" \
+               "512 128 1 invariant" ${BENCH_EXTRA:-}; do
+      read -r in_len out_len bs gemm <<< "${cfg//,/ }"
+      [[ $shape == llama-1b && $in_len -gt 1900 ]] && continue  # its context is 2048
+      log=$OUT/bench-$shape-$in_len-$out_len-$bs-$gemm.json
+      CVLLM_CUDA_BATCH_INVARIANT=$([[ $gemm == invariant ]] && echo 1 || echo 0) \
+      CVLLM_CUDA_KEEP_MALLOC=$([[ $gemm == per-n-glibc ]] && echo 1 || echo 0) "$BIN/cvllm" bench latency --model "$model" --skip-tokenizer-init --device cuda \
+        --max-model-len $(( in_len + out_len > 1024 ? in_len + out_len : 1024 )) --input-len "$in_len" --output-len "$out_len" --batch-size "$bs" \
+        --num-iters 3 --num-iters-warmup 1 > "$log" 2> "${log%.json}.err"
+      note "bench latency $shape in=$in_len out=$out_len bs=$bs gemm=$gemm: $(python3 -c "import json,sys; d=json.load(open('$log')); print('prefill %.1f tok/s, decode %.1f tok/s, latency %.3f s' % (d['prompt_tokens_per_s'], d['decode_tokens_per_s'], d['avg_latency_s']))" 2>/dev/null || echo failed: $(tail -2 "${log%.json}.err"))"
+    done
+  done
+fi
+
+# Per-kernel GPU time of decode steps (Nsight Compute; the prefill's launches are skipped).
+if [[ "${PROFILE:-0}" == 1 ]] && command -v ncu >/dev/null; then
+  for shape in smollm2-135m llama-1b; do
+    model=/tmp/random-$shape.gguf
+    [[ -f $model ]] || python3 scripts/gen_random_llama_gguf.py --shape "$shape" "$model" > /dev/null 2>&1
+    timeout 240 ncu --metrics gpu__time_duration.sum --csv --launch-skip "${PROFILE_SKIP:-1500}" \
+      --launch-count "${PROFILE_COUNT:-600}" "$BIN/cvllm" bench latency --model "$model" \
+      --skip-tokenizer-init --device cuda --max-model-len 1024 --input-len 512 --output-len 64 \
+      --batch-size "${PROFILE_BS:-1}" --num-iters 1 --num-iters-warmup 0 > "$OUT/ncu-$shape.csv" 2> "$OUT/ncu-$shape.err"
+    python3 - "$OUT/ncu-$shape.csv" <<'PY' | tee -a "$SUMMARY"
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+head = rows[0]; rows = rows[1:]
+ki, vi, ui = head.index("Kernel Name"), head.index("Metric Value"), head.index("Metric Unit")
+tot = collections.Counter(); cnt = collections.Counter()
+for r in rows:
+    v = float(r[vi].replace(",", "")); v *= {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1, "us": 1, "msecond": 1e3, "ms": 1e3}.get(r[ui], 1)
+    name = r[ki].split("(")[0][:60]; tot[name] += v; cnt[name] += 1
+print(f"ncu {sys.argv[1].split('/')[-1]}: {len(rows)} kernels, {sum(tot.values()):.0f} us")
+for name, v in tot.most_common(12):
+    print(f"  {v:9.0f} us {cnt[name]:5d}x {v / cnt[name]:7.1f} us  {name}")
+PY
+  done
+fi
+
+tar czf "$RESULTS/logs.tgz" -C "$OUT" .
+cp "$SUMMARY" "$RESULTS/summary.txt"
+echo "==== summary ===="
+cat "$SUMMARY"
+exit $status

@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""Tiny random-weight Hugging Face checkpoints (safetensors) and their reference outputs from
+transformers, for tests/golden/test_model_hf.cpp.
+
+Writes tests/golden/data/hf/<name>/ (config.json, model.safetensors or shards + index,
+generation_config.json; one also has a tokenizer) and tests/golden/data/hf/<name>.json with, per
+prompt of token ids: the logits of the last position, the top-5 logprobs at every position, and a
+greedy continuation (argmax, fed back, full forward each step) with the top-5 logprobs of each step.
+
+The reference model is loaded back from the saved directory in float32 with eager attention, so
+it computes with exactly the weights on disk (bf16/f16 values upcast exactly).
+
+With --fuzz-corpus it writes the seed corpus of tests/fuzz/fuzz_safetensors.cpp instead: a first
+byte picking the parser (0 safetensors file, 1 index, 2 config.json, 3 generation_config.json),
+then the input; a few tiny valid and invalid inputs of each.
+
+Usage: python3 scripts/gen_hf_model_fixtures.py [--out-dir DIR] [--only NAME] [--fuzz-corpus]
+Deterministic: fixed seeds, one torch thread, no timestamps.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+
+import numpy as np
+import torch
+import transformers
+from transformers import (AutoModelForCausalLM, GenerationConfig, LlamaConfig, MistralConfig,
+                          Qwen2Config, Qwen3Config)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOP_K = 5
+NUM_NEW_TOKENS = 8
+PROMPT_LENGTHS = [1, 7, 19]  # 19 + 8 new tokens: past Mistral's window of 8 and a 16-token block
+EMBEDDING_STD = 0.5          # logits of a few units: clear greedy margins
+
+
+def base(**overrides):
+    kw = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, vocab_size=256, max_position_embeddings=128,
+              rms_norm_eps=1e-6, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
+    kw.update(overrides)
+    return kw
+
+
+# name -> (config, dtype of the saved weights, save options)
+VARIANTS = {
+    # Explicit head_dim (16) != hidden / heads (12), Llama 3 rope scaling, untied, float32.
+    "llama_f32": (lambda: LlamaConfig(**base(
+        hidden_size=48, head_dim=16, intermediate_size=96,
+        rope_scaling={"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0,
+                      "high_freq_factor": 4.0, "original_max_position_embeddings": 32})),
+        torch.float32, {}),
+    # The same model saved in shards of ~100 KB (model.safetensors.index.json).
+    "llama_f32_sharded": (None, torch.float32, {"max_shard_size": "100KB"}),
+    # bfloat16 weights, tied LM head, linear rope scaling.
+    "llama_bf16_tied": (lambda: LlamaConfig(**base(
+        tie_word_embeddings=True, rope_scaling={"rope_type": "linear", "factor": 2.0})),
+        torch.bfloat16, {}),
+    # Sliding window of 8 on every layer; the long prompt and its continuation go past it.
+    "mistral_swa": (lambda: MistralConfig(**base(
+        hidden_size=48, head_dim=16, intermediate_size=96, sliding_window=8,
+        tie_word_embeddings=True, rope_theta=1000.0)),
+        torch.float32, {}),
+    # q/k/v biases, tied, float32, a generation_config with sampling defaults and two EOS ids.
+    # It also has a byte-level BPE tokenizer (tokenizer.json) and a chat template.
+    "qwen2_f32": (lambda: Qwen2Config(**base(intermediate_size=64, tie_word_embeddings=True,
+                                             vocab_size=320, rope_theta=1000000.0)),
+                  torch.float32, {}),
+    # Per-head q/k RMSNorm, explicit head_dim, float16 weights, untied.
+    "qwen3_f16": (lambda: Qwen3Config(**base(head_dim=16)), torch.float16, {}),
+}
+
+
+def f32(x):
+    """float32 value as the shortest decimal that reads back to the same float32."""
+    return float(str(np.float32(x)))
+
+
+def top_k_entries(logprobs):  # [vocab_size]
+    values, indices = torch.topk(logprobs, TOP_K)
+    return [[int(i), f32(x)] for i, x in zip(indices.tolist(), values.tolist())]
+
+
+def randomize(model, seed):
+    """Weights of a visible size: matrices ~ N(0, 1/in), embeddings ~ N(0, EMBEDDING_STD^2),
+    norm weights in [0.8, 1.2], biases ~ N(0, 0.1^2) (transformers would start norms at 1 and
+    biases at 0, which would leave them untested)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if name.endswith("norm.weight"):
+                p.copy_(torch.rand(p.shape, generator=g) * 0.4 + 0.8)
+            elif name.endswith(".bias"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+            elif "embed_tokens" in name or name == "lm_head.weight":
+                p.copy_(torch.randn(p.shape, generator=g) * EMBEDDING_STD)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) / p.shape[1] ** 0.5)
+
+
+@torch.no_grad()
+def reference(model, prompts):
+    out = []
+    for ids in prompts:
+        logits = model(torch.tensor([ids])).logits[0].float()  # [T, vocab]
+        logprobs = torch.log_softmax(logits, dim=-1)
+        entry = {"token_ids": ids,
+                 "last_logits": [f32(x) for x in logits[-1].tolist()],
+                 "top5": [top_k_entries(row) for row in logprobs]}
+        seq = list(ids)
+        greedy, greedy_top5, margins = [], [], []
+        for _ in range(NUM_NEW_TOKENS):
+            lp = torch.log_softmax(model(torch.tensor([seq])).logits[0, -1].float(), dim=-1)
+            top2 = torch.topk(lp, 2).values
+            margins.append(float(top2[0] - top2[1]))
+            tok = int(torch.argmax(lp))
+            greedy.append(tok)
+            greedy_top5.append(top_k_entries(lp))
+            seq.append(tok)
+        entry.update(greedy_token_ids=greedy, greedy_top5=greedy_top5,
+                     greedy_min_margin=f32(min(margins)))
+        out.append(entry)
+    return out
+
+
+# GGUF copies of the Qwen checkpoints: the same weights under llama.cpp's names and keys, Q/K rows
+# as they are (llama.cpp's converter permutes them for Llama only; Qwen keeps rotate-half RoPE).
+# They share their HF twin's reference JSON.
+GGUF_COPIES = {"qwen2_f32": "qwen2", "qwen3_f16": "qwen3"}
+GGUF_BLOCK_NAMES = {
+    "input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+    "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm",
+    "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down"}
+
+
+def gguf_name(hf_name):
+    top = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+           "lm_head.weight": "output.weight"}
+    if hf_name in top:
+        return top[hf_name]
+    parts = hf_name.split(".")  # model.layers.N.<module...>.<weight|bias>
+    return f"blk.{parts[2]}.{GGUF_BLOCK_NAMES['.'.join(parts[3:-1])]}.{parts[-1]}"
+
+
+def write_gguf(path, arch, config, state_dict):
+    import gguf
+    w = gguf.GGUFWriter(path, arch)
+    w.add_name(f"tiny {arch}")
+    w.add_block_count(config.num_hidden_layers)
+    w.add_context_length(config.max_position_embeddings)
+    w.add_embedding_length(config.hidden_size)
+    w.add_feed_forward_length(config.intermediate_size)
+    w.add_head_count(config.num_attention_heads)
+    w.add_head_count_kv(config.num_key_value_heads)
+    w.add_key_length(config.head_dim if hasattr(config, "head_dim") and config.head_dim
+                     else config.hidden_size // config.num_attention_heads)
+    w.add_rope_freq_base(config.rope_parameters["rope_theta"])
+    w.add_layer_norm_rms_eps(config.rms_norm_eps)
+    w.add_vocab_size(config.vocab_size)
+    for name, t in state_dict.items():
+        if name == "lm_head.weight" and config.tie_word_embeddings:
+            continue
+        t = t.detach()
+        # Norms and biases in f32 (as llama.cpp writes them), matrices in their stored dtype.
+        if t.dim() == 1 or t.dtype == torch.bfloat16:
+            t = t.float()
+        w.add_tensor(gguf_name(name), t.numpy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def add_tokenizer(out):
+    """A byte-level BPE tokenizer trained on a few sentences (vocab 320 = the model's), with a
+    chat template, so the engine's text path runs on an HF directory."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    text = ["The quick brown fox jumps over the lazy dog.", "Hello, world!"] * 4
+    tok.train_from_iterator(text, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>")
+    fast.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+                          "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>"
+                          "assistant\n{% endif %}")
+    fast.save_pretrained(out)
+    samples = ["Hello, world!", "The lazy fox", "<|im_start|>user\nHi<|im_end|>"]
+    return {"vocab_size": tok.get_vocab_size(),
+            "eos_token_id": fast.eos_token_id,
+            "encodings": [{"text": s, "token_ids": fast(s)["input_ids"]} for s in samples]}
+
+
+def generate(name, out_dir):
+    make_config, dtype, save_kw = VARIANTS[name]
+    source = name
+    if make_config is None:  # a re-save of another variant
+        source = name.replace("_sharded", "")
+        make_config = VARIANTS[source][0]
+    torch.manual_seed(0)
+    config = make_config()
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    randomize(model, seed=sum(map(ord, source)))
+    model = model.to(dtype)
+    path = os.path.join(out_dir, name)
+    shutil.rmtree(path, ignore_errors=True)
+    model.save_pretrained(path, **save_kw)
+    extra = {}
+    if name == "qwen2_f32":
+        extra["tokenizer"] = add_tokenizer(path)
+
+    ref = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
+    ref.eval()
+    rng = np.random.default_rng(1234)
+    prompts = [[int(x) for x in rng.integers(3, config.vocab_size, n)] for n in PROMPT_LENGTHS]
+    fixture = {
+        "generator": "scripts/gen_hf_model_fixtures.py",
+        "checkpoint": f"hf/{name}",
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()},
+        "weights_dtype": str(dtype).replace("torch.", ""),
+        "reference_dtype": "float32", "attn_implementation": "eager",
+        "num_new_tokens": NUM_NEW_TOKENS, "top_k": TOP_K,
+        **extra,
+        "prompts": reference(ref, prompts),
+    }
+    if name == "qwen2_f32":
+        # Sampling defaults and two EOS ids; the second is a token the first prompt's greedy
+        # continuation reaches after a few steps, so the test sees generation stop there.
+        first = fixture["prompts"][0]["greedy_token_ids"]
+        stop = next(t for t in first[1:] if t != first[0])
+        GenerationConfig(do_sample=True, temperature=0.7, top_p=0.8, top_k=20,
+                         repetition_penalty=1.05, bos_token_id=1,
+                         eos_token_id=[2, stop]).save_pretrained(path)
+        fixture["generation_eos_token_ids"] = [2, stop]
+    if name in GGUF_COPIES:
+        write_gguf(os.path.join(out_dir, name + ".gguf"), GGUF_COPIES[name], ref.config,
+                   AutoModelForCausalLM.from_pretrained(path, dtype=dtype).state_dict())
+    for f in os.listdir(path):  # save_pretrained makes the weights owner-only
+        os.chmod(os.path.join(path, f), 0o644)
+    with open(os.path.join(out_dir, name + ".json"), "w") as f:
+        json.dump(fixture, f, separators=(",", ":"))
+        f.write("\n")
+    size = sum(os.path.getsize(os.path.join(path, p)) for p in os.listdir(path))
+    print(f"{name}: {size / 1024:.0f} KB checkpoint, min greedy margin "
+          f"{min(p['greedy_min_margin'] for p in fixture['prompts']):.3f}")
+
+
+def safetensors_bytes(header, data):
+    text = json.dumps(header, separators=(",", ":"))
+    text += " " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text.encode() + data
+
+
+def write_fuzz_corpus(out_dir):
+    f32 = np.array([1.0, -2.0, 0.5, 3.0], dtype=np.float32).tobytes()
+    seeds = {
+        "valid.st": (0, safetensors_bytes(
+            {"__metadata__": {"format": "pt"},
+             "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+             "b": {"dtype": "BF16", "shape": [2], "data_offsets": [16, 20]},
+             "c": {"dtype": "F16", "shape": [0], "data_offsets": [20, 20]}}, f32 + b"\x80\x3f\x00\x40")),
+        "bad_dtype.st": (0, safetensors_bytes(
+            {"a": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]}}, f32 * 2)),
+        "overlap.st": (0, safetensors_bytes(
+            {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+             "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, f32)),
+        "index.json": (1, json.dumps({"metadata": {"total_size": 4},
+                                      "weight_map": {"x": "model-00001-of-00001.safetensors"}}).encode()),
+    }
+    hf = os.path.join(ROOT, "tests/golden/data/hf")
+    for name, mode, file in [("config_llama.json", 2, "llama_f32/config.json"),
+                             ("config_qwen2.json", 2, "qwen2_f32/config.json"),
+                             ("config_mistral.json", 2, "mistral_swa/config.json"),
+                             ("generation.json", 3, "qwen2_f32/generation_config.json")]:
+        with open(os.path.join(hf, file), "rb") as f:
+            seeds[name] = (mode, f.read())
+    os.makedirs(out_dir, exist_ok=True)
+    for name, (mode, data) in seeds.items():
+        with open(os.path.join(out_dir, name), "wb") as f:
+            f.write(bytes([mode]) + data)
+    print(f"{len(seeds)} seeds in {out_dir}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out-dir", default=os.path.join(ROOT, "tests/golden/data/hf"))
+    ap.add_argument("--only")
+    ap.add_argument("--fuzz-corpus", action="store_true")
+    args = ap.parse_args()
+    if args.fuzz_corpus:
+        write_fuzz_corpus(os.path.join(ROOT, "tests/fuzz/corpus/safetensors"))
+        return
+    torch.set_num_threads(1)
+    os.makedirs(args.out_dir, exist_ok=True)
+    for name in VARIANTS:
+        if args.only is None or args.only == name:
+            generate(name, args.out_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+// DeviceAllocator: a caching allocator for device memory. Activations are re-allocated every
+// forward pass; cudaMalloc/cudaFree per op would synchronize the device and dominate small
+// steps, so freed blocks go to a free list keyed by size class and are handed out again.
+//
+// Safety with one stream: memory released by the host while kernels that use it are still queued
+// is only ever reused by work queued later on the same stream, so the reuse is ordered after them.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+namespace cvllm::cuda {
+
+class DeviceAllocator : public std::enable_shared_from_this<DeviceAllocator> {
+ public:
+  static std::shared_ptr<DeviceAllocator> create() {
+    return std::shared_ptr<DeviceAllocator>(new DeviceAllocator());
+  }
+  ~DeviceAllocator();
+
+  // At least `bytes` of device memory (256-byte aligned, contents undefined), returned to the cache
+  // when the last copy of the pointer is released. bytes == 0 gives a null pointer.
+  std::shared_ptr<void> allocate(size_t bytes);
+  // Frees every cached (unused) block.
+  void release_cached();
+  size_t cached_bytes() const;
+  size_t in_use_bytes() const;
+
+  // Requests are rounded up to a size class (4 per power of two below 64 MiB, 2 MiB steps above),
+  // so at most a quarter is wasted and repeated shapes hit the cache.
+  static size_t size_class(size_t bytes);
+
+ private:
+  DeviceAllocator() = default;
+  void give_back(void* ptr, size_t size);
+
+  mutable std::mutex mu_;
+  std::unordered_map<size_t, std::vector<void*>> free_;  // size class -> cached blocks
+  size_t cached_bytes_ = 0;
+  size_t in_use_bytes_ = 0;
+};
+
+}  // namespace cvllm::cuda

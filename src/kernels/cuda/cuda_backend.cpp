@@ -1,0 +1,564 @@
+#include "kernels/cuda/cuda_backend.h"
+
+#include <cuda_runtime.h>
+#include <malloc.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cuda/cuda_allocator.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/cuda_util.h"
+#include "kernels/cuda/gemm.h"
+#include "util/error.h"
+
+namespace cvllm::cuda {
+namespace {
+
+// Device copies of one step's metadata, all in one allocation (one upload per step).
+class CudaStepMetadata : public StepMetadata {
+ public:
+  std::shared_ptr<void> memory;
+  const int32_t* input_ids = nullptr;        // [num_tokens]
+  const int32_t* positions = nullptr;        // [num_tokens]
+  const int64_t* slot_mapping = nullptr;     // [num_tokens]
+  const int32_t* query_start_loc = nullptr;  // [num_reqs + 1]
+  const int32_t* seq_lens = nullptr;         // [num_reqs]
+  const int32_t* block_table = nullptr;      // [num_reqs, max_blocks_per_req]
+  const int32_t* token_to_req = nullptr;     // [num_tokens] request index of each token
+  // Attention work items (split-KV pieces, see cuda_ops.h AttentionWork).
+  int64_t num_work_items = 0;
+  const int32_t* work_token = nullptr;        // [num_work_items]
+  const int32_t* work_chunk = nullptr;        // [num_work_items]
+  const int32_t* token_first_work = nullptr;  // [num_tokens + 1]
+};
+
+const CudaStepMetadata& cuda_step(const StepMetadata& step) {
+  const auto* s = dynamic_cast<const CudaStepMetadata*>(&step);
+  CVLLM_CHECK(s != nullptr, "step metadata was not prepared by the CUDA backend");
+  return *s;
+}
+
+// Rows of a row-major tensor: every dimension but the last (0 for an empty tensor).
+int64_t rows_of(const Tensor& t) {
+  int64_t rows = 1;
+  for (int i = 0; i + 1 < t.ndim(); ++i) rows *= t.dim(i);
+  return t.ndim() == 0 ? 1 : rows;
+}
+
+void check_device(const Tensor& t, const char* what) {
+  CVLLM_CHECK(t.device() == Device::kCuda, what, " must be a CUDA tensor, got host ", t.describe());
+}
+
+void check_f32(const Tensor& t, const char* what) {
+  check_device(t, what);
+  CVLLM_CHECK(t.dtype() == DType::kF32, what, " must be f32, got ", t.describe());
+}
+
+}  // namespace
+
+bool cuda_device_available() {
+  int count = 0;
+  cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return count > 0;
+}
+
+CudaBackend::CudaBackend(int device_index, int num_host_threads,
+                         std::optional<bool> batch_invariant_gemm)
+    : device_index_(device_index), pool_(num_host_threads) {
+  // Host buffers of [num_rows, vocab_size] logits are allocated and freed every step (to_host's
+  // result and the runner's copies): above glibc's mmap threshold each one is a fresh mapping whose
+  // pages fault in again (slow in a VM), which cost ~0.4 ms per sequence per step at batch 128 with a
+  // 49k vocabulary. Keeping such blocks in the heap lets the next step reuse them.
+  // CVLLM_CUDA_KEEP_MALLOC=1 leaves glibc's defaults alone (for comparison).
+  const char* keep_malloc = std::getenv("CVLLM_CUDA_KEEP_MALLOC");
+  if (keep_malloc == nullptr || std::string(keep_malloc) != "1") {
+    mallopt(M_MMAP_THRESHOLD, 512 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1024 << 20);
+  }
+  if (!batch_invariant_gemm) {
+    const char* env = std::getenv("CVLLM_CUDA_BATCH_INVARIANT");
+    batch_invariant_gemm = env != nullptr && std::string(env) == "1";
+  }
+  CVLLM_CHECK(cuda_device_available(), "no CUDA device is available");
+  CVLLM_CUDA_CHECK(cudaSetDevice(device_index));
+  cudaDeviceProp prop{};
+  CVLLM_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_index));
+  device_name_ = cat(prop.name, ", sm_", prop.major, prop.minor);
+  cudaStream_t stream = nullptr;
+  // A blocking stream: synchronous copies on the legacy default stream stay ordered with it.
+  CVLLM_CUDA_CHECK(cudaStreamCreate(&stream));
+  stream_ = stream;
+  cudaEvent_t event = nullptr;
+  CVLLM_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+  staging_done_ = event;
+  allocator_ = DeviceAllocator::create();
+  gemm_ = std::make_unique<CublasLtGemm>(allocator_, stream, *batch_invariant_gemm);
+  batch_invariant_gemm_ = *batch_invariant_gemm;
+}
+
+CudaBackend::~CudaBackend() {
+  cudaStreamSynchronize(stream_);
+  gemm_.reset();
+  if (staging_ != nullptr) cudaFreeHost(staging_);
+  if (readback_ != nullptr) cudaFreeHost(readback_);
+  if (staging_done_ != nullptr) cudaEventDestroy(staging_done_);
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+std::string CudaBackend::name() const {
+  return cat("cuda (", device_name_, "; bf16 weights, cuBLASLt GEMMs",
+             batch_invariant_gemm_ ? " (batch-invariant)" : "", ", f32 activations)");
+}
+
+Tensor CudaBackend::alloc_uninitialized(DType dtype, std::vector<int64_t> shape) {
+  const size_t bytes = Tensor::view(static_cast<void*>(nullptr), dtype, shape).nbytes();
+  std::shared_ptr<void> mem = allocator_->allocate(bytes);
+  void* ptr = mem.get();
+  Tensor t = Tensor::adopt(ptr, dtype, std::move(shape), Device::kCuda, std::move(mem));
+  wrote(t);  // recycled memory: whatever the scratch copied from it is gone
+  return t;
+}
+
+void CudaBackend::wrote(const Tensor& t) {
+  if (bf16_source_ == nullptr || t.nbytes() == 0) return;
+  const auto* begin = static_cast<const uint8_t*>(t.data());
+  const auto* source = static_cast<const uint8_t*>(bf16_source_);
+  const size_t source_bytes = static_cast<size_t>(bf16_numel_) * sizeof(float);
+  if (begin < source + source_bytes && source < begin + t.nbytes()) bf16_source_ = nullptr;
+}
+
+bf16* CudaBackend::bf16_scratch(int64_t n) {
+  bf16_source_ = nullptr;
+  if (x_bf16_.numel() < n) {
+    x_bf16_ = Tensor();
+    x_bf16_ = alloc_uninitialized(DType::kBF16, {n});
+  }
+  return x_bf16_.data_as<bf16>();
+}
+
+Tensor CudaBackend::alloc(DType dtype, std::vector<int64_t> shape) {
+  Tensor t = alloc_uninitialized(dtype, std::move(shape));
+  if (t.nbytes() > 0) CVLLM_CUDA_CHECK(cudaMemsetAsync(t.data(), 0, t.nbytes(), stream_));
+  return t;
+}
+
+Tensor CudaBackend::upload(const std::vector<float>& values, std::vector<int64_t> shape) {
+  Tensor t = alloc_uninitialized(DType::kF32, std::move(shape));
+  CVLLM_CHECK(static_cast<int64_t>(values.size()) == t.numel(), "upload: ", values.size(),
+              " values for ", t.describe());
+  if (!values.empty()) {
+    CVLLM_CUDA_CHECK(cudaMemcpyAsync(t.data(), values.data(), t.nbytes(), cudaMemcpyHostToDevice,
+                                     stream_));
+  }
+  return t;
+}
+
+Tensor CudaBackend::prepare_weight(const Tensor& w) {
+  CVLLM_CHECK(w.device() == Device::kCpu, "prepare_weight takes a host tensor, got a device one");
+  CVLLM_CHECK(dequantize_supported(w.dtype()), "the CUDA backend cannot read weights of type ",
+              dtype_name(w.dtype()), " (", w.describe(), ")");
+  // Matrices become bf16 (the GEMM operand type); vectors (norm weights, biases) stay f32.
+  const bool matrix = w.ndim() >= 2;
+  Tensor out = alloc_uninitialized(matrix ? DType::kBF16 : DType::kF32, w.shape());
+  const size_t bytes = w.nbytes();
+  if (bytes == 0) return out;
+  if (upload_.nbytes() < bytes) {
+    upload_ = Tensor();  // give the old scratch back first
+    upload_ = alloc_uninitialized(DType::kI8, {static_cast<int64_t>(bytes)});
+  }
+  wrote(upload_);
+  CVLLM_CUDA_CHECK(cudaMemcpyAsync(upload_.data(), w.data(), bytes, cudaMemcpyHostToDevice, stream_));
+  if (matrix) {
+    dequantize_to_bf16(w.dtype(), upload_.data(), out.data_as<bf16>(), w.numel(), stream_);
+  } else {
+    dequantize_to_f32(w.dtype(), upload_.data(), out.data_as<float>(), w.numel(), stream_);
+  }
+  return out;
+}
+
+std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
+  const int64_t num_tokens = b.num_tokens(), num_reqs = b.num_reqs();
+  CVLLM_CHECK(static_cast<int64_t>(b.positions.size()) == num_tokens &&
+                  static_cast<int64_t>(b.slot_mapping.size()) == num_tokens &&
+                  static_cast<int64_t>(b.query_start_loc.size()) == num_reqs + 1 &&
+                  static_cast<int64_t>(b.block_table.size()) == num_reqs * b.max_blocks_per_req &&
+                  b.query_start_loc.back() == num_tokens,
+              "inconsistent ForwardBatch: ", num_tokens, " tokens, ", num_reqs, " requests");
+  std::vector<int32_t> token_to_req(num_tokens);
+  // Split-KV pieces: token t at position pos has pos / kSplitKeys + 1 of them.
+  std::vector<int32_t> work_token, work_chunk, token_first_work = {0};
+  work_token.reserve(num_tokens);
+  work_chunk.reserve(num_tokens);
+  for (int64_t r = 0; r < num_reqs; ++r) {
+    const int32_t q_start = b.query_start_loc[r], q_len = b.query_start_loc[r + 1] - q_start;
+    for (int32_t t = q_start; t < q_start + q_len; ++t) {
+      token_to_req[t] = static_cast<int32_t>(r);
+      const int64_t pos = b.seq_lens[r] - q_len + (t - q_start);
+      CVLLM_CHECK(pos >= 0, "request ", r, " has more new tokens than its seq_len");
+      for (int64_t c = 0; c <= pos / kSplitKeys; ++c) {
+        work_token.push_back(t);
+        work_chunk.push_back(static_cast<int32_t>(c));
+      }
+      token_first_work.push_back(static_cast<int32_t>(work_token.size()));
+    }
+  }
+
+  struct Part {
+    const void* src;
+    size_t bytes;
+    size_t offset;
+  };
+  std::vector<Part> parts = {
+      {b.slot_mapping.data(), b.slot_mapping.size() * sizeof(int64_t), 0},
+      {b.input_ids.data(), b.input_ids.size() * sizeof(int32_t), 0},
+      {b.positions.data(), b.positions.size() * sizeof(int32_t), 0},
+      {b.query_start_loc.data(), b.query_start_loc.size() * sizeof(int32_t), 0},
+      {b.seq_lens.data(), b.seq_lens.size() * sizeof(int32_t), 0},
+      {b.block_table.data(), b.block_table.size() * sizeof(int32_t), 0},
+      {token_to_req.data(), token_to_req.size() * sizeof(int32_t), 0},
+      {work_token.data(), work_token.size() * sizeof(int32_t), 0},
+      {work_chunk.data(), work_chunk.size() * sizeof(int32_t), 0},
+      {token_first_work.data(), token_first_work.size() * sizeof(int32_t), 0},
+  };
+  size_t total = 0;
+  for (Part& p : parts) {
+    p.offset = total;
+    total += (p.bytes + 15) / 16 * 16;
+  }
+  // The previous step's upload must have left the staging buffer before it is rewritten.
+  CVLLM_CUDA_CHECK(cudaEventSynchronize(staging_done_));
+  if (staging_bytes_ < total) {
+    if (staging_ != nullptr) CVLLM_CUDA_CHECK(cudaFreeHost(staging_));
+    staging_ = nullptr;
+    const size_t bytes = std::max(total, staging_bytes_ * 2);
+    CVLLM_CUDA_CHECK(cudaHostAlloc(&staging_, bytes, cudaHostAllocDefault));
+    staging_bytes_ = bytes;
+  }
+  auto step = std::make_unique<CudaStepMetadata>();
+  step->batch = &b;
+  step->memory = allocator_->allocate(total);
+  uint8_t* host = static_cast<uint8_t*>(staging_);
+  uint8_t* dev = static_cast<uint8_t*>(step->memory.get());
+  for (const Part& p : parts) {
+    if (p.bytes > 0) std::memcpy(host + p.offset, p.src, p.bytes);
+  }
+  if (total > 0) {
+    CVLLM_CUDA_CHECK(cudaMemcpyAsync(dev, host, total, cudaMemcpyHostToDevice, stream_));
+  }
+  CVLLM_CUDA_CHECK(cudaEventRecord(staging_done_, stream_));
+  step->slot_mapping = reinterpret_cast<const int64_t*>(dev + parts[0].offset);
+  step->input_ids = reinterpret_cast<const int32_t*>(dev + parts[1].offset);
+  step->positions = reinterpret_cast<const int32_t*>(dev + parts[2].offset);
+  step->query_start_loc = reinterpret_cast<const int32_t*>(dev + parts[3].offset);
+  step->seq_lens = reinterpret_cast<const int32_t*>(dev + parts[4].offset);
+  step->block_table = reinterpret_cast<const int32_t*>(dev + parts[5].offset);
+  step->token_to_req = reinterpret_cast<const int32_t*>(dev + parts[6].offset);
+  step->num_work_items = static_cast<int64_t>(work_token.size());
+  step->work_token = reinterpret_cast<const int32_t*>(dev + parts[7].offset);
+  step->work_chunk = reinterpret_cast<const int32_t*>(dev + parts[8].offset);
+  step->token_first_work = reinterpret_cast<const int32_t*>(dev + parts[9].offset);
+  return step;
+}
+
+void CudaBackend::embedding(const Tensor& table, const StepMetadata& step, Tensor& out) {
+  const CudaStepMetadata& s = cuda_step(step);
+  check_device(table, "embedding table");
+  check_f32(out, "embedding output");
+  CVLLM_CHECK(table.dtype() == DType::kBF16 || table.dtype() == DType::kF32,
+              "embedding table must be prepared (bf16 or f32), got ", table.describe());
+  const int64_t num_tokens = step.batch->num_tokens();
+  const int64_t width = table.dim(-1);
+  CVLLM_CHECK(out.numel() == num_tokens * width, "embedding output ", out.describe(),
+              " does not fit ", num_tokens, " rows of ", width);
+  for (int32_t id : step.batch->input_ids) {
+    CVLLM_CHECK(id >= 0 && id < table.dim(0), "token id ", id, " out of range [0, ", table.dim(0), ")");
+  }
+  wrote(out);
+  cuda::gather_rows(table.data(), table.dtype() == DType::kBF16, s.input_ids, num_tokens, width,
+                    out.data_as<float>(), stream_);
+}
+
+void CudaBackend::gather_rows(const Tensor& src, const std::vector<int32_t>& rows, Tensor& out) {
+  check_device(src, "gather source");
+  check_f32(out, "gather output");
+  CVLLM_CHECK(src.dtype() == DType::kBF16 || src.dtype() == DType::kF32,
+              "gather source must be bf16 or f32, got ", src.describe());
+  const int64_t width = src.dim(-1);
+  CVLLM_CHECK(out.numel() == static_cast<int64_t>(rows.size()) * width, "gather output ",
+              out.describe(), " does not fit ", rows.size(), " rows of ", width);
+  for (int32_t r : rows) {
+    CVLLM_CHECK(r >= 0 && r < src.dim(0), "row id ", r, " out of range [0, ", src.dim(0), ")");
+  }
+  if (rows.empty()) return;
+  wrote(out);
+  std::shared_ptr<void> ids = allocator_->allocate(rows.size() * sizeof(int32_t));
+  CVLLM_CUDA_CHECK(cudaMemcpyAsync(ids.get(), rows.data(), rows.size() * sizeof(int32_t),
+                                   cudaMemcpyHostToDevice, stream_));
+  cuda::gather_rows(src.data(), src.dtype() == DType::kBF16, static_cast<const int32_t*>(ids.get()),
+                    static_cast<int64_t>(rows.size()), width, out.data_as<float>(), stream_);
+}
+
+const void* CudaBackend::to_bf16_scratch(const Tensor& x) {
+  const int64_t n = x.numel();
+  if (bf16_source_ == x.data() && bf16_numel_ == n) return x_bf16_.data();  // left by a norm
+  bf16* out = bf16_scratch(n);
+  convert_f32_to_bf16(x.data_as<float>(), out, n, stream_);
+  bf16_source_ = x.data();
+  bf16_numel_ = n;
+  return out;
+}
+
+void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
+  const Tensor* ws[] = {&w};
+  Tensor* ys[] = {&y};
+  linear_many(x, ws, ys);
+  if (bias != nullptr) {  // y was reported written by linear_many
+    check_f32(*bias, "linear bias");
+    CVLLM_CHECK(bias->numel() == w.dim(0), "bias ", bias->describe(), " for weight ", w.describe());
+    add_bias(y.data_as<float>(), bias->data_as<float>(), rows_of(y), w.dim(0), stream_);
+  }
+}
+
+void CudaBackend::linear_many(const Tensor& x, std::span<const Tensor* const> ws,
+                              std::span<Tensor* const> ys) {
+  check_f32(x, "linear input");
+  CVLLM_CHECK(ws.size() == ys.size(), "linear_many: ", ws.size(), " weights, ", ys.size(), " outputs");
+  const int64_t num_tokens = rows_of(x);
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const Tensor& w = *ws[i];
+    check_device(w, "linear weight");
+    check_f32(*ys[i], "linear output");
+    CVLLM_CHECK(w.dtype() == DType::kBF16 && w.ndim() == 2 && x.dim(-1) == w.dim(1) &&
+                    ys[i]->dim(-1) == w.dim(0) && rows_of(*ys[i]) == num_tokens,
+                "linear shapes: x ", x.describe(), " w ", w.describe(), " y ", ys[i]->describe());
+  }
+  if (num_tokens == 0) return;
+  const bf16* xb = static_cast<const bf16*>(to_bf16_scratch(x));  // one conversion for all
+  for (size_t i = 0; i < ws.size(); ++i) {
+    wrote(*ys[i]);
+    gemm_->run(ws[i]->data_as<bf16>(), xb, ys[i]->data_as<float>(), ws[i]->dim(0), num_tokens,
+               ws[i]->dim(1));
+  }
+}
+
+void CudaBackend::rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& y,
+                           float weight_offset) {
+  check_f32(x, "norm input");
+  check_f32(w, "norm weight");
+  check_f32(y, "norm output");
+  CVLLM_CHECK(w.numel() == x.dim(-1) && y.numel() == x.numel(), "rms_norm shapes: x ",
+              x.describe(), " w ", w.describe(), " y ", y.describe());
+  wrote(y);
+  bf16* y_bf16 = bf16_scratch(y.numel());
+  cuda::rms_norm(x.data_as<float>(), nullptr, w.data_as<float>(), y.data_as<float>(), y_bf16,
+                 rows_of(x), x.dim(-1), eps, weight_offset, stream_);
+  bf16_source_ = y.data();
+  bf16_numel_ = y.numel();
+}
+
+void CudaBackend::add_rms_norm(const Tensor& x, Tensor& residual, const Tensor& w, float eps,
+                               Tensor& y, float weight_offset) {
+  check_f32(x, "norm input");
+  check_f32(residual, "residual");
+  check_f32(w, "norm weight");
+  check_f32(y, "norm output");
+  CVLLM_CHECK(w.numel() == x.dim(-1) && y.numel() == x.numel() && residual.numel() == x.numel(),
+              "add_rms_norm shapes: x ", x.describe(), " residual ", residual.describe(), " w ",
+              w.describe(), " y ", y.describe());
+  wrote(residual);
+  wrote(y);
+  bf16* y_bf16 = bf16_scratch(y.numel());
+  cuda::rms_norm(x.data_as<float>(), residual.data_as<float>(), w.data_as<float>(),
+                 y.data_as<float>(), y_bf16, rows_of(x), x.dim(-1), eps, weight_offset, stream_);
+  bf16_source_ = y.data();
+  bf16_numel_ = y.numel();
+}
+
+void CudaBackend::layer_norm(const Tensor& x, const Tensor& w, const Tensor* bias, float eps,
+                             Tensor& y) {
+  check_f32(x, "norm input");
+  check_f32(w, "norm weight");
+  check_f32(y, "norm output");
+  if (bias != nullptr) check_f32(*bias, "norm bias");
+  CVLLM_CHECK(w.numel() == x.dim(-1) && y.numel() == x.numel(), "layer_norm shapes: x ",
+              x.describe(), " w ", w.describe(), " y ", y.describe());
+  wrote(y);
+  cuda::layer_norm(x.data_as<float>(), w.data_as<float>(), bias ? bias->data_as<float>() : nullptr,
+                   y.data_as<float>(), rows_of(x), x.dim(-1), eps, stream_);
+}
+
+const float* CudaBackend::device_inv_freq(const RopeParams& rope) {
+  const size_t half = static_cast<size_t>(rope.rot_dim / 2);
+  InvFreq& entry = inv_freqs_[rope.inv_freq];
+  // The key is the layer's host table; compare contents too, since a freed table's address can
+  // come back holding another model's frequencies.
+  if (entry.host.size() != half ||
+      std::memcmp(entry.host.data(), rope.inv_freq, half * sizeof(float)) != 0) {
+    entry.host.assign(rope.inv_freq, rope.inv_freq + half);
+    entry.device = upload(entry.host, {static_cast<int64_t>(half)});
+  }
+  return entry.device.data_as<float>();
+}
+
+void CudaBackend::rotary(Tensor& q, Tensor& k, const StepMetadata& step, const RopeParams& rope) {
+  const int64_t num_tokens = step.batch->num_tokens();
+  if (num_tokens == 0) return;
+  check_f32(q, "rotary q");
+  check_f32(k, "rotary k");
+  CVLLM_CHECK(rope.rot_dim <= rope.head_size && rope.rot_dim % 2 == 0 && rope.inv_freq != nullptr,
+              "bad rope parameters: rot_dim ", rope.rot_dim, " head_size ", rope.head_size);
+  const int64_t num_heads = q.numel() / (num_tokens * rope.head_size);
+  const int64_t num_kv_heads = k.numel() / (num_tokens * rope.head_size);
+  wrote(q);
+  wrote(k);
+  cuda::rotary(q.data_as<float>(), k.data_as<float>(), cuda_step(step).positions, num_tokens,
+               num_heads, num_kv_heads, rope.head_size, rope.rot_dim, device_inv_freq(rope),
+               rope.style == RopeStyle::kNeox, rope.mscale, stream_);
+}
+
+void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
+  check_f32(gate, "gate");
+  check_f32(up, "up");
+  check_f32(out, "activation output");
+  CVLLM_CHECK(gate.numel() == up.numel() && out.numel() == gate.numel(), "silu_mul shapes");
+  wrote(out);
+  bf16* out_bf16 = bf16_scratch(out.numel());  // the down projection's input
+  cuda::silu_mul(gate.data_as<float>(), up.data_as<float>(), out.data_as<float>(), out_bf16,
+                 gate.numel(), stream_);
+  bf16_source_ = out.data();
+  bf16_numel_ = out.numel();
+}
+
+void CudaBackend::gelu_tanh_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
+  check_f32(gate, "gate");
+  check_f32(up, "up");
+  check_f32(out, "activation output");
+  CVLLM_CHECK(gate.numel() == up.numel() && out.numel() == gate.numel(), "gelu_tanh_mul shapes");
+  wrote(out);
+  cuda::gelu_tanh_mul(gate.data_as<float>(), up.data_as<float>(), out.data_as<float>(), gate.numel(),
+                      stream_);
+}
+
+void CudaBackend::add(const Tensor& a, Tensor& b) {
+  check_f32(a, "add input");
+  check_f32(b, "add output");
+  CVLLM_CHECK(a.numel() == b.numel(), "add: ", a.describe(), " vs ", b.describe());
+  wrote(b);
+  cuda::add(a.data_as<float>(), b.data_as<float>(), a.numel(), stream_);
+}
+
+void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, KVCacheLayer& cache,
+                            const StepMetadata& step, const AttentionParams& p, Tensor& out) {
+  const CudaStepMetadata& s = cuda_step(step);
+  const ForwardBatch& b = *step.batch;
+  for (const Tensor* t : {&q, &k, &v, static_cast<const Tensor*>(&out)}) {
+    check_f32(*t, "attention operand");
+  }
+  check_device(cache.k, "K cache");
+  check_device(cache.v, "V cache");
+  CVLLM_CHECK(cache.k.dtype() == cache.v.dtype() &&
+                  (cache.k.dtype() == DType::kF32 || cache.k.dtype() == DType::kBF16),
+              "CUDA KV cache must be f32 or bf16, got ", cache.k.describe());
+  CVLLM_CHECK(cache.k.numel() % (cache.block_size * p.num_kv_heads * p.head_size) == 0,
+              "KV cache ", cache.k.describe(), " does not hold whole blocks");
+  const int64_t num_tokens = b.num_tokens();
+  CVLLM_CHECK(q.numel() == num_tokens * p.num_heads * p.head_size &&
+                  k.numel() == num_tokens * p.num_kv_heads * p.head_size &&
+                  v.numel() == k.numel() && out.numel() == q.numel(),
+              "attention shapes: q ", q.describe(), " k ", k.describe(), " out ", out.describe());
+  CVLLM_CHECK(p.head_size > 0 && p.head_size <= kMaxAttentionHeadSize,
+              "CUDA attention supports head_size up to ", kMaxAttentionHeadSize, ", got ", p.head_size);
+  CVLLM_CHECK(p.num_kv_heads > 0 && p.num_heads % p.num_kv_heads == 0, "num_heads ", p.num_heads,
+              " is not a multiple of num_kv_heads ", p.num_kv_heads);
+  if (num_tokens == 0) return;
+  PagedAttentionArgs a;
+  a.num_tokens = num_tokens;
+  a.num_heads = p.num_heads;
+  a.num_kv_heads = p.num_kv_heads;
+  a.head_size = p.head_size;
+  a.block_size = cache.block_size;
+  a.max_blocks_per_req = b.max_blocks_per_req;
+  a.scale = p.scale;
+  a.logit_softcap = p.logit_softcap;
+  a.sliding_window = p.sliding_window;
+  a.cache_is_bf16 = cache.k.dtype() == DType::kBF16;
+  wrote(out);
+  wrote(cache.k);
+  wrote(cache.v);
+  write_kv_cache(k.data_as<float>(), v.data_as<float>(), cache.k.data(), cache.v.data(),
+                 s.slot_mapping, a, stream_);
+  AttentionWork work;
+  work.num_items = s.num_work_items;
+  work.work_token = s.work_token;
+  work.work_chunk = s.work_chunk;
+  work.token_first_work = s.token_first_work;
+  Tensor partial_out, partial_ml;  // freed after the call (stream order keeps them valid)
+  if (work.num_items > num_tokens) {
+    partial_out = alloc_uninitialized(DType::kF32, {work.num_items, p.num_heads, p.head_size});
+    partial_ml = alloc_uninitialized(DType::kF32, {work.num_items, p.num_heads, 2});
+    work.partial_out = partial_out.data_as<float>();
+    work.partial_ml = partial_ml.data_as<float>();
+  }
+  paged_attention(q.data_as<float>(), cache.k.data(), cache.v.data(), out.data_as<float>(),
+                  s.token_to_req, s.query_start_loc, s.seq_lens, s.block_table, work, a, stream_);
+}
+
+void CudaBackend::copy_blocks(std::vector<KVCacheLayer>& caches,
+                              const std::vector<std::pair<int, int>>& src_dst) {
+  for (KVCacheLayer& layer : caches) {
+    for (Tensor* t : {&layer.k, &layer.v}) {
+      check_device(*t, "KV cache");
+      wrote(*t);
+      const size_t block_bytes = t->nbytes() / static_cast<size_t>(t->dim(0));
+      uint8_t* base = static_cast<uint8_t*>(t->data());
+      for (const auto& [src, dst] : src_dst) {
+        CVLLM_CHECK(src >= 0 && dst >= 0 && src < t->dim(0) && dst < t->dim(0), "bad block copy ",
+                    src, " -> ", dst);
+        CVLLM_CUDA_CHECK(cudaMemcpyAsync(base + dst * block_bytes, base + src * block_bytes,
+                                         block_bytes, cudaMemcpyDeviceToDevice, stream_));
+      }
+    }
+  }
+}
+
+std::vector<float> CudaBackend::to_host(const Tensor& t) {
+  check_f32(t, "to_host");
+  const size_t bytes = t.nbytes();
+  if (bytes == 0) {
+    synchronize();
+    return {};
+  }
+  // Through a pinned buffer: a device-to-pageable copy goes through the driver's small staging
+  // buffers at a fraction of the bus speed, and logits are [num_rows, vocab_size] every step.
+  if (readback_bytes_ < bytes) {
+    if (readback_ != nullptr) CVLLM_CUDA_CHECK(cudaFreeHost(readback_));
+    readback_ = nullptr;
+    readback_bytes_ = 0;
+    CVLLM_CUDA_CHECK(cudaHostAlloc(&readback_, bytes, cudaHostAllocDefault));
+    readback_bytes_ = bytes;
+  }
+  CVLLM_CUDA_CHECK(cudaMemcpyAsync(readback_, t.data(), bytes, cudaMemcpyDeviceToHost, stream_));
+  synchronize();
+  const float* p = static_cast<const float*>(readback_);
+  return std::vector<float>(p, p + t.numel());
+}
+
+void CudaBackend::synchronize() { CVLLM_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+CudaBackend::MemoryInfo CudaBackend::memory_info() const {
+  size_t free_bytes = 0, total_bytes = 0;
+  CVLLM_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  MemoryInfo info;
+  info.free_bytes = static_cast<int64_t>(free_bytes);
+  info.total_bytes = static_cast<int64_t>(total_bytes);
+  info.cached_bytes = static_cast<int64_t>(allocator_->cached_bytes());
+  return info;
+}
+
+}  // namespace cvllm::cuda

@@ -1,0 +1,119 @@
+// The CUDA backend: every Backend op on one GPU and one stream. Weights are uploaded once and
+// dequantized to bf16 on the device (1-D weights such as norms stay f32); activations are f32;
+// linear layers run through cuBLASLt (bf16 operands, f32 accumulation and output); the KV cache
+// is f32 or bf16 in the layout of cuda_ops.h. Device memory comes from a caching allocator.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "util/thread_pool.h"
+
+struct CUstream_st;
+struct CUevent_st;
+
+namespace cvllm::cuda {
+
+class DeviceAllocator;
+class CublasLtGemm;
+
+// True when the CUDA runtime sees at least one usable device (never throws).
+bool cuda_device_available();
+
+class CudaBackend : public Backend {
+ public:
+  // num_host_threads: threads for host-side work (sampling); <= 0 means one per core.
+  // batch_invariant_gemm (see gemm.h): unset reads CVLLM_CUDA_BATCH_INVARIANT ("1": on; default
+  // off, the faster per-batch-size choice).
+  explicit CudaBackend(int device_index = 0, int num_host_threads = 0,
+                       std::optional<bool> batch_invariant_gemm = std::nullopt);
+  ~CudaBackend() override;
+
+  std::string name() const override;
+  Device device() const override { return Device::kCuda; }
+
+  Tensor alloc(DType dtype, std::vector<int64_t> shape) override;
+  Tensor prepare_weight(const Tensor& host_weight) override;
+  std::unique_ptr<StepMetadata> prepare_step(const ForwardBatch& batch) override;
+
+  void embedding(const Tensor& table, const StepMetadata& step, Tensor& out) override;
+  void gather_rows(const Tensor& src, const std::vector<int32_t>& rows, Tensor& out) override;
+  void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override;
+  void linear_many(const Tensor& x, std::span<const Tensor* const> ws,
+                   std::span<Tensor* const> ys) override;
+  void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& y,
+                float weight_offset) override;
+  void add_rms_norm(const Tensor& x, Tensor& residual, const Tensor& w, float eps, Tensor& y,
+                    float weight_offset) override;
+  void layer_norm(const Tensor& x, const Tensor& w, const Tensor* bias, float eps,
+                  Tensor& y) override;
+  void rotary(Tensor& q, Tensor& k, const StepMetadata& step, const RopeParams& rope) override;
+  void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
+  void gelu_tanh_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
+  void add(const Tensor& a, Tensor& b) override;
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, KVCacheLayer& cache,
+                 const StepMetadata& step, const AttentionParams& params, Tensor& out) override;
+  ThreadPool* host_pool() override { return &pool_; }
+  void copy_blocks(std::vector<KVCacheLayer>& caches,
+                   const std::vector<std::pair<int, int>>& src_dst) override;
+  std::vector<float> to_host(const Tensor& t) override;
+  void synchronize() override;
+
+  // Host-side helpers (tests, KV-cache sizing).
+  Tensor upload(const std::vector<float>& values, std::vector<int64_t> shape);  // f32 copy
+  struct MemoryInfo {
+    int64_t free_bytes = 0;    // free on the device (cudaMemGetInfo)
+    int64_t total_bytes = 0;   // the device's memory
+    int64_t cached_bytes = 0;  // held by our allocator's free lists (reusable by us)
+  };
+  MemoryInfo memory_info() const;
+
+ private:
+  // Uninitialized device memory for a tensor of this shape.
+  Tensor alloc_uninitialized(DType dtype, std::vector<int64_t> shape);
+  // bf16 copy of an f32 activation (the GEMM operand), in the scratch buffer x_bf16_: reused
+  // when the op that wrote x already left it there.
+  const void* to_bf16_scratch(const Tensor& x);
+  // The scratch buffer with room for n elements; its contents are about to be replaced.
+  __nv_bfloat16* bf16_scratch(int64_t n);
+  // Every op reports the device memory it writes: a write over the range whose bf16 copy sits in
+  // the scratch makes that copy stale.
+  void wrote(const Tensor& t);
+  const float* device_inv_freq(const RopeParams& rope);
+
+  int device_index_;
+  std::string device_name_;
+  bool batch_invariant_gemm_ = false;
+  CUstream_st* stream_ = nullptr;
+  std::shared_ptr<DeviceAllocator> allocator_;
+  std::unique_ptr<CublasLtGemm> gemm_;
+  ThreadPool pool_;
+  // Pinned host staging for the per-step metadata upload; staging_done_ marks when the last
+  // copy out of it finished, so it is not overwritten early.
+  void* staging_ = nullptr;
+  size_t staging_bytes_ = 0;
+  CUevent_st* staging_done_ = nullptr;
+  void* readback_ = nullptr;  // pinned host buffer for to_host
+  size_t readback_bytes_ = 0;
+  Tensor x_bf16_;        // scratch for linear inputs
+  // x_bf16_ holds bf16 of the f32 device data at [bf16_source_, + bf16_numel_ floats) while
+  // nothing has written there since (null: holds nothing reusable).
+  const void* bf16_source_ = nullptr;
+  int64_t bf16_numel_ = 0;
+  Tensor upload_;        // scratch for raw weight bytes before dequantization
+  struct InvFreq {
+    std::vector<float> host;
+    Tensor device;
+  };
+  std::unordered_map<const float*, InvFreq> inv_freqs_;  // keyed by the layer's host table
+};
+
+}  // namespace cvllm::cuda

@@ -1,0 +1,105 @@
+// Launchers of the CUDA kernels: raw device pointers, sizes and a stream, never Tensors (the
+// backend adapts). One .cu file per op family implements them; each launch is checked.
+// Activations are f32; weights are bf16 on the device (dequantized once at load).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "tensor/dtype.h"
+
+namespace cvllm::cuda {
+
+using bf16 = __nv_bfloat16;
+
+// ---- dequantize.cu --------------------------------------------------------------------------
+// True for the storage types the dequantizer reads: F32, F16, BF16 and the GGUF block types the
+// CPU reference covers (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K..Q6_K, Q8_K).
+bool dequantize_supported(DType dtype);
+// n elements (a whole number of blocks) of `dtype` at src -> dst. Element values are computed in
+// f32 exactly as kernels/cpu/dequantize.cpp does (no fused multiply-add), then rounded.
+void dequantize_to_bf16(DType dtype, const void* src, bf16* dst, int64_t n, cudaStream_t stream);
+void dequantize_to_f32(DType dtype, const void* src, float* dst, int64_t n, cudaStream_t stream);
+// y = bf16(x), round to nearest even.  x, y: [n]
+void convert_f32_to_bf16(const float* x, bf16* y, int64_t n, cudaStream_t stream);
+
+// ---- elementwise.cu -------------------------------------------------------------------------
+// out[i, :] = f32(table[rows[i], :]).  table: [*, width] f32 or bf16; rows: [num_rows] (in range:
+// checked by the caller on the host); out: [num_rows, width]
+void gather_rows(const void* table, bool table_is_bf16, const int32_t* rows, int64_t num_rows,
+                 int64_t width, float* out, cudaStream_t stream);
+// With residual == nullptr: y = rms_norm(x) * (w + offset). Otherwise residual += x first and the
+// norm reads the updated residual. y_bf16, when not null, also receives bf16(y) (the next linear
+// layer's input, saving a conversion pass).  x, residual, y, y_bf16: [num_rows, n]; w: [n]
+void rms_norm(const float* x, float* residual, const float* w, float* y, bf16* y_bf16,
+              int64_t num_rows, int64_t n, float eps, float weight_offset, cudaStream_t stream);
+// y = (x - mean) / sqrt(var + eps) * w + b (b may be null).  x, y: [num_rows, n]; w, b: [n]
+void layer_norm(const float* x, const float* w, const float* b, float* y, int64_t num_rows,
+                int64_t n, float eps, cudaStream_t stream);
+// Rotates the first rot_dim dimensions of each head in place.  q: [T, num_heads, head_size];
+// k: [T, num_kv_heads, head_size]; positions: [T]; inv_freq: [rot_dim / 2] (device)
+void rotary(float* q, float* k, const int32_t* positions, int64_t num_tokens, int64_t num_heads,
+            int64_t num_kv_heads, int64_t head_size, int64_t rot_dim, const float* inv_freq,
+            bool neox, float mscale, cudaStream_t stream);
+// out = act(gate) * up, element-wise over n (out may alias gate or up); out_bf16, when not null,
+// also receives bf16(out).
+void silu_mul(const float* gate, const float* up, float* out, bf16* out_bf16, int64_t n,
+              cudaStream_t stream);
+void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream);
+// b += a over n elements.
+void add(const float* a, float* b, int64_t n, cudaStream_t stream);
+// y[r, :] += bias.  y: [num_rows, n]; bias: [n]
+void add_bias(float* y, const float* bias, int64_t num_rows, int64_t n, cudaStream_t stream);
+
+// ---- attention.cu ---------------------------------------------------------------------------
+// KV cache layout (per layer, K and V alike): [num_blocks, num_kv_heads, block_size, head_size],
+// element type f32 or bf16. Token slot s lives in block s / block_size at offset s % block_size.
+struct PagedAttentionArgs {
+  int64_t num_tokens = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_size = 0;
+  int64_t block_size = 16;
+  int64_t max_blocks_per_req = 0;
+  float scale = 1.0f;
+  float logit_softcap = 0.0f;   // > 0: score = softcap * tanh(score / softcap)
+  int64_t sliding_window = -1;  // > 0: keys at positions > pos - window only
+  bool cache_is_bf16 = false;
+};
+
+// k, v: [T, num_kv_heads, head_size] f32; slot_mapping: [T] (-1 = skip)
+void write_kv_cache(const float* k, const float* v, void* k_cache, void* v_cache,
+                    const int64_t* slot_mapping, const PagedAttentionArgs& args,
+                    cudaStream_t stream);
+constexpr int64_t kMaxAttentionHeadSize = 512;
+// Split-KV: a token's keys are cut at multiples of kSplitKeys positions and each piece is one work
+// item (its own thread block), merged afterwards in order. The cut depends only on the token's
+// position, never on the batch, so results stay batch invariant; short contexts are one piece.
+constexpr int64_t kSplitKeys = 1024;
+
+// Work items of one step: item w attends over piece work_chunk[w] of token work_token[w]'s keys;
+// token t's items are [token_first_work[t], token_first_work[t + 1]).
+struct AttentionWork {
+  int64_t num_items = 0;
+  const int32_t* work_token = nullptr;        // [num_items]
+  const int32_t* work_chunk = nullptr;        // [num_items]
+  const int32_t* token_first_work = nullptr;  // [num_tokens + 1]
+  // Scratch for tokens of several pieces (unused when num_items == num_tokens):
+  float* partial_out = nullptr;  // [num_items, num_heads, head_size] unnormalized sums
+  float* partial_ml = nullptr;   // [num_items, num_heads, 2] running max and sum of exponentials
+};
+
+// out[t, h, :] = softmax(scale * q[t, h, :] . K^T) V over the keys of t's request at positions
+// [0, pos(t)] (and inside the window), pos(t) = seq_len - query_len + (t - query_start).
+// q, out: [T, num_heads, head_size]; token_to_req: [T]; query_start_loc: [num_reqs + 1];
+// seq_lens: [num_reqs]; block_table: [num_reqs, max_blocks_per_req]. The caller checks
+// 0 < head_size <= kMaxAttentionHeadSize and num_heads % num_kv_heads == 0.
+void paged_attention(const float* q, const void* k_cache, const void* v_cache, float* out,
+                     const int32_t* token_to_req, const int32_t* query_start_loc,
+                     const int32_t* seq_lens, const int32_t* block_table,
+                     const AttentionWork& work, const PagedAttentionArgs& args,
+                     cudaStream_t stream);
+
+}  // namespace cvllm::cuda

@@ -1,0 +1,214 @@
+// Row-wise and element-wise ops over f32 activations: row gathers (embeddings, logits rows),
+// RMSNorm (with the fused residual add), LayerNorm, RoPE, gated activations, adds.
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/cuda_util.h"
+
+namespace cvllm::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+int grid_for(int64_t n) {
+  int64_t blocks = (n + kThreads - 1) / kThreads;
+  if (blocks < 1) blocks = 1;
+  return static_cast<int>(blocks < 65535 * 16 ? blocks : 65535 * 16);
+}
+
+#define GRID_STRIDE_LOOP(i, n)                                                      \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
+// Sum of v over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
+__device__ float block_sum(float v) {
+  __shared__ float partial[32];
+  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();  // partial[] may still be read by a previous call
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  const int num_warps = blockDim.x / 32;
+  v = lane < num_warps ? partial[lane] : 0.0f;
+  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+__global__ void gather_rows_kernel(const void* table, bool is_bf16, const int32_t* rows,
+                                   int64_t width, float* out) {
+  const int64_t r = blockIdx.x;
+  const int64_t src_row = rows[r];
+  float* dst = out + r * width;
+  if (is_bf16) {
+    const bf16* src = static_cast<const bf16*>(table) + src_row * width;
+    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) dst[i] = __bfloat162float(src[i]);
+  } else {
+    const float* src = static_cast<const float*>(table) + src_row * width;
+    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) dst[i] = src[i];
+  }
+}
+
+// One block per row.
+__global__ void rms_norm_kernel(const float* x, float* residual, const float* w, float* y,
+                                bf16* y_bf16, int64_t n, float eps, float weight_offset) {
+  const int64_t row = blockIdx.x;
+  const float* xr = x + row * n;
+  float* yr = y + row * n;
+  const float* src = xr;
+  if (residual != nullptr) {
+    float* rr = residual + row * n;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) rr[i] += xr[i];
+    src = rr;  // each thread reads back only what it wrote itself: no barrier needed
+  }
+  float sum = 0.0f;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum += src[i] * src[i];
+  sum = block_sum(sum);
+  const float scale = 1.0f / sqrtf(sum / static_cast<float>(n) + eps);
+  bf16* yb = y_bf16 != nullptr ? y_bf16 + row * n : nullptr;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    const float v = src[i] * scale * (w[i] + weight_offset);
+    yr[i] = v;
+    if (yb != nullptr) yb[i] = __float2bfloat16_rn(v);
+  }
+}
+
+__global__ void layer_norm_kernel(const float* x, const float* w, const float* b, float* y,
+                                  int64_t n, float eps) {
+  const int64_t row = blockIdx.x;
+  const float* xr = x + row * n;
+  float* yr = y + row * n;
+  float sum = 0.0f;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum += xr[i];
+  const float mean = block_sum(sum) / static_cast<float>(n);
+  float var = 0.0f;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) var += (xr[i] - mean) * (xr[i] - mean);
+  var = block_sum(var) / static_cast<float>(n);
+  const float scale = 1.0f / sqrtf(var + eps);
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    yr[i] = (xr[i] - mean) * scale * w[i] + (b != nullptr ? b[i] : 0.0f);
+  }
+}
+
+// One block per token: the token's cos/sin pairs are computed once into shared memory (the same
+// for every head), then threads walk (head, pair) of q then k.
+__global__ void rotary_kernel(float* q, float* k, const int32_t* positions, int64_t num_heads,
+                              int64_t num_kv_heads, int64_t head_size, int64_t rot_dim,
+                              const float* inv_freq, bool neox, float mscale) {
+  extern __shared__ float cos_sin[];  // [2, rot_dim / 2]
+  const int64_t t = blockIdx.x;
+  const int64_t half = rot_dim / 2;
+  const float pos = static_cast<float>(positions[t]);
+  for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
+    // As the CPU reference: the angle is pos * inv_freq rounded to f32.
+    const float angle = __fmul_rn(pos, inv_freq[i]);
+    cos_sin[i] = cosf(angle) * mscale;
+    cos_sin[half + i] = sinf(angle) * mscale;
+  }
+  __syncthreads();
+  const int64_t total = (num_heads + num_kv_heads) * half;
+  for (int64_t idx = threadIdx.x; idx < total; idx += blockDim.x) {
+    const int64_t head = idx / half, i = idx % half;
+    float* x = head < num_heads ? q + (t * num_heads + head) * head_size
+                                : k + (t * num_kv_heads + (head - num_heads)) * head_size;
+    const float c = cos_sin[i], s = cos_sin[half + i];
+    const int64_t ia = neox ? i : 2 * i;
+    const int64_t ib = neox ? i + half : 2 * i + 1;
+    const float a = x[ia], b = x[ib];
+    x[ia] = a * c - b * s;
+    x[ib] = b * c + a * s;
+  }
+}
+
+__global__ void silu_mul_kernel(const float* gate, const float* up, float* out, bf16* out_bf16,
+                                int64_t n) {
+  GRID_STRIDE_LOOP(i, n) {
+    const float g = gate[i];
+    const float v = g / (1.0f + expf(-g)) * up[i];
+    out[i] = v;
+    if (out_bf16 != nullptr) out_bf16[i] = __float2bfloat16_rn(v);
+  }
+}
+
+__global__ void gelu_tanh_mul_kernel(const float* gate, const float* up, float* out, int64_t n) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  GRID_STRIDE_LOOP(i, n) {
+    const float x = gate[i];
+    out[i] = 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x))) * up[i];
+  }
+}
+
+__global__ void add_kernel(const float* a, float* b, int64_t n) {
+  GRID_STRIDE_LOOP(i, n) { b[i] += a[i]; }
+}
+
+__global__ void add_bias_kernel(float* y, const float* bias, int64_t total, int64_t n) {
+  GRID_STRIDE_LOOP(i, total) { y[i] += bias[i % n]; }
+}
+
+int row_threads(int64_t n) {
+  if (n >= 1024) return 1024;
+  if (n >= 512) return 512;
+  if (n >= 256) return 256;
+  return 128;
+}
+
+}  // namespace
+
+void gather_rows(const void* table, bool table_is_bf16, const int32_t* rows, int64_t num_rows,
+                 int64_t width, float* out, cudaStream_t stream) {
+  if (num_rows == 0 || width == 0) return;
+  gather_rows_kernel<<<static_cast<unsigned>(num_rows), kThreads, 0, stream>>>(table, table_is_bf16,
+                                                                               rows, width, out);
+  CVLLM_CUDA_CHECK_LAUNCH();
+}
+
+void rms_norm(const float* x, float* residual, const float* w, float* y, bf16* y_bf16,
+              int64_t num_rows, int64_t n, float eps, float weight_offset, cudaStream_t stream) {
+  if (num_rows == 0) return;
+  rms_norm_kernel<<<static_cast<unsigned>(num_rows), row_threads(n), 0, stream>>>(
+      x, residual, w, y, y_bf16, n, eps, weight_offset);
+  CVLLM_CUDA_CHECK_LAUNCH();
+}
+
+void layer_norm(const float* x, const float* w, const float* b, float* y, int64_t num_rows,
+                int64_t n, float eps, cudaStream_t stream) {
+  if (num_rows == 0) return;
+  layer_norm_kernel<<<static_cast<unsigned>(num_rows), row_threads(n), 0, stream>>>(x, w, b, y, n,
+                                                                                    eps);
+  CVLLM_CUDA_CHECK_LAUNCH();
+}
+
+void rotary(float* q, float* k, const int32_t* positions, int64_t num_tokens, int64_t num_heads,
+            int64_t num_kv_heads, int64_t head_size, int64_t rot_dim, const float* inv_freq,
+            bool neox, float mscale, cudaStream_t stream) {
+  if (num_tokens == 0 || rot_dim < 2) return;
+  const size_t smem = static_cast<size_t>(rot_dim / 2) * 2 * sizeof(float);
+  rotary_kernel<<<static_cast<unsigned>(num_tokens), 128, smem, stream>>>(
+      q, k, positions, num_heads, num_kv_heads, head_size, rot_dim, inv_freq, neox, mscale);
+  CVLLM_CUDA_CHECK_LAUNCH();
+}
+
+void silu_mul(const float* gate, const float* up, float* out, bf16* out_bf16, int64_t n,
+              cudaStream_t stream) {
+  if (n == 0) return;
+  silu_mul_kernel<<<grid_for(n), kThreads, 0, stream>>>(gate, up, out, out_bf16, n);
+  CVLLM_CUDA_CHECK_LAUNCH();
+}
+
+void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  gelu_tanh_mul_kernel<<<grid_for(n), kThreads, 0, stream>>>(gate, up, out, n);
+  CVLLM_CUDA_CHECK_LAUNCH();
+}
+
+void add(const float* a, float* b, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  add_kernel<<<grid_for(n), kThreads, 0, stream>>>(a, b, n);
+  CVLLM_CUDA_CHECK_LAUNCH();
+}
+
+void add_bias(float* y, const float* bias, int64_t num_rows, int64_t n, cudaStream_t stream) {
+  if (num_rows == 0 || n == 0) return;
+  add_bias_kernel<<<grid_for(num_rows * n), kThreads, 0, stream>>>(y, bias, num_rows * n, n);
+  CVLLM_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace cvllm::cuda

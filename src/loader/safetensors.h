@@ -1,0 +1,100 @@
+// safetensors reader: one file (SafetensorsFile) and a checkpoint's set of files, sharded or not
+// (SafetensorsCheckpoint). Files are memory-mapped; tensor data stays in the map.
+//
+// Layout: u64 little-endian header length N, N bytes of UTF-8 JSON, then the data section. The
+// JSON maps each tensor name to {"dtype", "shape", "data_offsets": [begin, end]} (byte offsets
+// within the data section); an optional "__metadata__" maps strings to strings.
+// Every field is checked before use, so a corrupt file is a cvllm::Error "<file>: <problem>":
+// the header length (at most kSafetensorsMaxHeaderBytes, inside the file), JSON syntax and nesting
+// depth, each entry's keys and types, the dtype (F32, F16 and BF16 are supported; any other is
+// named in the error), the shape (at most kSafetensorsMaxDims non-negative dims, element and byte
+// counts that do not overflow), end - begin == elements * element size, ranges inside the data
+// section and not overlapping each other. Data need not be aligned for its element type (the
+// safetensors format does not promise it); readers that need alignment copy (HfWeightSource).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "tensor/dtype.h"
+
+namespace cvllm {
+
+class MappedFile;
+
+inline constexpr uint64_t kSafetensorsMaxHeaderBytes = uint64_t{100} << 20;
+inline constexpr size_t kSafetensorsMaxDims = 8;
+// JSON nesting deeper than this is rejected before parsing (a valid header nests 3 levels).
+inline constexpr int kSafetensorsMaxJsonDepth = 16;
+
+struct SafetensorsTensorInfo {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;  // outermost first, as PyTorch
+  uint64_t begin = 0;          // byte range [begin, end) within the data section
+  uint64_t end = 0;
+  int64_t num_elements() const;
+};
+
+class SafetensorsFile {
+ public:
+  // Maps and parses a file. Throws cvllm::Error "<path>: <problem>" on any malformed input.
+  static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+  // Parses a buffer the caller keeps alive (tests, fuzzing). `name` is used in error messages.
+  static std::shared_ptr<SafetensorsFile> parse(const uint8_t* data, size_t size,
+                                                const std::string& name);
+
+  const std::string& path() const { return name_; }
+  // Tensors in data-offset order.
+  const std::vector<SafetensorsTensorInfo>& tensors() const { return tensors_; }
+  const SafetensorsTensorInfo* find_tensor(std::string_view name) const;
+  // Pointer to a tensor's bytes inside the buffer (bounds were checked at parse time).
+  const uint8_t* tensor_data(const SafetensorsTensorInfo& info) const;
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+ private:
+  SafetensorsFile() = default;
+  void parse_all();
+
+  std::shared_ptr<MappedFile> mapping_;  // null when parsing a caller's buffer
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  std::string name_;
+  size_t data_offset_ = 0;  // start of the data section: 8 + header length
+  std::vector<SafetensorsTensorInfo> tensors_;
+  std::unordered_map<std::string, size_t> tensor_index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// All safetensors weights of a checkpoint directory: the shards named by
+// `model.safetensors.index.json` (its "weight_map": tensor name -> shard file), or else the single
+// `model.safetensors`. Shard names must be plain file names inside the directory; every tensor the
+// index lists must be in its shard.
+class SafetensorsCheckpoint {
+ public:
+  static SafetensorsCheckpoint open_dir(const std::string& dir);
+  // Parses an index JSON text; `shard_loader` opens a shard by file name (tests, fuzzing).
+  static SafetensorsCheckpoint from_index(
+      const std::string& index_json, const std::string& index_name,
+      const std::function<std::shared_ptr<SafetensorsFile>(const std::string&)>& shard_loader);
+
+  const std::string& path() const { return path_; }  // the index or the single file
+  // The tensor and the file holding it; {nullptr, nullptr} when absent.
+  std::pair<const SafetensorsTensorInfo*, const SafetensorsFile*> find(std::string_view name) const;
+  const std::vector<std::shared_ptr<SafetensorsFile>>& files() const { return files_; }
+  size_t num_tensors() const { return name_to_file_.size(); }
+
+ private:
+  std::string path_;
+  std::vector<std::shared_ptr<SafetensorsFile>> files_;
+  std::unordered_map<std::string, size_t> name_to_file_;  // tensor name -> index in files_
+};
+
+}  // namespace cvllm

@@ -1,0 +1,214 @@
+// config.json -> ModelConfig for Hugging Face checkpoints. Field names and defaults follow
+// transformers' config classes (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config); both the
+// transformers 5 spelling (`rope_parameters`) and the older one (`rope_theta` + `rope_scaling`
+// with `type` or `rope_type`) are read.
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "models/model_config.h"
+#include "models/registry.h"
+#include "util/error.h"
+
+namespace cvllm {
+namespace {
+
+using nlohmann::json;
+
+class ConfigReader {
+ public:
+  ConfigReader(const json& j, const std::string& path) : j_(j), path_(path) {}
+
+  bool has(const char* key) const { return j_.contains(key) && !j_[key].is_null(); }
+
+  int64_t get_int(const char* key, std::optional<int64_t> fallback = std::nullopt) const {
+    if (!has(key)) {
+      if (fallback) return *fallback;
+      throw Error(cat(path_, ": missing field '", key, "'"));
+    }
+    if (!j_[key].is_number_integer())
+      throw Error(cat(path_, ": field '", key, "' is not an integer"));
+    return j_[key].get<int64_t>();
+  }
+  double get_double(const char* key, double fallback) const { return number(j_, key, fallback); }
+  bool get_bool(const char* key, bool fallback) const {
+    if (!has(key)) return fallback;
+    if (!j_[key].is_boolean()) throw Error(cat(path_, ": field '", key, "' is not a boolean"));
+    return j_[key].get<bool>();
+  }
+  double number(const json& obj, const char* key, double fallback) const {
+    if (!obj.contains(key) || obj[key].is_null()) return fallback;
+    if (!obj[key].is_number()) throw Error(cat(path_, ": field '", key, "' is not a number"));
+    return obj[key].get<double>();
+  }
+  void check_range(const char* key, int64_t v, int64_t max) const {
+    if (v <= 0 || v > max) throw Error(cat(path_, ": ", key, " = ", v, " is out of range"));
+  }
+  const json& raw() const { return j_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  const json& j_;
+  const std::string& path_;
+};
+
+std::string architecture_of(const ConfigReader& r) {
+  const json& j = r.raw();
+  if (!j.contains("architectures") || !j["architectures"].is_array() ||
+      j["architectures"].empty() || !j["architectures"][0].is_string()) {
+    throw Error(cat(r.path(), ": missing 'architectures' (a list naming the model class)"));
+  }
+  std::string hf_class = j["architectures"][0].get<std::string>();
+  if (std::optional<std::string> arch = architecture_from_hf(hf_class)) return *arch;
+  std::string supported;
+  for (const std::string& a : supported_hf_architectures())
+    supported += (supported.empty() ? "" : ", ") + a;
+  throw ValueError(cat(r.path(), ": model architecture '", hf_class,
+                       "' is not supported (supported: ", supported, ")"));
+}
+
+// transformers' defaults for fields a config.json may leave out.
+int64_t default_max_position_embeddings(const std::string& arch) {
+  if (arch == "llama") return 2048;
+  if (arch == "mistral") return 4096 * 32;
+  return 32768;  // qwen2, qwen3
+}
+
+void read_rope(const ConfigReader& r, ModelConfig& c) {
+  const json& j = r.raw();
+  c.rope_theta = r.get_double("rope_theta", 10000.0);
+  const json* scaling = nullptr;
+  if (j.contains("rope_parameters") && j["rope_parameters"].is_object()) {
+    scaling = &j["rope_parameters"];
+    c.rope_theta = r.number(*scaling, "rope_theta", c.rope_theta);
+  } else if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
+    scaling = &j["rope_scaling"];
+  } else if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+    throw Error(cat(r.path(), ": field 'rope_scaling' is not an object"));
+  }
+  if (scaling == nullptr) return;
+  std::string type;
+  for (const char* key : {"rope_type", "type"}) {
+    if (scaling->contains(key) && (*scaling)[key].is_string()) {
+      type = (*scaling)[key].get<std::string>();
+      break;
+    }
+  }
+  if (type.empty() || type == "default") return;
+  if (type != "linear" && type != "llama3") {
+    throw ValueError(cat(r.path(), ": rope scaling type '", type,
+                         "' is not supported (supported: default, linear, llama3)"));
+  }
+  c.rope_scaling.type = type;
+  c.rope_scaling.factor = r.number(*scaling, "factor", 1.0);
+  c.rope_scaling.low_freq_factor = r.number(*scaling, "low_freq_factor", 1.0);
+  c.rope_scaling.high_freq_factor = r.number(*scaling, "high_freq_factor", 4.0);
+  double original = r.number(*scaling, "original_max_position_embeddings", 0.0);
+  if (original < 0.0 || original > double{1 << 24}) {
+    throw Error(cat(r.path(), ": rope scaling original_max_position_embeddings is out of range"));
+  }
+  c.rope_scaling.original_max_position_embeddings = static_cast<int64_t>(original);
+  if (c.rope_scaling.factor <= 0.0)
+    throw Error(cat(r.path(), ": rope scaling factor must be positive"));
+  if (type == "llama3" && (c.rope_scaling.original_max_position_embeddings <= 0 ||
+                           c.rope_scaling.high_freq_factor <= c.rope_scaling.low_freq_factor)) {
+    throw Error(cat(r.path(),
+                    ": llama3 rope scaling needs original_max_position_embeddings > 0 "
+                    "and high_freq_factor > low_freq_factor"));
+  }
+}
+
+// Mistral: one window for every layer. Qwen2/Qwen3: layers from max_window_layers on, when
+// use_sliding_window is set. transformers 5 writes the outcome as `layer_types`, which wins.
+void read_sliding_window(const ConfigReader& r, ModelConfig& c) {
+  const json& j = r.raw();
+  if (c.architecture == "llama" || !r.has("sliding_window")) return;  // Llama has no window
+  int64_t window = r.get_int("sliding_window");
+  bool qwen = c.architecture == "qwen2" || c.architecture == "qwen3";
+  if (qwen && !r.get_bool("use_sliding_window", false)) return;
+  if (window <= 0) throw Error(cat(r.path(), ": sliding_window = ", window, " must be positive"));
+  c.sliding_window = window;
+  if (j.contains("layer_types") && j["layer_types"].is_array()) {
+    const json& types = j["layer_types"];
+    if (static_cast<int64_t>(types.size()) != c.num_hidden_layers) {
+      throw Error(cat(r.path(), ": layer_types has ", types.size(), " entries for ",
+                      c.num_hidden_layers, " layers"));
+    }
+    for (const json& t : types) {
+      c.sliding_window_layers.push_back(t.is_string() &&
+                                        t.get<std::string>() == "sliding_attention");
+    }
+  } else if (qwen) {
+    int64_t first = r.get_int("max_window_layers", c.num_hidden_layers);
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i) c.sliding_window_layers.push_back(i >= first);
+  }
+}
+
+}  // namespace
+
+ModelConfig model_config_from_hf_json(const std::string& text, const std::string& path) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    throw Error(cat(path, ": not valid JSON: ", e.what()));
+  }
+  if (!j.is_object()) throw Error(cat(path, ": not a JSON object"));
+  ConfigReader r(j, path);
+  ModelConfig c;
+  c.architecture = architecture_of(r);
+  c.name = j.contains("_name_or_path") && j["_name_or_path"].is_string()
+               ? j["_name_or_path"].get<std::string>()
+               : "";
+  c.vocab_size = r.get_int("vocab_size");
+  c.hidden_size = r.get_int("hidden_size");
+  c.intermediate_size = r.get_int("intermediate_size");
+  c.num_hidden_layers = r.get_int("num_hidden_layers");
+  c.num_attention_heads = r.get_int("num_attention_heads");
+  c.num_key_value_heads = r.get_int("num_key_value_heads", c.num_attention_heads);
+  c.max_position_embeddings =
+      r.get_int("max_position_embeddings", default_max_position_embeddings(c.architecture));
+  r.check_range("vocab_size", c.vocab_size, int64_t{1} << 24);
+  r.check_range("hidden_size", c.hidden_size, 1 << 20);
+  r.check_range("intermediate_size", c.intermediate_size, 1 << 22);
+  r.check_range("num_hidden_layers", c.num_hidden_layers, 1 << 12);
+  r.check_range("num_attention_heads", c.num_attention_heads, 1 << 12);
+  r.check_range("num_key_value_heads", c.num_key_value_heads, c.num_attention_heads);
+  r.check_range("max_position_embeddings", c.max_position_embeddings, int64_t{1} << 24);
+  if (c.num_attention_heads % c.num_key_value_heads != 0) {
+    throw Error(cat(path, ": num_attention_heads ", c.num_attention_heads,
+                    " is not a multiple of num_key_value_heads ", c.num_key_value_heads));
+  }
+  c.head_dim = r.get_int("head_dim", c.hidden_size / c.num_attention_heads);
+  r.check_range("head_dim", c.head_dim, 1 << 12);
+  if (c.head_dim % 2 != 0)
+    throw Error(cat(path, ": head_dim ", c.head_dim, " must be even for RoPE"));
+  c.rotary_dim = c.head_dim;
+  c.rms_norm_eps = r.get_double("rms_norm_eps", 1e-6);
+  read_rope(r, c);
+  c.tie_word_embeddings = r.get_bool("tie_word_embeddings", false);
+  if (r.has("hidden_act") && (!j["hidden_act"].is_string() || j["hidden_act"] != "silu")) {
+    throw ValueError(
+        cat(path, ": hidden_act ", j["hidden_act"].dump(), " is not supported (silu)"));
+  }
+  if (r.get_bool("mlp_bias", false))
+    throw ValueError(cat(path, ": mlp_bias = true is not supported"));
+  bool attention_bias = r.get_bool("attention_bias", false);
+  c.qkv_bias = c.architecture == "qwen2" || attention_bias;
+  c.o_proj_bias = c.architecture != "qwen2" && attention_bias;
+  c.qk_norm = c.architecture == "qwen3";
+  read_sliding_window(r, c);
+  return c;
+}
+
+ModelConfig model_config_from_hf(const std::string& dir) {
+  std::string path = (std::filesystem::path(dir) / "config.json").string();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(cat(path, ": cannot open"));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return model_config_from_hf_json(text.str(), path);
+}
+
+}  // namespace cvllm

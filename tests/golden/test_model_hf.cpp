@@ -1,0 +1,368 @@
+// Tiny random-weight Hugging Face checkpoints (tests/golden/data/hf/<name>/, safetensors in f32,
+// bf16 and f16, one sharded) against transformers (scripts/gen_hf_model_fixtures.py): Llama with
+// llama3 and linear rope scaling, Mistral with a sliding window shorter than the prompts, Qwen2
+// with q/k/v biases, Qwen3 with q/k norms. The forward pass is compared logit by logit; greedy
+// continuations go through the whole engine (cvllm::LLM, token-id prompts, skip_tokenizer_init,
+// all prompts in one batch).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "cvllm/cvllm.h"
+#include "engine/llm_engine.h"
+#include "golden_util.h"
+#include "loader/hf_weight_source.h"
+#include "loader/safetensors.h"
+#include "tokenizer/tokenizer.h"
+
+namespace cvllm {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::closeness;
+using testing::golden_path;
+using testing::load_json;
+using testing::to_floats;
+
+// Both sides compute in float32 from the same (exactly upcast) weights; they differ only in
+// summation order. Logits reach ~±10 and the largest difference measured is ~1e-5, so 1e-4
+// absolute plus 1e-4 relative leaves a 10x margin while a wrong layer, bias, norm or RoPE layout
+// is off by 1e-2 or more.
+constexpr double kLogitAtol = 1e-4, kLogitRtol = 1e-4;
+constexpr double kLogprobAtol = 2e-4;
+
+std::string checkpoint_dir(const std::string& name) {
+  return golden_path("hf/" + name);
+}
+
+// One request over positions 0..T-1 through the model's forward pass, as the engine would run
+// it, with a block table in reverse order so paging matters.
+class HfModelHarness {
+ public:
+  // `tweak` edits the config before the model is built (to switch a feature off); `format` says
+  // which source the model should believe the weights come from (it picks the RoPE layout).
+  HfModelHarness(const std::string& dir, cpu::MatmulPath path,
+                 const std::function<void(ModelConfig&)>& tweak = nullptr,
+                 CheckpointFormat format = CheckpointFormat::kHuggingFace)
+      : config_(model_config_from_hf(dir)),
+        checkpoint_(
+            std::make_shared<const SafetensorsCheckpoint>(SafetensorsCheckpoint::open_dir(dir))),
+        backend_(2, path) {
+    if (tweak) tweak(config_);
+    HfWeightSource weights(checkpoint_, hf_weight_name_map(config_.architecture));
+    model_ = create_model(config_, weights, backend_, format);
+  }
+  const ModelConfig& config() const { return config_; }
+
+  std::vector<float> forward(const std::vector<int32_t>& ids, int block_size = 4) {
+    const int64_t t = static_cast<int64_t>(ids.size());
+    const int64_t num_blocks = (t + block_size - 1) / block_size + 2;
+    std::vector<KVCacheLayer> caches;
+    for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
+      std::vector<int64_t> shape = {num_blocks, config_.num_key_value_heads, block_size,
+                                    config_.head_dim};
+      caches.push_back(
+          {backend_.alloc(DType::kF32, shape), backend_.alloc(DType::kF32, shape), block_size});
+    }
+    ForwardBatch batch;
+    batch.input_ids = ids;
+    std::vector<int32_t> blocks;
+    for (int64_t b = num_blocks - 1; b >= 1; --b) blocks.push_back(static_cast<int32_t>(b));
+    for (int64_t p = 0; p < t; ++p) {
+      batch.positions.push_back(static_cast<int32_t>(p));
+      batch.slot_mapping.push_back(int64_t{blocks[p / block_size]} * block_size + p % block_size);
+      batch.logits_indices.push_back(static_cast<int32_t>(p));
+    }
+    batch.query_start_loc = {0, static_cast<int32_t>(t)};
+    batch.seq_lens = {static_cast<int32_t>(t)};
+    batch.block_table = blocks;
+    batch.max_blocks_per_req = static_cast<int64_t>(blocks.size());
+    auto step = backend_.prepare_step(batch);
+    ForwardContext ctx{backend_, *step, caches, nullptr};
+    Tensor hidden = model_->forward(ctx);
+    return backend_.to_host(model_->compute_logits(backend_, hidden));
+  }
+
+ private:
+  ModelConfig config_;
+  std::shared_ptr<const SafetensorsCheckpoint> checkpoint_;
+  cpu::CpuBackend backend_;
+  std::unique_ptr<CausalLM> model_;
+};
+
+EngineArgs engine_args(const std::string& model, const std::string& kernels = "reference") {
+  EngineArgs args;
+  args.model = model;
+  args.skip_tokenizer_init = true;
+  args.cpu_kernels = kernels;
+  args.num_threads = 2;
+  args.kv_cache_memory_bytes = 16 << 20;
+  return args;
+}
+
+SamplingParams greedy(int max_tokens) {
+  SamplingParams p;
+  p.temperature = 0.0;
+  p.max_tokens = max_tokens;
+  p.ignore_eos = true;
+  p.logprobs = 5;
+  return p;
+}
+
+class HfCheckpoint : public ::testing::TestWithParam<std::string> {
+ protected:
+  nlohmann::json fixture() const { return load_json(golden_path("hf/" + GetParam() + ".json")); }
+};
+
+TEST_P(HfCheckpoint, LogitsMatchTransformers) {
+  nlohmann::json fx = fixture();
+  HfModelHarness harness(checkpoint_dir(GetParam()), cpu::MatmulPath::kReference);
+  const int64_t vocab = harness.config().vocab_size;
+  double worst_abs = 0.0;
+  for (const auto& prompt : fx["prompts"]) {
+    std::vector<int32_t> ids = prompt["token_ids"].get<std::vector<int32_t>>();
+    SCOPED_TRACE("prompt of " + std::to_string(ids.size()) + " tokens");
+    std::vector<float> logits = harness.forward(ids);
+    ASSERT_EQ(logits.size(), ids.size() * vocab);
+    std::vector<float> last(logits.end() - vocab, logits.end());
+    std::vector<float> expected = to_floats(prompt["last_logits"]);
+    size_t at = 0;
+    EXPECT_LE(closeness(last, expected, kLogitAtol, kLogitRtol, &at), 1.0)
+        << "last-position logit " << at << ": ours " << last[at] << ", transformers "
+        << expected[at];
+    for (size_t i = 0; i < last.size(); ++i)
+      worst_abs = std::max(worst_abs, std::fabs(double(last[i]) - expected[i]));
+    for (size_t p = 0; p < ids.size(); ++p) {
+      std::vector<float> lp = testing::log_softmax_row(logits.data() + p * vocab, vocab);
+      for (const auto& entry : prompt["top5"][p]) {
+        int32_t id = entry[0].get<int32_t>();
+        EXPECT_NEAR(lp[id], entry[1].get<double>(), kLogprobAtol)
+            << "position " << p << " token " << id;
+      }
+    }
+  }
+  std::cout << "[ note ] " << GetParam() << ": largest |logit difference| " << worst_abs << "\n";
+}
+
+// Greedy continuations of all prompts in one batch, through LLM with token-id prompts.
+void expect_greedy_matches(const nlohmann::json& fx, LLM& llm, const std::string& what) {
+  std::vector<Prompt> prompts;
+  for (const auto& p : fx["prompts"])
+    prompts.emplace_back(p["token_ids"].get<std::vector<int32_t>>());
+  std::vector<RequestOutput> outputs =
+      llm.generate(prompts, greedy(fx["num_new_tokens"].get<int>()), false);
+  ASSERT_EQ(outputs.size(), prompts.size());
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const auto& ref = fx["prompts"][i];
+    const CompletionOutput& out = outputs[i].outputs[0];
+    EXPECT_EQ(out.token_ids, ref["greedy_token_ids"].get<std::vector<int32_t>>())
+        << what << ", prompt " << i;
+    EXPECT_TRUE(out.text.empty()) << "skip_tokenizer_init: no text";
+    ASSERT_TRUE(out.logprobs.has_value());
+    for (size_t s = 0; s < out.token_ids.size() && s < ref["greedy_top5"].size(); ++s) {
+      const auto& best = ref["greedy_top5"][s][0];
+      const auto& step = (*out.logprobs)[s];
+      auto it = std::find_if(step.begin(), step.end(),
+                             [&](const auto& e) { return e.first == best[0].get<int32_t>(); });
+      ASSERT_NE(it, step.end()) << what << ", prompt " << i << " step " << s;
+      EXPECT_NEAR(it->second.logprob, best[1].get<double>(), kLogprobAtol)
+          << what << ", prompt " << i << " step " << s;
+    }
+  }
+}
+
+TEST_P(HfCheckpoint, GreedyThroughLLMMatchesTransformers) {
+  nlohmann::json fx = fixture();
+  LLM llm(engine_args(checkpoint_dir(GetParam())));
+  EXPECT_EQ(llm.engine().tokenizer(), nullptr);
+  expect_greedy_matches(fx, llm, "reference kernels");
+}
+
+// F32/F16/BF16 weights take f32 FMA on the fast path too (no activation quantization), so the
+// greedy tokens must be the same; the fixtures' smallest greedy margin is 0.036.
+TEST_P(HfCheckpoint, GreedyWithFastKernelsMatchesTransformers) {
+  nlohmann::json fx = fixture();
+  LLM llm(engine_args(checkpoint_dir(GetParam()), "fast"));
+  expect_greedy_matches(fx, llm, "fast kernels");
+}
+
+INSTANTIATE_TEST_SUITE_P(Checkpoints, HfCheckpoint,
+                         ::testing::Values("llama_f32", "llama_f32_sharded", "llama_bf16_tied",
+                                           "mistral_swa", "qwen2_f32", "qwen3_f16"),
+                         [](const auto& info) { return info.param; });
+
+// GGUF copies of the Qwen checkpoints (same weights, llama.cpp's names and metadata keys, Q/K not
+// permuted): GGUF qwen2/qwen3 load with rotate-half RoPE, biases and q/k norms, and match the same
+// transformers reference.
+class GgufQwenCopy : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GgufQwenCopy, LogitsMatchTransformers) {
+  nlohmann::json fx = load_json(golden_path("hf/" + GetParam() + ".json"));
+  testing::ModelHarness harness(golden_path("hf/" + GetParam() + ".gguf"),
+                                cpu::MatmulPath::kReference);
+  const int64_t vocab = harness.config().vocab_size;
+  for (const auto& prompt : fx["prompts"]) {
+    std::vector<float> logits = harness.forward(prompt["token_ids"].get<std::vector<int32_t>>());
+    std::vector<float> last(logits.end() - vocab, logits.end());
+    EXPECT_LE(closeness(last, to_floats(prompt["last_logits"]), kLogitAtol, kLogitRtol), 1.0);
+  }
+}
+
+TEST_P(GgufQwenCopy, GreedyThroughLLMMatchesTransformers) {
+  nlohmann::json fx = load_json(golden_path("hf/" + GetParam() + ".json"));
+  LLM llm(engine_args(golden_path("hf/" + GetParam() + ".gguf")));
+  expect_greedy_matches(fx, llm, "gguf copy");
+}
+
+INSTANTIATE_TEST_SUITE_P(Checkpoints, GgufQwenCopy, ::testing::Values("qwen2_f32", "qwen3_f16"),
+                         [](const auto& info) { return info.param; });
+
+// The RoPE layout is chosen per source: HF Llama weights read as if they came from a GGUF file
+// (interleaved layout) give wrong logits, so the rotate-half choice above is what makes them match.
+TEST(HfCheckpointFiles, RopeLayoutFollowsTheSource) {
+  nlohmann::json fx = load_json(golden_path("hf/llama_f32.json"));
+  const auto& prompt = fx["prompts"][2];
+  HfModelHarness as_gguf(checkpoint_dir("llama_f32"), cpu::MatmulPath::kReference, nullptr,
+                         CheckpointFormat::kGguf);
+  std::vector<float> all = as_gguf.forward(prompt["token_ids"].get<std::vector<int32_t>>());
+  std::vector<float> last(all.end() - as_gguf.config().vocab_size, all.end());
+  EXPECT_GT(closeness(last, to_floats(prompt["last_logits"]), kLogitAtol, kLogitRtol), 100.0);
+}
+
+TEST(HfCheckpointFiles, ShardedLoadsTheSameWeightsAsSingleFile) {
+  HfModelHarness single(checkpoint_dir("llama_f32"), cpu::MatmulPath::kReference);
+  HfModelHarness sharded(checkpoint_dir("llama_f32_sharded"), cpu::MatmulPath::kReference);
+  std::vector<int32_t> ids = {5, 17, 99, 3};
+  EXPECT_EQ(single.forward(ids), sharded.forward(ids));
+  SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open_dir(checkpoint_dir("llama_f32_sharded"));
+  EXPECT_EQ(ckpt.files().size(), 4u);
+}
+
+TEST(HfCheckpointFiles, ConfigReadsEveryVariant) {
+  ModelConfig llama = model_config_from_hf(checkpoint_dir("llama_f32"));
+  EXPECT_EQ(llama.architecture, "llama");
+  EXPECT_EQ(llama.head_dim, 16);  // explicit, != hidden / heads
+  EXPECT_EQ(llama.rope_scaling.type, "llama3");
+  EXPECT_EQ(llama.rope_scaling.original_max_position_embeddings, 32);
+  EXPECT_FALSE(llama.tie_word_embeddings);
+  ModelConfig bf16 = model_config_from_hf(checkpoint_dir("llama_bf16_tied"));
+  EXPECT_TRUE(bf16.tie_word_embeddings);
+  EXPECT_EQ(bf16.rope_scaling.type, "linear");
+  EXPECT_DOUBLE_EQ(bf16.rope_scaling.factor, 2.0);
+  ModelConfig mistral = model_config_from_hf(checkpoint_dir("mistral_swa"));
+  EXPECT_EQ(mistral.architecture, "mistral");
+  EXPECT_EQ(mistral.sliding_window, 8);
+  EXPECT_TRUE(mistral.layer_uses_sliding_window(0) && mistral.layer_uses_sliding_window(1));
+  EXPECT_DOUBLE_EQ(mistral.rope_theta, 1000.0);
+  ModelConfig qwen2 = model_config_from_hf(checkpoint_dir("qwen2_f32"));
+  EXPECT_TRUE(qwen2.qkv_bias);
+  EXPECT_FALSE(qwen2.o_proj_bias);
+  EXPECT_EQ(qwen2.sliding_window, -1);  // use_sliding_window is false
+  ModelConfig qwen3 = model_config_from_hf(checkpoint_dir("qwen3_f16"));
+  EXPECT_TRUE(qwen3.qk_norm);
+  EXPECT_FALSE(qwen3.qkv_bias);
+}
+
+// The sliding window changes the answer on the long prompt: with it switched off, the logits move
+// far from transformers' (so the fixture really tests the window).
+TEST(HfCheckpointFiles, MistralWindowMatters) {
+  nlohmann::json fx = load_json(golden_path("hf/mistral_swa.json"));
+  const auto& prompt = fx["prompts"][2];
+  std::vector<int32_t> ids = prompt["token_ids"].get<std::vector<int32_t>>();
+  ASSERT_GT(ids.size(), 8u);
+  std::vector<float> expected = to_floats(prompt["last_logits"]);
+  const int64_t vocab = static_cast<int64_t>(expected.size());
+  auto last_logits = [&](HfModelHarness& h) {
+    std::vector<float> all = h.forward(ids);
+    return std::vector<float>(all.end() - vocab, all.end());
+  };
+  HfModelHarness windowed(checkpoint_dir("mistral_swa"), cpu::MatmulPath::kReference);
+  HfModelHarness full(checkpoint_dir("mistral_swa"), cpu::MatmulPath::kReference,
+                      [](ModelConfig& c) { c.sliding_window = -1; });
+  EXPECT_LE(closeness(last_logits(windowed), expected, kLogitAtol, kLogitRtol), 1.0);
+  EXPECT_GT(closeness(last_logits(full), expected, kLogitAtol, kLogitRtol), 100.0);
+}
+
+TEST(HfCheckpointFiles, GenerationConfigGivesDefaultsAndStopIds) {
+  LLM llm(engine_args(checkpoint_dir("qwen2_f32")));
+  SamplingParams d = llm.get_default_sampling_params();
+  EXPECT_DOUBLE_EQ(d.temperature, 0.7);
+  EXPECT_EQ(d.top_k, 20);
+  EXPECT_DOUBLE_EQ(d.top_p, 0.8);
+  EXPECT_DOUBLE_EQ(d.repetition_penalty, 1.05);
+  // generation_config's eos_token_id [2, X]: without a tokenizer the first is the EOS, the
+  // second a stop id; X is a token the first prompt's greedy continuation reaches mid-way.
+  nlohmann::json fx = load_json(golden_path("hf/qwen2_f32.json"));
+  const int32_t stop = fx["generation_eos_token_ids"][1].get<int32_t>();
+  SamplingParams p = greedy(8);
+  p.ignore_eos = false;
+  std::vector<RequestOutput> outs =
+      llm.generate(fx["prompts"][0]["token_ids"].get<std::vector<int32_t>>(), p, false);
+  std::vector<int32_t> expected = fx["prompts"][0]["greedy_token_ids"].get<std::vector<int32_t>>();
+  auto at = std::find(expected.begin(), expected.end(), stop);
+  ASSERT_NE(at, expected.end());
+  expected.erase(at + 1, expected.end());
+  EXPECT_EQ(outs[0].outputs[0].token_ids, expected);
+  EXPECT_EQ(outs[0].outputs[0].finish_reason, "stop");
+  p.ignore_eos = true;
+  outs = llm.generate(fx["prompts"][0]["token_ids"].get<std::vector<int32_t>>(), p, false);
+  EXPECT_EQ(outs[0].outputs[0].token_ids.size(), 8u);
+  EXPECT_TRUE(llm.engine().chat_template().has_value());
+
+  EngineArgs vllm_defaults = engine_args(checkpoint_dir("qwen2_f32"));
+  vllm_defaults.generation_config = "vllm";
+  LLM plain(vllm_defaults);
+  EXPECT_DOUBLE_EQ(plain.get_default_sampling_params().temperature, SamplingParams{}.temperature);
+}
+
+TEST(HfCheckpointFiles, TokenizerFromTheDirectory) {
+  nlohmann::json fx = load_json(golden_path("hf/qwen2_f32.json"));
+  EngineArgs args = engine_args(checkpoint_dir("qwen2_f32"));
+  args.skip_tokenizer_init = false;
+  LLM llm(args);
+  ASSERT_NE(llm.engine().tokenizer(), nullptr);
+  for (const auto& e : fx["tokenizer"]["encodings"]) {
+    EXPECT_EQ(llm.engine().tokenizer()->encode(e["text"].get<std::string>(), true),
+              e["token_ids"].get<std::vector<int32_t>>())
+        << e["text"];
+  }
+  // Text prompts run end to end.
+  std::vector<RequestOutput> outs = llm.generate("Hello, world!", greedy(4), false);
+  EXPECT_EQ(outs[0].outputs[0].token_ids.size(), 4u);
+}
+
+// A hub id resolves through a Hugging Face cache laid out as huggingface_hub does.
+TEST(HfCheckpointFiles, HubIdLoadsFromTheCache) {
+  fs::path cache = fs::temp_directory_path() / ("cvllm_hf_golden_" + std::to_string(::getpid()));
+  fs::path repo = cache / "models--tiny--llama-bf16";
+  fs::create_directories(repo / "refs");
+  fs::create_directories(repo / "snapshots");
+  fs::create_directory_symlink(fs::absolute(checkpoint_dir("llama_bf16_tied")),
+                               repo / "snapshots" / "abc123");
+  std::ofstream(repo / "refs" / "main") << "abc123";
+  const char* old = std::getenv("HF_HUB_CACHE");
+  std::string saved = old ? old : "";
+  setenv("HF_HUB_CACHE", cache.c_str(), 1);
+  nlohmann::json fx = load_json(golden_path("hf/llama_bf16_tied.json"));
+  {
+    LLM llm(engine_args("tiny/llama-bf16"));
+    expect_greedy_matches(fx, llm, "hub id");
+  }
+  EngineArgs bad = engine_args("tiny/llama-bf16");
+  bad.revision = "v9";
+  EXPECT_THROW(LLM{bad}, ValueError);
+  if (old) {
+    setenv("HF_HUB_CACHE", saved.c_str(), 1);
+  } else {
+    unsetenv("HF_HUB_CACHE");
+  }
+  fs::remove_all(cache);
+}
+
+}  // namespace
+}  // namespace cvllm

@@ -1,0 +1,753 @@
+// Backend-ops style tests for the CUDA backend (llama.cpp's test-backend-ops is the model): every
+// CudaBackend op against the CPU backend (its reference kernels) on fresh random inputs at odd
+// sizes, single-row and empty batches included, every weight dtype, both RoPE layouts, GQA,
+// sliding windows, softcaps and paged KV caches with shuffled block tables. Device outputs start
+// poisoned (NaN sentinels), so an element a kernel forgot to write fails the comparison.
+//
+// Tolerances: ops computed in f32 on both sides (norms, RoPE, activations, attention over an f32
+// cache) agree to ~1e-6 relative (different summation orders and libm ulps), checked at 1e-5 /
+// 1e-4. Linear layers use bf16 operands (8 significant bits: a relative rounding of 2^-9 per
+// operand), so against the f32 CPU product they are checked by relative Frobenius error <= 1e-2,
+// and against a double-precision product of the same bf16-rounded operands to 3e-5 (the f32
+// accumulation itself). Dequantization is bit-exact: both sides compute the same f32 value.
+//
+// Without a GPU (CI) every test skips, saying why.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/dequantize.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/op_test_util.h"
+#include "tensor/half.h"
+#include "tensor/tensor.h"
+
+namespace cvllm::cuda {
+namespace {
+
+using test::is_sentinel;
+using test::sentinel;
+
+constexpr char kNoGpu[] = "no CUDA GPU available (CUDA op tests need one; CI has none)";
+
+class CudaOps : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    // Batch-invariant GEMMs, so LinearRowsDoNotDependOnBatch holds bit for bit; the default
+    // per-batch-size choice is checked by LinearWithPerBatchSizeAlgorithms.
+    if (cuda_device_available()) gpu_ = new CudaBackend(0, 2, /*batch_invariant_gemm=*/true);
+  }
+  static void TearDownTestSuite() {
+    delete gpu_;
+    gpu_ = nullptr;
+  }
+  // Fresh random inputs every run; CVLLM_TEST_SEED replays a failure's seed (printed on failure).
+  void SetUp() override {
+    if (gpu_ == nullptr) GTEST_SKIP() << kNoGpu;
+    const char* fixed = std::getenv("CVLLM_TEST_SEED");
+    seed_ = fixed ? static_cast<unsigned>(std::stoul(fixed)) : std::random_device{}();
+    rng_.seed(seed_);
+  }
+  void TearDown() override {
+    if (HasFailure()) std::cout << "[ seed ] CVLLM_TEST_SEED=" << seed_ << "\n";
+  }
+
+  CudaBackend& gpu() { return *gpu_; }
+
+  std::vector<float> normal(int64_t n, float stddev = 1.0f) { return test::random_normal(n, rng_, stddev); }
+  int uniform_int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
+
+  static Tensor host(const std::vector<float>& v, std::vector<int64_t> shape) {
+    Tensor t = Tensor::empty(DType::kF32, std::move(shape));
+    if (!v.empty()) std::memcpy(t.data(), v.data(), v.size() * sizeof(float));
+    return t;
+  }
+  Tensor dev(const std::vector<float>& v, std::vector<int64_t> shape) { return gpu().upload(v, std::move(shape)); }
+  // A device tensor full of NaN sentinels.
+  Tensor poisoned(std::vector<int64_t> shape) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return dev(std::vector<float>(n, sentinel()), std::move(shape));
+  }
+  std::vector<float> back(const Tensor& t) { return gpu().to_host(t); }
+  static std::vector<float> values(const Tensor& t) {
+    return std::vector<float>(t.data_as<float>(), t.data_as<float>() + t.numel());
+  }
+
+  static inline CudaBackend* gpu_ = nullptr;
+  cpu::CpuBackend cpu_{2, cpu::MatmulPath::kReference};
+  std::mt19937 rng_;
+  unsigned seed_ = 0;
+};
+
+// Every element written (no sentinel left) and |got - ref| <= atol + rtol |ref|.
+::testing::AssertionResult close(const std::vector<float>& got, const std::vector<float>& ref,
+                                 double atol, double rtol) {
+  if (got.size() != ref.size()) {
+    return ::testing::AssertionFailure() << "size " << got.size() << " vs " << ref.size();
+  }
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (is_sentinel(got[i])) return ::testing::AssertionFailure() << "element " << i << " never written";
+  }
+  std::vector<double> r(ref.begin(), ref.end());
+  return test::all_close(got.data(), r, atol, rtol);
+}
+
+// ||got - ref|| / ||ref|| <= tol, every element written and finite.
+::testing::AssertionResult rel_close(const std::vector<float>& got, const std::vector<double>& ref,
+                                     double tol) {
+  if (got.size() != ref.size()) {
+    return ::testing::AssertionFailure() << "size " << got.size() << " vs " << ref.size();
+  }
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i])) return ::testing::AssertionFailure() << "element " << i << " is " << got[i];
+    num += (got[i] - ref[i]) * (got[i] - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  double rel = den == 0.0 ? std::sqrt(num) : std::sqrt(num / den);
+  if (rel <= tol) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "relative error " << rel << " > " << tol;
+}
+
+::testing::AssertionResult rel_close(const std::vector<float>& got, const std::vector<float>& ref,
+                                     double tol) {
+  return rel_close(got, std::vector<double>(ref.begin(), ref.end()), tol);
+}
+
+float bf16_round(float x) { return bf16_to_f32(f32_to_bf16(x)); }
+
+// ---- weights: dequantization ------------------------------------------------------------------
+
+// Byte offsets of the f16 scale fields of each block type (tensor/quant_blocks.h): random bytes
+// there could be Inf/NaN, so tests write finite scales.
+std::vector<int> half_fields(DType t) {
+  switch (t) {
+    case DType::kQ4_0: case DType::kQ5_0: case DType::kQ8_0: return {0};
+    case DType::kQ4_1: case DType::kQ5_1: case DType::kQ8_1: case DType::kQ4_K: case DType::kQ5_K:
+      return {0, 2};
+    case DType::kQ2_K: return {80, 82};
+    case DType::kQ3_K: return {108};
+    case DType::kQ6_K: return {208};
+    default: return {};
+  }
+}
+
+// Random weight bytes of `dtype` for a [rows, cols] matrix, with finite scales.
+std::vector<uint8_t> random_weight(DType dtype, int64_t rows, int64_t cols, std::mt19937& rng) {
+  const DTypeTraits& t = traits(dtype);
+  std::vector<uint8_t> bytes(row_size(dtype, cols) * rows);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::normal_distribution<float> value(0.0f, 1.0f);
+  if (dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16) {
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      float v = value(rng);
+      if (dtype == DType::kF32) std::memcpy(bytes.data() + 4 * i, &v, 4);
+      uint16_t h = dtype == DType::kF16 ? f32_to_f16(v) : f32_to_bf16(v);
+      if (dtype != DType::kF32) std::memcpy(bytes.data() + 2 * i, &h, 2);
+    }
+    return bytes;
+  }
+  for (uint8_t& b : bytes) b = static_cast<uint8_t>(byte(rng));
+  for (size_t blk = 0; blk < bytes.size() / t.type_size; ++blk) {
+    uint8_t* p = bytes.data() + blk * t.type_size;
+    for (int off : half_fields(dtype)) {
+      uint16_t h = f32_to_f16(std::uniform_real_distribution<float>(-0.05f, 0.05f)(rng));
+      std::memcpy(p + off, &h, 2);
+    }
+    if (dtype == DType::kQ8_K) {
+      float d = std::uniform_real_distribution<float>(-0.05f, 0.05f)(rng);
+      std::memcpy(p, &d, 4);
+    }
+  }
+  return bytes;
+}
+
+const DType kWeightTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0, DType::kQ4_1,
+                              DType::kQ5_0, DType::kQ5_1, DType::kQ8_0, DType::kQ8_1, DType::kQ2_K,
+                              DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kQ8_K};
+
+TEST_F(CudaOps, DequantizeEveryWeightTypeBitExact) {
+  for (DType dtype : kWeightTypes) {
+    SCOPED_TRACE(std::string(dtype_name(dtype)));
+    const int64_t block = traits(dtype).block_size;
+    const int64_t rows = 7, cols = block == 1 ? 75 : 2 * block;
+    std::vector<uint8_t> bytes = random_weight(dtype, rows, cols, rng_);
+    Tensor w = Tensor::view(bytes.data(), dtype, {rows, cols});
+    std::vector<float> ref(rows * cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      cpu::dequantize_row(dtype, bytes.data() + r * row_size(dtype, cols), ref.data() + r * cols, cols);
+    }
+    // A matrix becomes bf16: read it back through gather_rows (exact bf16 -> f32).
+    Tensor wd = gpu().prepare_weight(w);
+    ASSERT_EQ(wd.dtype(), DType::kBF16);
+    std::vector<int32_t> all(rows);
+    std::iota(all.begin(), all.end(), 0);
+    Tensor out = poisoned({rows, cols});
+    gpu().gather_rows(wd, all, out);
+    std::vector<float> got = back(out);
+    std::vector<float> want(ref.size());
+    for (size_t i = 0; i < ref.size(); ++i) want[i] = bf16_round(ref[i]);
+    EXPECT_TRUE(test::same_bits(got.data(), want.data(), static_cast<int64_t>(want.size())));
+    // A vector stays f32, bit for bit.
+    Tensor v = Tensor::view(bytes.data(), dtype, {cols});
+    Tensor vd = gpu().prepare_weight(v);
+    ASSERT_EQ(vd.dtype(), DType::kF32);
+    std::vector<float> got_v = back(vd);
+    EXPECT_TRUE(test::same_bits(got_v.data(), ref.data(), cols));
+  }
+}
+
+TEST_F(CudaOps, EmbeddingAndGatherRows) {
+  for (int64_t num_tokens : {0, 1, 13}) {
+    const int64_t vocab = 37, hidden = 72;
+    std::vector<float> table_f32 = normal(vocab * hidden);
+    std::vector<uint16_t> table_bf16(table_f32.size());
+    for (size_t i = 0; i < table_f32.size(); ++i) table_bf16[i] = f32_to_bf16(table_f32[i]);
+    Tensor table = Tensor::view(table_bf16.data(), DType::kBF16, {vocab, hidden});
+    Tensor table_dev = gpu().prepare_weight(table);
+
+    ForwardBatch batch;
+    for (int64_t t = 0; t < num_tokens; ++t) batch.input_ids.push_back(uniform_int(0, vocab - 1));
+    batch.positions.assign(num_tokens, 0);
+    batch.slot_mapping.assign(num_tokens, -1);
+    batch.query_start_loc = {0, static_cast<int32_t>(num_tokens)};
+    batch.seq_lens = {static_cast<int32_t>(num_tokens)};
+    batch.block_table = {0};
+    batch.max_blocks_per_req = 1;
+    auto step_gpu = gpu().prepare_step(batch);
+    auto step_cpu = cpu_.prepare_step(batch);
+    Tensor out = poisoned({num_tokens, hidden});
+    gpu().embedding(table_dev, *step_gpu, out);
+    Tensor ref = cpu_.alloc(DType::kF32, {num_tokens, hidden});
+    cpu_.embedding(table, *step_cpu, ref);
+    std::vector<float> got = back(out), want = values(ref);
+    EXPECT_TRUE(test::same_bits(got.data(), want.data(), num_tokens * hidden)) << num_tokens << " tokens";
+
+    // gather_rows from an f32 device tensor (the logits_indices gather), repeated rows included.
+    Tensor src = dev(table_f32, {vocab, hidden});
+    std::vector<int32_t> rows = {5, 5, 0, static_cast<int32_t>(vocab - 1)};
+    rows.resize(static_cast<size_t>(std::min<int64_t>(num_tokens, 4)));
+    Tensor g = poisoned({static_cast<int64_t>(rows.size()), hidden});
+    gpu().gather_rows(src, rows, g);
+    std::vector<float> got_g = back(g);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      EXPECT_TRUE(test::same_bits(got_g.data() + i * hidden, table_f32.data() + rows[i] * hidden, hidden));
+    }
+  }
+}
+
+// ---- linear ---------------------------------------------------------------------------------
+
+// x W^T with bf16-rounded operands, in double: what the GPU must reproduce up to f32 accumulation.
+std::vector<double> bf16_product(const std::vector<float>& x, const std::vector<float>& w_f32,
+                                 int64_t t, int64_t in, int64_t out) {
+  std::vector<double> y(t * out, 0.0);
+  for (int64_t i = 0; i < t; ++i) {
+    for (int64_t o = 0; o < out; ++o) {
+      double s = 0.0;
+      for (int64_t k = 0; k < in; ++k) {
+        s += static_cast<double>(bf16_round(x[i * in + k])) * bf16_round(w_f32[o * in + k]);
+      }
+      y[i * out + o] = s;
+    }
+  }
+  return y;
+}
+
+// Each output against the f32 product, within what rounding both operands to bf16 can move it:
+// each term x_k w_k changes by a relative error of at most 2^-8 (std ~1.6e-3), so the sum moves
+// by ~1.6e-3 * sqrt(sum_k (x_k w_k)^2); the bound is 10x that (a cancelling sum can be far smaller
+// than its terms, so the error is not relative to the result).
+::testing::AssertionResult within_bf16_rounding(const std::vector<float>& got,
+                                                const std::vector<float>& ref,
+                                                const std::vector<float>& x,
+                                                const std::vector<float>& w, int64_t t, int64_t in,
+                                                int64_t out) {
+  if (got.size() != ref.size()) return ::testing::AssertionFailure() << "size mismatch";
+  for (int64_t i = 0; i < t; ++i) {
+    for (int64_t o = 0; o < out; ++o) {
+      double rss = 0.0;
+      for (int64_t k = 0; k < in; ++k) {
+        double term = static_cast<double>(x[i * in + k]) * w[o * in + k];
+        rss += term * term;
+      }
+      const double bound = 1.6e-2 * std::sqrt(rss) + 1e-6;
+      const double diff = std::fabs(static_cast<double>(got[i * out + o]) - ref[i * out + o]);
+      if (!(diff <= bound)) {
+        return ::testing::AssertionFailure() << "row " << i << " col " << o << ": got " << got[i * out + o]
+                                             << " want " << ref[i * out + o] << " (bound " << bound << ")";
+      }
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST_F(CudaOps, LinearEveryWeightTypeAndShape) {
+  struct Shape {
+    int64_t t, out;
+  };
+  for (DType dtype : kWeightTypes) {
+    if (dtype == DType::kQ8_1) continue;  // an activation type: the CPU matmul takes no Q8_1 weights
+    const int64_t block = traits(dtype).block_size;
+    const int64_t in = block == 1 ? 77 : 2 * block;
+    for (Shape s : {Shape{0, 5}, Shape{1, 1}, Shape{1, 130}, Shape{7, 45}, Shape{33, 64}}) {
+      SCOPED_TRACE(::testing::Message() << dtype_name(dtype) << " t=" << s.t << " in=" << in << " out=" << s.out);
+      std::vector<uint8_t> bytes = random_weight(dtype, s.out, in, rng_);
+      Tensor w = Tensor::view(bytes.data(), dtype, {s.out, in});
+      std::vector<float> w_f32(s.out * in);
+      for (int64_t r = 0; r < s.out; ++r) {
+        cpu::dequantize_row(dtype, bytes.data() + r * row_size(dtype, in), w_f32.data() + r * in, in);
+      }
+      std::vector<float> x = normal(s.t * in);
+      std::vector<float> bias = normal(s.out);
+      Tensor wd = gpu().prepare_weight(w);
+      Tensor bias_dev = dev(bias, {s.out});
+      Tensor y = poisoned({s.t, s.out});
+      gpu().linear(dev(x, {s.t, in}), wd, &bias_dev, y);
+      std::vector<float> got = back(y);
+
+      Tensor ref = cpu_.alloc(DType::kF32, {s.t, s.out});
+      Tensor bias_host = host(bias, {s.out});
+      cpu_.linear(host(x, {s.t, in}), w, &bias_host, ref);
+      EXPECT_TRUE(within_bf16_rounding(got, values(ref), x, w_f32, s.t, in, s.out)) << "vs the f32 CPU product";
+      std::vector<double> exact = bf16_product(x, w_f32, s.t, in, s.out);
+      for (int64_t i = 0; i < s.t * s.out; ++i) exact[i] += bias[i % s.out];
+      EXPECT_TRUE(rel_close(got, exact, 3e-5)) << "vs the bf16-operand product in double";
+    }
+  }
+}
+
+TEST_F(CudaOps, LinearManySharesOneInput) {
+  const int64_t t = 9, in = 64;
+  const int64_t outs[] = {64, 16, 16};
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<Tensor> host_w, dev_w, ys, refs;
+  for (int64_t o : outs) {
+    bytes.push_back(random_weight(DType::kQ8_0, o, in, rng_));
+    host_w.push_back(Tensor::view(bytes.back().data(), DType::kQ8_0, {o, in}));
+    dev_w.push_back(gpu().prepare_weight(host_w.back()));
+    ys.push_back(poisoned({t, o}));
+    refs.push_back(cpu_.alloc(DType::kF32, {t, o}));
+  }
+  std::vector<float> x = normal(t * in);
+  const Tensor* wp[] = {&dev_w[0], &dev_w[1], &dev_w[2]};
+  Tensor* yp[] = {&ys[0], &ys[1], &ys[2]};
+  gpu().linear_many(dev(x, {t, in}), wp, yp);
+  Tensor xh = host(x, {t, in});
+  for (int i = 0; i < 3; ++i) {
+    cpu_.linear(xh, host_w[i], nullptr, refs[i]);
+    EXPECT_TRUE(rel_close(back(ys[i]), values(refs[i]), 1e-2)) << "output " << i;
+  }
+}
+
+TEST_F(CudaOps, LinearRowsDoNotDependOnBatch) {
+  // Batch invariance: a row's product is the same bits alone or among many rows.
+  struct Shape {
+    int64_t out, in;
+  };
+  for (Shape s : {Shape{1536, 576}, Shape{300, 128}, Shape{64, 256}, Shape{2048, 2048}}) {
+    SCOPED_TRACE(::testing::Message() << "out " << s.out << " in " << s.in);
+    std::vector<uint8_t> bytes = random_weight(DType::kBF16, s.out, s.in, rng_);
+    Tensor wd = gpu().prepare_weight(Tensor::view(bytes.data(), DType::kBF16, {s.out, s.in}));
+    const int64_t max_rows = 300;
+    std::vector<float> x = normal(max_rows * s.in);
+    Tensor y_all = poisoned({max_rows, s.out});
+    gpu().linear(dev(x, {max_rows, s.in}), wd, nullptr, y_all);
+    std::vector<float> all = back(y_all);
+    for (int64_t t : {1, 2, 5, 37, 130}) {
+      Tensor y = poisoned({t, s.out});
+      gpu().linear(dev(std::vector<float>(x.begin(), x.begin() + t * s.in), {t, s.in}), wd, nullptr, y);
+      std::vector<float> part = back(y);
+      EXPECT_TRUE(test::same_bits(part.data(), all.data(), t * s.out)) << "first " << t << " rows";
+    }
+  }
+}
+
+TEST_F(CudaOps, LinearWithPerBatchSizeAlgorithms) {
+  CudaBackend per_n(0, 1, /*batch_invariant_gemm=*/false);
+  const int64_t in = 576, out = 1536;
+  std::vector<uint8_t> bytes = random_weight(DType::kBF16, out, in, rng_);
+  std::vector<float> w_f32(out * in);
+  cpu::dequantize_row(DType::kBF16, bytes.data(), w_f32.data(), out * in);
+  Tensor wd = per_n.prepare_weight(Tensor::view(bytes.data(), DType::kBF16, {out, in}));
+  for (int64_t t : {1, 3, 64, 300}) {
+    std::vector<float> x = normal(t * in);
+    Tensor y = per_n.upload(std::vector<float>(t * out, sentinel()), {t, out});
+    per_n.linear(per_n.upload(x, {t, in}), wd, nullptr, y);
+    EXPECT_TRUE(rel_close(per_n.to_host(y), bf16_product(x, w_f32, t, in, out), 3e-5)) << t << " rows";
+  }
+}
+
+TEST_F(CudaOps, LinearInputWrittenByNormOrActivationIsNeverStale) {
+  // Norms and silu_mul leave a bf16 copy of their output for the next linear layer; any later
+  // write to that output must make the linear convert again. The reference is the product of the
+  // bf16-rounded current input, read back from the device.
+  const int64_t t = 6, in = 96, out = 40;
+  std::vector<uint8_t> bytes = random_weight(DType::kBF16, out, in, rng_);
+  std::vector<float> w_f32(out * in);
+  cpu::dequantize_row(DType::kBF16, bytes.data(), w_f32.data(), out * in);
+  Tensor wd = gpu().prepare_weight(Tensor::view(bytes.data(), DType::kBF16, {out, in}));
+  auto check_linear = [&](const Tensor& x, const char* what) {
+    Tensor y = poisoned({t, out});
+    gpu().linear(x, wd, nullptr, y);
+    EXPECT_TRUE(rel_close(back(y), bf16_product(back(x), w_f32, t, in, out), 3e-5)) << what;
+  };
+  Tensor x = dev(normal(t * in), {t, in}), w = dev(normal(in), {in});
+  Tensor residual = dev(normal(t * in), {t, in});
+  Tensor y = gpu().alloc(DType::kF32, {t, in});
+  gpu().add_rms_norm(x, residual, w, 1e-6f, y, 0.0f);
+  check_linear(y, "after add_rms_norm");
+  gpu().add(dev(normal(t * in), {t, in}), y);
+  check_linear(y, "after an add into the norm output");
+  gpu().rms_norm(x, w, 1e-6f, y, 0.0f);
+  gpu().silu_mul(y, x, y);
+  check_linear(y, "after silu_mul in place");
+  gpu().rms_norm(x, w, 1e-6f, y, 0.0f);
+  Tensor y_rows = y.slice_rows(0, 3);  // same start, fewer elements: must not reuse the copy
+  Tensor part = poisoned({3, out});
+  gpu().linear(y_rows, wd, nullptr, part);
+  std::vector<float> y_host = back(y);
+  y_host.resize(3 * in);
+  EXPECT_TRUE(rel_close(back(part), bf16_product(y_host, w_f32, 3, in, out), 3e-5)) << "row slice";
+  gpu().rms_norm(x, w, 1e-6f, y, 0.0f);
+  std::vector<float> inv_freq(in / 2, 0.01f);
+  ForwardBatch batch;
+  batch.input_ids.assign(t, 0);
+  for (int64_t i = 0; i < t; ++i) batch.positions.push_back(static_cast<int32_t>(100 + i));
+  batch.slot_mapping.assign(t, -1);
+  batch.query_start_loc = {0, static_cast<int32_t>(t)};
+  batch.seq_lens = {static_cast<int32_t>(t)};
+  batch.block_table = {0};
+  batch.max_blocks_per_req = 1;
+  Tensor k = dev(normal(t * in), {t, in});
+  gpu().rotary(y, k, *gpu().prepare_step(batch), RopeParams{in, in, RopeStyle::kNeox, inv_freq.data(), 1.0f});
+  check_linear(y, "after rotary in place");
+}
+
+// ---- norms, rotary, activations -------------------------------------------------------------
+
+TEST_F(CudaOps, RmsNormAndFusedResidual) {
+  for (int64_t rows : {0, 1, 5}) {
+    for (int64_t n : {1, 64, 577, 2048}) {
+      for (float offset : {0.0f, 1.0f}) {
+        SCOPED_TRACE(::testing::Message() << rows << "x" << n << " offset " << offset);
+        std::vector<float> x = normal(rows * n, 3.0f), w = normal(n), res = normal(rows * n);
+        Tensor y = poisoned({rows, n});
+        gpu().rms_norm(dev(x, {rows, n}), dev(w, {n}), 1e-6f, y, offset);
+        Tensor ref = cpu_.alloc(DType::kF32, {rows, n});
+        cpu_.rms_norm(host(x, {rows, n}), host(w, {n}), 1e-6f, ref, offset);
+        EXPECT_TRUE(close(back(y), values(ref), 1e-5, 1e-5));
+
+        Tensor res_dev = dev(res, {rows, n});
+        Tensor y2 = poisoned({rows, n});
+        gpu().add_rms_norm(dev(x, {rows, n}), res_dev, dev(w, {n}), 1e-5f, y2, offset);
+        Tensor res_host = host(res, {rows, n});
+        Tensor ref2 = cpu_.alloc(DType::kF32, {rows, n});
+        cpu_.add_rms_norm(host(x, {rows, n}), res_host, host(w, {n}), 1e-5f, ref2, offset);
+        EXPECT_TRUE(close(back(y2), values(ref2), 1e-5, 1e-5)) << "normed";
+        EXPECT_TRUE(close(back(res_dev), values(res_host), 0.0, 0.0)) << "residual";
+      }
+    }
+  }
+}
+
+TEST_F(CudaOps, LayerNormWithAndWithoutBias) {
+  for (int64_t rows : {0, 1, 6}) {
+    for (int64_t n : {3, 768, 1001}) {
+      std::vector<float> x = normal(rows * n, 2.0f), w = normal(n), b = normal(n);
+      for (float& v : x) v += 4.0f;  // a mean far from zero
+      for (bool with_bias : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << rows << "x" << n << " bias " << with_bias);
+        Tensor b_dev = dev(b, {n}), b_host = host(b, {n});
+        Tensor y = poisoned({rows, n});
+        gpu().layer_norm(dev(x, {rows, n}), dev(w, {n}), with_bias ? &b_dev : nullptr, 1e-5f, y);
+        Tensor ref = cpu_.alloc(DType::kF32, {rows, n});
+        cpu_.layer_norm(host(x, {rows, n}), host(w, {n}), with_bias ? &b_host : nullptr, 1e-5f, ref);
+        EXPECT_TRUE(close(back(y), values(ref), 1e-4, 1e-4));
+      }
+    }
+  }
+}
+
+TEST_F(CudaOps, RotaryBothLayoutsPartialAndScaled) {
+  struct Case {
+    int64_t num_heads, num_kv_heads, head_size, rot_dim;
+    RopeStyle style;
+    float mscale;
+  };
+  const Case cases[] = {{4, 2, 64, 64, RopeStyle::kNeox, 1.0f},
+                        {4, 2, 64, 64, RopeStyle::kInterleaved, 1.0f},
+                        {3, 1, 80, 32, RopeStyle::kNeox, 1.25f},
+                        {2, 2, 96, 48, RopeStyle::kInterleaved, 0.8f},
+                        {1, 1, 2, 2, RopeStyle::kNeox, 1.0f}};
+  for (const Case& c : cases) {
+    for (int64_t t : {0, 1, 11}) {
+      SCOPED_TRACE(::testing::Message() << "heads " << c.num_heads << "/" << c.num_kv_heads << " d "
+                                        << c.head_size << " rot " << c.rot_dim << " t " << t);
+      std::vector<float> inv_freq(c.rot_dim / 2);
+      for (size_t i = 0; i < inv_freq.size(); ++i) {
+        inv_freq[i] = 1.0f / std::pow(10000.0f, 2.0f * i / c.rot_dim);
+      }
+      ForwardBatch batch;
+      for (int64_t i = 0; i < t; ++i) batch.positions.push_back(uniform_int(0, 8191));
+      batch.input_ids.assign(t, 0);
+      batch.slot_mapping.assign(t, -1);
+      batch.query_start_loc = {0, static_cast<int32_t>(t)};
+      batch.seq_lens = {static_cast<int32_t>(t)};
+      batch.block_table = {0};
+      batch.max_blocks_per_req = 1;
+      RopeParams rope{c.head_size, c.rot_dim, c.style, inv_freq.data(), c.mscale};
+      std::vector<float> q = normal(t * c.num_heads * c.head_size), k = normal(t * c.num_kv_heads * c.head_size);
+      Tensor qd = dev(q, {t, c.num_heads * c.head_size}), kd = dev(k, {t, c.num_kv_heads * c.head_size});
+      Tensor qh = host(q, {t, c.num_heads * c.head_size}), kh = host(k, {t, c.num_kv_heads * c.head_size});
+      gpu().rotary(qd, kd, *gpu().prepare_step(batch), rope);
+      cpu_.rotary(qh, kh, *cpu_.prepare_step(batch), rope);
+      // Angles up to 8191 rad: cos/sin of the same f32 angle differ by an ulp or two of libm.
+      EXPECT_TRUE(close(back(qd), values(qh), 2e-5, 2e-5)) << "q";
+      EXPECT_TRUE(close(back(kd), values(kh), 2e-5, 2e-5)) << "k";
+    }
+  }
+}
+
+TEST_F(CudaOps, ActivationsAndAdd) {
+  for (std::vector<int64_t> shape : {std::vector<int64_t>{0, 7}, {1, 1}, {4, 250}, {7, 10001}}) {
+    const int64_t n = shape[0] * shape[1];
+    std::vector<float> g = normal(n, 4.0f), u = normal(n);
+    Tensor out = poisoned(shape);
+    gpu().silu_mul(dev(g, shape), dev(u, shape), out);
+    Tensor ref = cpu_.alloc(DType::kF32, shape);
+    cpu_.silu_mul(host(g, shape), host(u, shape), ref);
+    EXPECT_TRUE(close(back(out), values(ref), 1e-6, 1e-5)) << "silu_mul " << n;
+
+    Tensor out2 = poisoned(shape);
+    gpu().gelu_tanh_mul(dev(g, shape), dev(u, shape), out2);
+    Tensor ref2 = cpu_.alloc(DType::kF32, shape);
+    cpu_.gelu_tanh_mul(host(g, shape), host(u, shape), ref2);
+    EXPECT_TRUE(close(back(out2), values(ref2), 1e-6, 1e-5)) << "gelu_tanh_mul " << n;
+
+    // In place, as the model calls it (out aliases gate).
+    Tensor gd = dev(g, shape);
+    gpu().silu_mul(gd, dev(u, shape), gd);
+    EXPECT_TRUE(close(back(gd), values(ref), 1e-6, 1e-5)) << "silu_mul in place " << n;
+
+    Tensor b = dev(u, shape);
+    gpu().add(dev(g, shape), b);
+    Tensor bh = host(u, shape);
+    cpu_.add(host(g, shape), bh);
+    EXPECT_TRUE(close(back(b), values(bh), 0.0, 0.0)) << "add " << n;
+  }
+}
+
+TEST_F(CudaOps, AllocIsZeroedAndCopyBlocksCopiesWholeBlocks) {
+  const int64_t num_blocks = 6, kv_heads = 2, bs = 16, d = 8;
+  Tensor z = gpu().alloc(DType::kF32, {num_blocks, kv_heads, bs, d});
+  for (float v : back(z)) ASSERT_EQ(v, 0.0f);
+  std::vector<float> k = normal(num_blocks * kv_heads * bs * d), v = normal(k.size());
+  std::vector<KVCacheLayer> caches(1);
+  caches[0].k = dev(k, {num_blocks, kv_heads, bs, d});
+  caches[0].v = dev(v, {num_blocks, kv_heads, bs, d});
+  caches[0].block_size = bs;
+  gpu().copy_blocks(caches, {{1, 4}, {2, 5}});
+  const int64_t block = kv_heads * bs * d;
+  for (auto [src, dst] : {std::pair{1, 4}, std::pair{2, 5}}) {
+    std::copy(k.begin() + src * block, k.begin() + (src + 1) * block, k.begin() + dst * block);
+    std::copy(v.begin() + src * block, v.begin() + (src + 1) * block, v.begin() + dst * block);
+  }
+  EXPECT_TRUE(close(back(caches[0].k), k, 0.0, 0.0));
+  EXPECT_TRUE(close(back(caches[0].v), v, 0.0, 0.0));
+}
+
+// ---- paged attention ------------------------------------------------------------------------
+
+struct AttnCase {
+  int64_t num_heads, num_kv_heads, head_size, block_size;
+  float softcap;
+  int64_t window;
+  DType gpu_cache;
+};
+
+// Runs one step of several requests on both backends: each request has `cached` tokens already
+// in the cache (written by an earlier step) and `new_tokens` now. Returns (gpu, cpu) outputs.
+class AttentionRunner {
+ public:
+  AttentionRunner(CudaBackend& gpu, cpu::CpuBackend& cpu, const AttnCase& c, int64_t num_blocks,
+                  std::mt19937& rng)
+      : gpu_(gpu), cpu_(cpu), c_(c), rng_(rng) {
+    std::vector<int64_t> shape = {num_blocks, c.num_kv_heads, c.block_size, c.head_size};
+    gpu_cache_.k = gpu.alloc(c.gpu_cache, shape);
+    gpu_cache_.v = gpu.alloc(c.gpu_cache, shape);
+    gpu_cache_.block_size = c.block_size;
+    cpu_cache_.k = cpu.alloc(DType::kF32, shape);
+    cpu_cache_.v = cpu.alloc(DType::kF32, shape);
+    cpu_cache_.block_size = c.block_size;
+    // Blocks 1.. shuffled (block 0 is the null block), handed out as requests grow.
+    for (int64_t b = 1; b < num_blocks; ++b) free_blocks_.push_back(static_cast<int32_t>(b));
+    std::shuffle(free_blocks_.begin(), free_blocks_.end(), rng_);
+  }
+
+  // new_tokens[r] tokens for request r (requests persist across calls, by index).
+  std::pair<std::vector<float>, std::vector<float>> step(const std::vector<int64_t>& new_tokens) {
+    if (blocks_.size() < new_tokens.size()) blocks_.resize(new_tokens.size());
+    if (lens_.size() < new_tokens.size()) lens_.resize(new_tokens.size(), 0);
+    ForwardBatch b;
+    b.query_start_loc.push_back(0);
+    size_t max_blocks = 1;
+    std::vector<size_t> active;  // requests with tokens this step (the others sit it out)
+    for (size_t r = 0; r < new_tokens.size(); ++r) {
+      if (new_tokens[r] == 0) continue;
+      active.push_back(r);
+      int64_t len = lens_[r] + new_tokens[r];
+      while (static_cast<int64_t>(blocks_[r].size()) * c_.block_size < len) {
+        blocks_[r].push_back(free_blocks_.back());
+        free_blocks_.pop_back();
+      }
+      max_blocks = std::max(max_blocks, blocks_[r].size());
+    }
+    b.max_blocks_per_req = static_cast<int64_t>(max_blocks);
+    b.block_table.assign(active.size() * max_blocks, 0);
+    for (size_t row = 0; row < active.size(); ++row) {
+      const size_t r = active[row];
+      for (int64_t j = 0; j < new_tokens[r]; ++j) {
+        int64_t pos = lens_[r] + j;
+        b.input_ids.push_back(0);
+        b.positions.push_back(static_cast<int32_t>(pos));
+        b.slot_mapping.push_back(int64_t{blocks_[r][pos / c_.block_size]} * c_.block_size + pos % c_.block_size);
+      }
+      lens_[r] += new_tokens[r];
+      b.query_start_loc.push_back(static_cast<int32_t>(b.input_ids.size()));
+      b.seq_lens.push_back(static_cast<int32_t>(lens_[r]));
+      std::copy(blocks_[r].begin(), blocks_[r].end(), b.block_table.begin() + row * max_blocks);
+    }
+    const int64_t t = b.num_tokens();
+    std::vector<float> q = test::random_normal(t * c_.num_heads * c_.head_size, rng_);
+    std::vector<float> k = test::random_normal(t * c_.num_kv_heads * c_.head_size, rng_);
+    std::vector<float> v = test::random_normal(k.size(), rng_);
+    AttentionParams p;
+    p.num_heads = c_.num_heads;
+    p.num_kv_heads = c_.num_kv_heads;
+    p.head_size = c_.head_size;
+    p.scale = 1.0f / std::sqrt(static_cast<float>(c_.head_size)) * 2.0f;  // peakier than usual
+    p.logit_softcap = c_.softcap;
+    p.sliding_window = c_.window;
+
+    const int64_t qw = c_.num_heads * c_.head_size, kw = c_.num_kv_heads * c_.head_size;
+    Tensor out = gpu_.upload(std::vector<float>(t * qw, sentinel()), {t, qw});
+    gpu_.attention(gpu_.upload(q, {t, qw}), gpu_.upload(k, {t, kw}), gpu_.upload(v, {t, kw}),
+                   gpu_cache_, *gpu_.prepare_step(b), p, out);
+    Tensor ref = cpu_.alloc(DType::kF32, {t, qw});
+    auto host = [](const std::vector<float>& x, std::vector<int64_t> shape) {
+      Tensor h = Tensor::empty(DType::kF32, std::move(shape));
+      if (!x.empty()) std::memcpy(h.data(), x.data(), x.size() * 4);
+      return h;
+    };
+    cpu_.attention(host(q, {t, qw}), host(k, {t, kw}), host(v, {t, kw}), cpu_cache_,
+                   *cpu_.prepare_step(b), p, ref);
+    std::vector<float> want(ref.data_as<float>(), ref.data_as<float>() + ref.numel());
+    return {gpu_.to_host(out), want};
+  }
+
+ private:
+  CudaBackend& gpu_;
+  cpu::CpuBackend& cpu_;
+  AttnCase c_;
+  std::mt19937& rng_;
+  KVCacheLayer gpu_cache_, cpu_cache_;
+  std::vector<int32_t> free_blocks_;
+  std::vector<std::vector<int32_t>> blocks_;
+  std::vector<int64_t> lens_;
+};
+
+void check_attention(CudaBackend& gpu, cpu::CpuBackend& cpu, const AttnCase& c, std::mt19937& rng) {
+  SCOPED_TRACE(::testing::Message() << "heads " << c.num_heads << "/" << c.num_kv_heads << " d "
+                                    << c.head_size << " block " << c.block_size << " softcap "
+                                    << c.softcap << " window " << c.window << " cache "
+                                    << dtype_name(c.gpu_cache));
+  AttentionRunner runner(gpu, cpu, c, 200, rng);
+  // bf16 keys/values carry 8 significant bits; f32 caches agree to rounding.
+  auto check = [&](const std::pair<std::vector<float>, std::vector<float>>& r, const char* what) {
+    if (c.gpu_cache == DType::kBF16) {
+      EXPECT_TRUE(rel_close(r.first, r.second, 1e-2)) << what;
+      for (float x : r.first) ASSERT_FALSE(is_sentinel(x)) << what;
+    } else {
+      EXPECT_TRUE(close(r.first, r.second, 1e-4, 1e-4)) << what;
+    }
+  };
+  // Step 1: prefills of different lengths (one spans several 128-key tiles).
+  check(runner.step({1, 17, 300, 5}), "prefill");
+  // Step 2: decode, chunked prefill continuation, a request left out (0 tokens), a new request.
+  check(runner.step({1, 9, 0, 1, 40}), "mixed prefill + decode");
+  // Step 3: decode everyone.
+  check(runner.step({1, 1, 1, 1, 1}), "decode");
+}
+
+TEST_F(CudaOps, PagedAttentionF32CacheMixedBatches) {
+  check_attention(gpu(), cpu_, {8, 2, 64, 16, 0.0f, -1, DType::kF32}, rng_);
+  check_attention(gpu(), cpu_, {4, 4, 80, 5, 0.0f, -1, DType::kF32}, rng_);
+  check_attention(gpu(), cpu_, {6, 1, 128, 16, 0.0f, -1, DType::kF32}, rng_);
+  check_attention(gpu(), cpu_, {2, 1, 256, 32, 0.0f, -1, DType::kF32}, rng_);
+  check_attention(gpu(), cpu_, {2, 2, 384, 16, 0.0f, -1, DType::kF32}, rng_);  // > 1 dim per thread
+  check_attention(gpu(), cpu_, {8, 8, 32, 16, 0.0f, -1, DType::kF32}, rng_);   // 8 key groups
+}
+
+TEST_F(CudaOps, PagedAttentionBf16Cache) {
+  check_attention(gpu(), cpu_, {8, 2, 64, 16, 0.0f, -1, DType::kBF16}, rng_);
+  check_attention(gpu(), cpu_, {9, 3, 64, 16, 0.0f, -1, DType::kBF16}, rng_);
+}
+
+TEST_F(CudaOps, PagedAttentionSlidingWindowAndSoftcap) {
+  check_attention(gpu(), cpu_, {4, 2, 64, 16, 0.0f, 7, DType::kF32}, rng_);
+  check_attention(gpu(), cpu_, {4, 2, 64, 16, 0.0f, 200, DType::kF32}, rng_);
+  check_attention(gpu(), cpu_, {4, 2, 64, 16, 5.0f, -1, DType::kF32}, rng_);
+  check_attention(gpu(), cpu_, {4, 1, 96, 8, 30.0f, 33, DType::kF32}, rng_);
+}
+
+// Contexts past kSplitKeys (1024) and 2 * kSplitKeys: tokens attend in several pieces merged
+// afterwards, next to short-context tokens in the same batch.
+void check_long_attention(CudaBackend& gpu, cpu::CpuBackend& cpu, const AttnCase& c,
+                          std::mt19937& rng) {
+  SCOPED_TRACE(::testing::Message() << "long contexts: heads " << c.num_heads << "/"
+                                    << c.num_kv_heads << " d " << c.head_size << " softcap "
+                                    << c.softcap << " window " << c.window << " cache "
+                                    << dtype_name(c.gpu_cache));
+  AttentionRunner runner(gpu, cpu, c, 400, rng);
+  auto check = [&](const std::pair<std::vector<float>, std::vector<float>>& r, const char* what) {
+    if (c.gpu_cache == DType::kBF16) {
+      EXPECT_TRUE(rel_close(r.first, r.second, 1e-2)) << what;
+    } else {
+      EXPECT_TRUE(close(r.first, r.second, 1e-4, 1e-4)) << what;
+    }
+  };
+  check(runner.step({1100, 3}), "prefill across a piece boundary");
+  check(runner.step({1, 1000, 2}), "decode at 1101, chunked prefill to 1003, a short prompt");
+  check(runner.step({1, 1200, 1}), "chunked prefill past 2048");
+  check(runner.step({1, 1, 1}), "decode");
+}
+
+TEST_F(CudaOps, PagedAttentionSplitAcrossLongContexts) {
+  check_long_attention(gpu(), cpu_, {4, 2, 64, 16, 0.0f, -1, DType::kF32}, rng_);
+  check_long_attention(gpu(), cpu_, {4, 2, 64, 16, 0.0f, 7, DType::kF32}, rng_);     // empty pieces
+  check_long_attention(gpu(), cpu_, {4, 1, 128, 16, 0.0f, 1100, DType::kF32}, rng_);
+  check_long_attention(gpu(), cpu_, {2, 2, 64, 16, 20.0f, -1, DType::kBF16}, rng_);
+}
+
+TEST_F(CudaOps, PagedAttentionEmptyBatch) {
+  AttnCase c{4, 2, 64, 16, 0.0f, -1, DType::kF32};
+  AttentionRunner runner(gpu(), cpu_, c, 8, rng_);
+  auto [got, want] = runner.step({});
+  EXPECT_TRUE(got.empty());
+  EXPECT_TRUE(want.empty());
+}
+
+}  // namespace
+}  // namespace cvllm::cuda
