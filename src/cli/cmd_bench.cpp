@@ -3,6 +3,10 @@
 //   cvllm bench latency --input-len 512 --output-len 128 --batch-size 1 --num-iters 3
 // Each iteration submits batch_size random-token prompts (ignore_eos, greedy) and times the
 // steps: until every prompt has produced its first token is "prefill", the rest is "decode".
+// --use-beam-search --n W (vLLM's flags): each prompt beam-searches with width W instead; the
+// output adds the peak KV-cache use and the tokens the forward passes computed, next to what
+// vLLM's way (every beam re-submitted as a new request each step) would prefill without a
+// prefix-cache hit.
 #include <algorithm>
 #include <fstream>
 #include <iostream>
@@ -57,10 +61,79 @@ IterationTiming run_iteration(LLMEngine& engine, int batch_size, int input_len, 
   return timing;
 }
 
+struct BeamTiming {
+  double seconds = 0.0;
+  double peak_kv_usage = 0.0;  // fraction of the KV cache
+};
+
+BeamTiming run_beam_iteration(LLMEngine& engine, int batch_size, int input_len, int output_len,
+                              int width, std::mt19937& rng, int64_t& next_id) {
+  BeamSearchParams params(width, output_len);
+  params.ignore_eos = true;
+  std::uniform_int_distribution<int32_t> token(100, static_cast<int32_t>(engine.model_config().vocab_size) - 1);
+  for (int b = 0; b < batch_size; ++b) {
+    std::vector<int32_t> ids(input_len);
+    for (int32_t& t : ids) t = token(rng);
+    engine.add_beam_search_request(std::to_string(next_id++), Prompt(ids), params);
+  }
+  BeamTiming timing;
+  double start = monotonic_seconds();
+  while (engine.has_unfinished_requests()) {
+    engine.step();
+    timing.peak_kv_usage = std::max(timing.peak_kv_usage, engine.scheduler_stats().kv_cache_usage);
+  }
+  engine.take_finished_beam_searches();
+  timing.seconds = monotonic_seconds() - start;
+  return timing;
+}
+
+int report_beam_latency(LLMEngine& engine, int batch_size, int input_len, int output_len, int width,
+                        int iters, int warmup) {
+  std::mt19937 rng(1234);
+  int64_t next_id = 0;
+  for (int i = 0; i < warmup; ++i) {
+    run_beam_iteration(engine, batch_size, input_len, output_len, width, rng, next_id);
+  }
+  double total = 0.0, peak_kv = 0.0;
+  nlohmann::json latencies = nlohmann::json::array();
+  for (int i = 0; i < iters; ++i) {
+    BeamTiming t = run_beam_iteration(engine, batch_size, input_len, output_len, width, rng, next_id);
+    total += t.seconds;
+    peak_kv = std::max(peak_kv, t.peak_kv_usage);
+    latencies.push_back(t.seconds);
+  }
+  // Tokens through the model per prompt: in the engine, the prompt once and then one token per
+  // live beam per step; vLLM's way, every beam's whole sequence as a fresh prompt each step.
+  int64_t engine_tokens = input_len, naive_tokens = 0;
+  for (int t = 0; t < output_len; ++t) {
+    int64_t beams = t == 0 ? 1 : width;
+    if (t > 0) engine_tokens += beams;
+    naive_tokens += beams * (input_len + t);
+  }
+  nlohmann::json out;
+  out["model"] = engine.model_path();
+  out["backend"] = engine.backend().name();
+  out["use_beam_search"] = true;
+  out["beam_width"] = width;
+  out["input_len"] = input_len;
+  out["output_len"] = output_len;
+  out["batch_size"] = batch_size;
+  out["num_iters"] = iters;
+  out["avg_latency_s"] = total / iters;
+  out["latencies_s"] = latencies;
+  out["peak_kv_cache_usage"] = peak_kv;
+  out["forward_tokens_per_prompt"] = engine_tokens;
+  out["reprefill_tokens_per_prompt"] = naive_tokens;
+  std::cout << out.dump(2) << std::endl;
+  return 0;
+}
+
 int bench_latency(int argc, char** argv) {
   std::set<std::string> values = engine_value_flags();
-  values.insert({"input-len", "output-len", "batch-size", "num-iters", "num-iters-warmup"});
-  Flags flags(argc, argv, 3, values, engine_bool_flags());
+  values.insert({"input-len", "output-len", "batch-size", "num-iters", "num-iters-warmup", "n"});
+  std::set<std::string> bools = engine_bool_flags();
+  bools.insert("use-beam-search");
+  Flags flags(argc, argv, 3, values, bools);
   int input_len = static_cast<int>(flags.get_int("input-len").value_or(32));
   int output_len = static_cast<int>(flags.get_int("output-len").value_or(128));
   int batch_size = static_cast<int>(flags.get_int("batch-size").value_or(8));
@@ -74,6 +147,13 @@ int bench_latency(int argc, char** argv) {
   args.max_num_batched_tokens = std::max(args.max_num_batched_tokens, batch_size * input_len);
   args.max_num_seqs = std::max(args.max_num_seqs, batch_size);
   args.enable_prefix_caching = false;  // random prompts would not hit anyway; keep it out of the way
+  const int width = static_cast<int>(flags.get_int("n").value_or(1));
+  if (flags.get_bool("use-beam-search")) {
+    if (width < 1) throw ValueError("--n (the beam width) must be positive");
+    args.enable_prefix_caching = true;  // beams share their prompt's blocks through it
+    LLMEngine engine(args);
+    return report_beam_latency(engine, batch_size, input_len, output_len, width, iters, warmup);
+  }
   LLMEngine engine(args);
   std::mt19937 rng(1234);
   int64_t next_id = 0;

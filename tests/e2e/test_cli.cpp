@@ -91,6 +91,19 @@ TEST(Cli, BenchLatencyPrintsJson) {
   EXPECT_GT(j["prompt_tokens_per_s"].get<double>(), 0.0);
   EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0.0);
   EXPECT_EQ(j["batch_size"], 2);
+
+  // Beam search: width 3, 4 steps over an 8-token prompt. Forward passes see the prompt once and
+  // then one token per live beam (8 + 3 * 3); re-submitting every beam would prefill
+  // 8 + 3 * (9 + 10 + 11) tokens.
+  Result beam = run("bench latency --model " + tiny() + " --use-beam-search --n 3 --input-len 8 "
+                    "--output-len 4 --batch-size 2 --num-iters 1 --num-iters-warmup 0");
+  ASSERT_EQ(beam.exit_code, 0) << beam.err;
+  nlohmann::json b = nlohmann::json::parse(beam.out);
+  EXPECT_EQ(b["beam_width"], 3);
+  EXPECT_EQ(b["forward_tokens_per_prompt"], 17);
+  EXPECT_EQ(b["reprefill_tokens_per_prompt"], 98);
+  EXPECT_GT(b["peak_kv_cache_usage"].get<double>(), 0.0);
+  EXPECT_GT(b["avg_latency_s"].get<double>(), 0.0);
 }
 
 std::string write_temp(const std::string& name, const std::string& text) {
