@@ -27,8 +27,8 @@ import sys
 import numpy as np
 import torch
 import transformers
-from transformers import (AutoModelForCausalLM, GenerationConfig, LlamaConfig, MistralConfig,
-                          Qwen2Config, Qwen3Config)
+from transformers import (AutoModelForCausalLM, GenerationConfig, GPT2Config, LlamaConfig,
+                          MistralConfig, OPTConfig, Phi3Config, Qwen2Config, Qwen3Config)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP_K = 5
@@ -41,6 +41,14 @@ def base(**overrides):
     kw = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
               num_key_value_heads=2, vocab_size=256, max_position_embeddings=128,
               rms_norm_eps=1e-6, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
+    kw.update(overrides)
+    return kw
+
+
+def opt_base(**overrides):
+    kw = dict(vocab_size=300, hidden_size=64, num_hidden_layers=2, ffn_dim=128,
+              num_attention_heads=4, max_position_embeddings=128, word_embed_proj_dim=64,
+              activation_function="relu", pad_token_id=1, bos_token_id=2, eos_token_id=2)
     kw.update(overrides)
     return kw
 
@@ -71,6 +79,34 @@ VARIANTS = {
                   torch.float32, {}),
     # Per-head q/k RMSNorm, explicit head_dim, float16 weights, untied.
     "qwen3_f16": (lambda: Qwen3Config(**base(head_dim=16)), torch.float16, {}),
+    # OPT as opt-125m: pre-LN with a final LayerNorm, ReLU, biases, learned positions (offset 2),
+    # tied LM head (no lm_head.weight in the file).
+    "opt_f32": (lambda: OPTConfig(**opt_base()), torch.float32, {}),
+    # OPT as opt-350m: post-LN, no final LayerNorm, word_embed_proj_dim 32 < hidden 64 with
+    # project_in/project_out, bfloat16 weights.
+    "opt_post_ln_bf16": (lambda: OPTConfig(**opt_base(do_layer_norm_before=False,
+                                                      word_embed_proj_dim=32)),
+                         torch.bfloat16, {}),
+    # OPT without biases (enable_bias false) and LayerNorms without weight/bias
+    # (layer_norm_elementwise_affine false), float16 weights.
+    "opt_plain_f16": (lambda: OPTConfig(**opt_base(enable_bias=False,
+                                                   layer_norm_elementwise_affine=False)),
+                      torch.float16, {}),
+    # GPT-2: Conv1D weights stored [in, out], fused c_attn, gelu_new, learned positions (no
+    # offset), tied LM head, n_inner left null (4 * n_embd), float16 weights.
+    "gpt2_f16": (lambda: GPT2Config(vocab_size=300, n_embd=64, n_layer=2, n_head=4,
+                                    n_positions=128, n_inner=None, activation_function="gelu_new",
+                                    layer_norm_epsilon=1e-5, bos_token_id=2, eos_token_id=2),
+                 torch.float16, {}),
+    # Phi-3: fused qkv_proj (GQA: q 64 + k 32 + v 32 rows) and gate_up_proj, partial rotary
+    # (half of each head), a sliding window of 10 (Phi-3-mini-4k has 2047), untied, bfloat16.
+    "phi3_bf16": (lambda: Phi3Config(**base(partial_rotary_factor=0.5, sliding_window=10,
+                                            rope_theta=1000.0, pad_token_id=0)),
+                  torch.bfloat16, {}),
+    # Re-saves under the base model's names, as the original facebook/opt-* ("decoder.*") and
+    # openai-community/gpt2 ("h.0.*", "wte.weight") files have them.
+    "opt_f32_bare": (None, torch.float32, {"strip_prefix": "model."}),
+    "gpt2_f16_bare": (None, torch.float16, {"strip_prefix": "transformer."}),
 }
 
 
@@ -84,6 +120,9 @@ def top_k_entries(logprobs):  # [vocab_size]
     return [[int(i), f32(x)] for i, x in zip(indices.tolist(), values.tolist())]
 
 
+GPT2_CONV1D = {"c_attn", "c_proj", "c_fc"}
+
+
 def randomize(model, seed):
     """Weights of a visible size: matrices ~ N(0, 1/in), embeddings ~ N(0, EMBEDDING_STD^2),
     norm weights in [0.8, 1.2], biases ~ N(0, 0.1^2) (transformers would start norms at 1 and
@@ -91,14 +130,15 @@ def randomize(model, seed):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
-            if name.endswith("norm.weight"):
+            if name.endswith("norm.weight") or ".ln_" in name or "ln_f." in name:
                 p.copy_(torch.rand(p.shape, generator=g) * 0.4 + 0.8)
             elif name.endswith(".bias"):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-            elif "embed_tokens" in name or name == "lm_head.weight":
+            elif "embed_tokens" in name or ".wte." in name or name == "lm_head.weight":
                 p.copy_(torch.randn(p.shape, generator=g) * EMBEDDING_STD)
-            else:
-                p.copy_(torch.randn(p.shape, generator=g) / p.shape[1] ** 0.5)
+            else:  # GPT-2's Conv1D stores [in, out]; every other matrix [out, in]
+                fan_in = p.shape[0] if name.split(".")[-2] in GPT2_CONV1D else p.shape[1]
+                p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
 
 
 @torch.no_grad()
@@ -205,7 +245,7 @@ def generate(name, out_dir):
     make_config, dtype, save_kw = VARIANTS[name]
     source = name
     if make_config is None:  # a re-save of another variant
-        source = name.replace("_sharded", "")
+        source = name.replace("_sharded", "").replace("_bare", "")
         make_config = VARIANTS[source][0]
     torch.manual_seed(0)
     config = make_config()
@@ -214,6 +254,8 @@ def generate(name, out_dir):
     model = model.to(dtype)
     path = os.path.join(out_dir, name)
     shutil.rmtree(path, ignore_errors=True)
+    save_kw = dict(save_kw)
+    strip_prefix = save_kw.pop("strip_prefix", None)
     model.save_pretrained(path, **save_kw)
     extra = {}
     if name == "qwen2_f32":
@@ -246,6 +288,12 @@ def generate(name, out_dir):
     if name in GGUF_COPIES:
         write_gguf(os.path.join(out_dir, name + ".gguf"), GGUF_COPIES[name], ref.config,
                    AutoModelForCausalLM.from_pretrained(path, dtype=dtype).state_dict())
+    if strip_prefix:  # after the reference ran on the file transformers wrote
+        from safetensors.torch import load_file, save_file
+        st = os.path.join(path, "model.safetensors")
+        tensors = load_file(st)
+        save_file({k[len(strip_prefix):] if k.startswith(strip_prefix) else k: v
+                   for k, v in tensors.items()}, st, metadata={"format": "pt"})
     for f in os.listdir(path):  # save_pretrained makes the weights owner-only
         os.chmod(os.path.join(path, f), 0o644)
     with open(os.path.join(out_dir, name + ".json"), "w") as f:
@@ -282,6 +330,9 @@ def write_fuzz_corpus(out_dir):
     for name, mode, file in [("config_llama.json", 2, "llama_f32/config.json"),
                              ("config_qwen2.json", 2, "qwen2_f32/config.json"),
                              ("config_mistral.json", 2, "mistral_swa/config.json"),
+                             ("config_opt.json", 2, "opt_post_ln_bf16/config.json"),
+                             ("config_gpt2.json", 2, "gpt2_f16/config.json"),
+                             ("config_phi3.json", 2, "phi3_bf16/config.json"),
                              ("generation.json", 3, "qwen2_f32/generation_config.json")]:
         with open(os.path.join(hf, file), "rb") as f:
             seeds[name] = (mode, f.read())

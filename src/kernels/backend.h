@@ -101,6 +101,10 @@ class Backend {
   virtual void rotary(Tensor& q, Tensor& k, const StepMetadata& step, const RopeParams& rope) = 0;
   virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
   virtual void gelu_tanh_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
+  // Non-gated activations (OPT's fc1 -> ReLU, GPT-2's c_fc -> gelu_new, the tanh form).
+  // x, out: same shape, f32 (out may alias x)
+  virtual void relu(const Tensor& x, Tensor& out) = 0;
+  virtual void gelu_tanh(const Tensor& x, Tensor& out) = 0;
   virtual void add(const Tensor& a, Tensor& b) = 0;  // b += a
   // Writes k, v of this step's tokens into the cache, then attends.
   // q, out: [T, num_heads * head_size]; k, v: [T, num_kv_heads * head_size]

@@ -1,9 +1,10 @@
 // config.json -> ModelConfig for Hugging Face checkpoints. Field names and defaults follow
-// transformers' config classes (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config); both the
-// transformers 5 spelling (`rope_parameters`) and the older one (`rope_theta` + `rope_scaling`
-// with `type` or `rope_type`) are read.
+// transformers' config classes (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, Phi3Config,
+// OPTConfig, GPT2Config); both the transformers 5 spelling (`rope_parameters`) and the older one
+// (`rope_theta` + `rope_scaling` with `type` or `rope_type`) are read.
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -72,6 +73,7 @@ std::string architecture_of(const ConfigReader& r) {
 int64_t default_max_position_embeddings(const std::string& arch) {
   if (arch == "llama") return 2048;
   if (arch == "mistral") return 4096 * 32;
+  if (arch == "phi3") return 4096;
   return 32768;  // qwen2, qwen3
 }
 
@@ -145,6 +147,146 @@ void read_sliding_window(const ConfigReader& r, ModelConfig& c) {
   }
 }
 
+// Range checks shared by every architecture.
+void check_sizes(const ConfigReader& r, const ModelConfig& c) {
+  r.check_range("vocab_size", c.vocab_size, int64_t{1} << 24);
+  r.check_range("hidden_size", c.hidden_size, 1 << 20);
+  r.check_range("intermediate_size", c.intermediate_size, 1 << 22);
+  r.check_range("num_hidden_layers", c.num_hidden_layers, 1 << 12);
+  r.check_range("num_attention_heads", c.num_attention_heads, 1 << 12);
+  r.check_range("num_key_value_heads", c.num_key_value_heads, c.num_attention_heads);
+  r.check_range("max_position_embeddings", c.max_position_embeddings, int64_t{1} << 24);
+  if (c.num_attention_heads % c.num_key_value_heads != 0) {
+    throw Error(cat(r.path(), ": num_attention_heads ", c.num_attention_heads,
+                    " is not a multiple of num_key_value_heads ", c.num_key_value_heads));
+  }
+}
+
+// No explicit head_dim in OPT/GPT-2 configs: heads split hidden_size evenly.
+void split_heads(const ConfigReader& r, ModelConfig& c) {
+  if (c.hidden_size % c.num_attention_heads != 0) {
+    throw Error(cat(r.path(), ": hidden size ", c.hidden_size,
+                    " is not a multiple of the number of heads ", c.num_attention_heads));
+  }
+  c.head_dim = c.hidden_size / c.num_attention_heads;
+  c.rotary_dim = 0;  // learned positions, no RoPE
+}
+
+// Phi-3 (and Phi-4-mini, the same class): fused projections, partial rotary (top-level
+// `partial_rotary_factor` or, in transformers 5, inside `rope_parameters`).
+void read_phi3(const ConfigReader& r, ModelConfig& c) {
+  const json& j = r.raw();
+  c.fused_qkv = c.fused_gate_up = true;
+  double factor = r.get_double("partial_rotary_factor", 1.0);
+  if (j.contains("rope_parameters") && j["rope_parameters"].is_object())
+    factor = r.number(j["rope_parameters"], "partial_rotary_factor", factor);
+  const auto rot = static_cast<int64_t>(static_cast<double>(c.head_dim) * factor);
+  if (!(factor > 0.0 && factor <= 1.0) || rot < 2 || rot % 2 != 0) {
+    throw Error(cat(r.path(), ": partial_rotary_factor ", factor, " is invalid for head_dim ",
+                    c.head_dim));
+  }
+  c.rotary_dim = rot;
+}
+
+// The Llama family: LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, Phi3Config.
+void read_llama_family(const ConfigReader& r, ModelConfig& c) {
+  const json& j = r.raw();
+  const std::string& path = r.path();
+  c.vocab_size = r.get_int("vocab_size");
+  c.hidden_size = r.get_int("hidden_size");
+  c.intermediate_size = r.get_int("intermediate_size");
+  c.num_hidden_layers = r.get_int("num_hidden_layers");
+  c.num_attention_heads = r.get_int("num_attention_heads");
+  c.num_key_value_heads = r.get_int("num_key_value_heads", c.num_attention_heads);
+  c.max_position_embeddings =
+      r.get_int("max_position_embeddings", default_max_position_embeddings(c.architecture));
+  check_sizes(r, c);
+  c.head_dim = r.get_int("head_dim", c.hidden_size / c.num_attention_heads);
+  r.check_range("head_dim", c.head_dim, 1 << 12);
+  if (c.head_dim % 2 != 0)
+    throw Error(cat(path, ": head_dim ", c.head_dim, " must be even for RoPE"));
+  c.rotary_dim = c.head_dim;
+  c.rms_norm_eps = r.get_double("rms_norm_eps", 1e-6);
+  read_rope(r, c);
+  if (c.architecture == "phi3") read_phi3(r, c);
+  c.tie_word_embeddings = r.get_bool("tie_word_embeddings", false);
+  if (r.has("hidden_act") && (!j["hidden_act"].is_string() || j["hidden_act"] != "silu")) {
+    throw ValueError(
+        cat(path, ": hidden_act ", j["hidden_act"].dump(), " is not supported (silu)"));
+  }
+  if (r.get_bool("mlp_bias", false))
+    throw ValueError(cat(path, ": mlp_bias = true is not supported"));
+  bool attention_bias = r.get_bool("attention_bias", false);
+  c.qkv_bias = c.architecture == "qwen2" || attention_bias;
+  c.o_proj_bias = c.architecture != "qwen2" && attention_bias;
+  c.qk_norm = c.architecture == "qwen3";
+  read_sliding_window(r, c);
+}
+
+// `key` must be a string among `allowed` (activation names).
+std::string read_activation(const ConfigReader& r, const char* key, const char* fallback,
+                            std::initializer_list<const char*> allowed) {
+  std::string act = fallback;
+  if (r.has(key)) {
+    if (!r.raw()[key].is_string())
+      throw Error(cat(r.path(), ": field '", key, "' is not a string"));
+    act = r.raw()[key].get<std::string>();
+  }
+  std::string names;
+  for (const char* a : allowed) {
+    if (act == a) return act;
+    names += (names.empty() ? "" : ", ") + std::string(a);
+  }
+  throw ValueError(cat(r.path(), ": ", key, " '", act, "' is not supported (", names, ")"));
+}
+
+// OPTConfig: no RoPE, learned positions, LayerNorm (eps 1e-5, nn.LayerNorm's default), pre- or
+// post-LN, optional project_in/out around the decoder.
+void read_opt(const ConfigReader& r, ModelConfig& c) {
+  c.vocab_size = r.get_int("vocab_size");
+  c.hidden_size = r.get_int("hidden_size");
+  c.intermediate_size = r.get_int("ffn_dim");
+  c.num_hidden_layers = r.get_int("num_hidden_layers");
+  c.num_attention_heads = r.get_int("num_attention_heads");
+  c.num_key_value_heads = c.num_attention_heads;
+  c.max_position_embeddings = r.get_int("max_position_embeddings", 2048);
+  check_sizes(r, c);
+  split_heads(r, c);
+  c.word_embed_proj_dim = r.get_int("word_embed_proj_dim", c.hidden_size);
+  r.check_range("word_embed_proj_dim", c.word_embed_proj_dim, 1 << 20);
+  c.hidden_act = read_activation(r, "activation_function", "relu", {"relu"});
+  c.layer_norm_eps = 1e-5;
+  c.layer_norm_affine = r.get_bool("layer_norm_elementwise_affine", true);
+  c.do_layer_norm_before = r.get_bool("do_layer_norm_before", true);
+  c.final_layer_norm = c.do_layer_norm_before && !r.get_bool("_remove_final_layer_norm", false);
+  bool bias = r.get_bool("enable_bias", true);
+  c.qkv_bias = c.o_proj_bias = c.mlp_bias = bias;
+  c.tie_word_embeddings = r.get_bool("tie_word_embeddings", true);
+}
+
+// GPT2Config: n_* field names, learned positions, gelu_new MLP of n_inner (default 4 * n_embd).
+void read_gpt2(const ConfigReader& r, ModelConfig& c) {
+  c.vocab_size = r.get_int("vocab_size");
+  c.hidden_size = r.get_int("n_embd");
+  c.num_hidden_layers = r.get_int("n_layer");
+  c.num_attention_heads = r.get_int("n_head");
+  c.num_key_value_heads = c.num_attention_heads;
+  c.intermediate_size = r.get_int("n_inner", 4 * c.hidden_size);
+  c.max_position_embeddings = r.get_int("n_positions", 1024);
+  check_sizes(r, c);
+  split_heads(r, c);
+  // Two names of the same function (the tanh approximation).
+  read_activation(r, "activation_function", "gelu_new", {"gelu_new", "gelu_pytorch_tanh"});
+  c.hidden_act = "gelu_new";
+  c.layer_norm_eps = r.get_double("layer_norm_epsilon", 1e-5);
+  if (!r.get_bool("scale_attn_weights", true))
+    throw ValueError(cat(r.path(), ": scale_attn_weights = false is not supported"));
+  if (r.get_bool("scale_attn_by_inverse_layer_idx", false))
+    throw ValueError(cat(r.path(), ": scale_attn_by_inverse_layer_idx = true is not supported"));
+  c.qkv_bias = c.o_proj_bias = c.mlp_bias = true;
+  c.tie_word_embeddings = r.get_bool("tie_word_embeddings", true);
+}
+
 }  // namespace
 
 ModelConfig model_config_from_hf_json(const std::string& text, const std::string& path) {
@@ -161,44 +303,13 @@ ModelConfig model_config_from_hf_json(const std::string& text, const std::string
   c.name = j.contains("_name_or_path") && j["_name_or_path"].is_string()
                ? j["_name_or_path"].get<std::string>()
                : "";
-  c.vocab_size = r.get_int("vocab_size");
-  c.hidden_size = r.get_int("hidden_size");
-  c.intermediate_size = r.get_int("intermediate_size");
-  c.num_hidden_layers = r.get_int("num_hidden_layers");
-  c.num_attention_heads = r.get_int("num_attention_heads");
-  c.num_key_value_heads = r.get_int("num_key_value_heads", c.num_attention_heads);
-  c.max_position_embeddings =
-      r.get_int("max_position_embeddings", default_max_position_embeddings(c.architecture));
-  r.check_range("vocab_size", c.vocab_size, int64_t{1} << 24);
-  r.check_range("hidden_size", c.hidden_size, 1 << 20);
-  r.check_range("intermediate_size", c.intermediate_size, 1 << 22);
-  r.check_range("num_hidden_layers", c.num_hidden_layers, 1 << 12);
-  r.check_range("num_attention_heads", c.num_attention_heads, 1 << 12);
-  r.check_range("num_key_value_heads", c.num_key_value_heads, c.num_attention_heads);
-  r.check_range("max_position_embeddings", c.max_position_embeddings, int64_t{1} << 24);
-  if (c.num_attention_heads % c.num_key_value_heads != 0) {
-    throw Error(cat(path, ": num_attention_heads ", c.num_attention_heads,
-                    " is not a multiple of num_key_value_heads ", c.num_key_value_heads));
+  if (c.architecture == "opt") {
+    read_opt(r, c);
+  } else if (c.architecture == "gpt2") {
+    read_gpt2(r, c);
+  } else {
+    read_llama_family(r, c);
   }
-  c.head_dim = r.get_int("head_dim", c.hidden_size / c.num_attention_heads);
-  r.check_range("head_dim", c.head_dim, 1 << 12);
-  if (c.head_dim % 2 != 0)
-    throw Error(cat(path, ": head_dim ", c.head_dim, " must be even for RoPE"));
-  c.rotary_dim = c.head_dim;
-  c.rms_norm_eps = r.get_double("rms_norm_eps", 1e-6);
-  read_rope(r, c);
-  c.tie_word_embeddings = r.get_bool("tie_word_embeddings", false);
-  if (r.has("hidden_act") && (!j["hidden_act"].is_string() || j["hidden_act"] != "silu")) {
-    throw ValueError(
-        cat(path, ": hidden_act ", j["hidden_act"].dump(), " is not supported (silu)"));
-  }
-  if (r.get_bool("mlp_bias", false))
-    throw ValueError(cat(path, ": mlp_bias = true is not supported"));
-  bool attention_bias = r.get_bool("attention_bias", false);
-  c.qkv_bias = c.architecture == "qwen2" || attention_bias;
-  c.o_proj_bias = c.architecture != "qwen2" && attention_bias;
-  c.qk_norm = c.architecture == "qwen3";
-  read_sliding_window(r, c);
   return c;
 }
 

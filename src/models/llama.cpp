@@ -55,6 +55,27 @@ std::optional<std::string> llama_hf_weight_name(const std::string& gguf_name) {
   return std::nullopt;
 }
 
+std::optional<std::string> phi3_hf_weight_name(const std::string& gguf_name) {
+  std::optional<std::string> name = llama_hf_weight_name(gguf_name);
+  if (name) {  // ffn_up is the fused gate_up_proj in Phi-3
+    const std::string up = ".mlp.up_proj.";
+    size_t at = name->find(up);
+    if (at != std::string::npos) name->replace(at, up.size(), ".mlp.gate_up_proj.");
+    return name;
+  }
+  const std::string suffix = ".attn_qkv.weight";
+  if (gguf_name.size() > suffix.size() &&
+      gguf_name.compare(gguf_name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    // Borrow the layer parsing: blk.N.attn_q.weight -> model.layers.N.self_attn.q_proj.weight
+    std::string as_q = gguf_name.substr(0, gguf_name.size() - suffix.size()) + ".attn_q.weight";
+    if (std::optional<std::string> q = llama_hf_weight_name(as_q)) {
+      q->replace(q->rfind("q_proj"), 6, "qkv_proj");
+      return q;
+    }
+  }
+  return std::nullopt;
+}
+
 LlamaForCausalLM::LlamaForCausalLM(const ModelConfig& config, const WeightSource& w,
                                    Backend& backend, RopeStyle rope_style)
     : config_(config) {
@@ -86,9 +107,18 @@ LlamaForCausalLM::LlamaForCausalLM(const ModelConfig& config, const WeightSource
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
     DecoderLayer layer;
     layer.input_layernorm = {weight_f32(blk(i, "attn_norm"), {h}), eps};
-    layer.q_proj = linear(i, "attn_q", q_size, h, config.qkv_bias);
-    layer.k_proj = linear(i, "attn_k", kv_size, h, config.qkv_bias);
-    layer.v_proj = linear(i, "attn_v", kv_size, h, config.qkv_bias);
+    if (config.fused_qkv) {  // Phi-3: rows q | k | v of one matrix, no biases
+      CVLLM_CHECK(!config.qkv_bias, w.path(), ": q/k/v biases with a fused qkv_proj");
+      Tensor qkv = w.get(blk(i, "attn_qkv"), {q_size + 2 * kv_size, h});
+      layer.q_proj.weight = backend.prepare_weight(qkv.slice_rows(0, q_size));
+      layer.k_proj.weight = backend.prepare_weight(qkv.slice_rows(q_size, q_size + kv_size));
+      layer.v_proj.weight =
+          backend.prepare_weight(qkv.slice_rows(q_size + kv_size, q_size + 2 * kv_size));
+    } else {
+      layer.q_proj = linear(i, "attn_q", q_size, h, config.qkv_bias);
+      layer.k_proj = linear(i, "attn_k", kv_size, h, config.qkv_bias);
+      layer.v_proj = linear(i, "attn_v", kv_size, h, config.qkv_bias);
+    }
     layer.o_proj = linear(i, "attn_output", h, q_size, config.o_proj_bias);
     if (config.qk_norm) {
       layer.q_norm = RMSNorm{weight_f32(blk(i, "attn_q_norm"), {config.head_dim}), eps};
@@ -97,8 +127,14 @@ LlamaForCausalLM::LlamaForCausalLM(const ModelConfig& config, const WeightSource
     layer.attn = attn;
     layer.attn.sliding_window = config.layer_uses_sliding_window(i) ? config.sliding_window : -1;
     layer.post_attention_layernorm = {weight_f32(blk(i, "ffn_norm"), {h}), eps};
-    layer.gate_proj.weight = weight(blk(i, "ffn_gate"), {ffn, h});
-    layer.up_proj.weight = weight(blk(i, "ffn_up"), {ffn, h});
+    if (config.fused_gate_up) {  // Phi-3: rows gate | up of one matrix
+      Tensor gate_up = w.get(blk(i, "ffn_up"), {2 * ffn, h});
+      layer.gate_proj.weight = backend.prepare_weight(gate_up.slice_rows(0, ffn));
+      layer.up_proj.weight = backend.prepare_weight(gate_up.slice_rows(ffn, 2 * ffn));
+    } else {
+      layer.gate_proj.weight = weight(blk(i, "ffn_gate"), {ffn, h});
+      layer.up_proj.weight = weight(blk(i, "ffn_up"), {ffn, h});
+    }
     layer.down_proj.weight = weight(blk(i, "ffn_down"), {h, ffn});
     layers_.push_back(std::move(layer));
   }

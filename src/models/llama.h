@@ -1,6 +1,7 @@
 // Llama architecture (Llama 2/3, SmolLM2, TinyLlama) and the decoders that differ from it only by
 // options in ModelConfig: Mistral (sliding window), Qwen2 (q/k/v bias, optional sliding window on
-// some layers), Qwen3 (per-head RMSNorm of q and k before RoPE). Pre-norm decoder layers of
+// some layers), Qwen3 (per-head RMSNorm of q and k before RoPE), Phi-3 (fused qkv and gate_up
+// projections, split by rows at load; partial rotary). Pre-norm decoder layers of
 // RMSNorm -> attention with RoPE -> residual, RMSNorm -> SiLU-gated MLP -> residual.
 // Weights are asked for by GGUF name; llama_hf_weight_name maps them to Hugging Face names.
 #pragma once
@@ -21,6 +22,11 @@ namespace cvllm {
 // "model.layers.N.self_attn.q_proj.weight", "token_embd.weight" -> "model.embed_tokens.weight".
 // nullopt for names the family does not have (e.g. "rope_freqs.weight").
 std::optional<std::string> llama_hf_weight_name(const std::string& gguf_name);
+// Phi3ForCausalLM: the Llama names, plus its fused projections under llama.cpp's names for them:
+// "blk.N.attn_qkv.weight" -> "model.layers.N.self_attn.qkv_proj.weight" ([q + 2 kv, hidden]),
+// "blk.N.ffn_up.weight" -> "model.layers.N.mlp.gate_up_proj.weight" ([2 ffn, hidden], gate rows
+// first).
+std::optional<std::string> phi3_hf_weight_name(const std::string& gguf_name);
 
 class LlamaForCausalLM : public CausalLM {
  public:

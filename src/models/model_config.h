@@ -38,9 +38,21 @@ struct ModelConfig {
   bool qkv_bias = false;     // q/k/v projections have biases (Qwen2; Llama/Qwen3 attention_bias)
   bool o_proj_bias = false;  // the attention output projection has one (Llama/Qwen3 attention_bias)
   bool qk_norm = false;      // per-head RMSNorm of q and k before RoPE (Qwen3)
+  // Phi-3 stores q|k|v as one qkv_proj and gate|up as one gate_up_proj; split by rows at load.
+  bool fused_qkv = false;
+  bool fused_gate_up = false;
   int64_t sliding_window = -1;  // > 0: attention sees only the last `sliding_window` positions
   // [num_hidden_layers] which layers use the sliding window; empty means all (when it is set).
   std::vector<bool> sliding_window_layers;
+
+  // LayerNorm decoders with learned positions (OPT, GPT-2); the Llama family ignores these.
+  std::string hidden_act = "silu";  // "silu", "relu" (OPT), "gelu_new" (GPT-2, tanh form)
+  double layer_norm_eps = 1e-5;
+  bool layer_norm_affine = true;       // LayerNorms have weight and bias (OPT may switch off)
+  bool mlp_bias = false;               // fc1/fc2 biases (OPT enable_bias, GPT-2)
+  bool do_layer_norm_before = true;    // OPT: pre-LN (125m, 1.3b...) or post-LN (350m)
+  bool final_layer_norm = true;        // OPT: only pre-LN models end with one
+  int64_t word_embed_proj_dim = 0;     // OPT: embedding width when != hidden_size (project_in/out)
 
   bool layer_uses_sliding_window(int64_t layer) const {
     if (sliding_window <= 0) return false;

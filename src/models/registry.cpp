@@ -1,6 +1,8 @@
 #include "models/registry.h"
 
+#include "models/gpt2.h"
 #include "models/llama.h"
+#include "models/opt.h"
 #include "util/error.h"
 
 namespace cvllm {
@@ -13,16 +15,26 @@ struct ArchitectureEntry {
   // for the interleaved layout, but keeps Qwen's as they are (rotate-half). Hugging Face
   // checkpoints are always rotate-half.
   RopeStyle gguf_rope_style;
+  // Loads from Hugging Face checkpoints only: llama.cpp has no OPT, and its GPT-2 and Phi-3
+  // files (other names, pre-transposed or fused tensors, other metadata keys) are not read yet.
+  bool hf_only = false;
 };
 
-// Mistral, Qwen2 and Qwen3 are the Llama decoder with options (sliding window, q/k/v bias,
-// q/k norm) that ModelConfig carries; they share its file and weight names.
+// Mistral, Qwen2, Qwen3 and Phi-3 are the Llama decoder with options (sliding window, q/k/v bias,
+// q/k norm, fused projections) that ModelConfig carries; they share its file (and, but for Phi-3's
+// fused projections, its weight names). OPT and GPT-2 have their own files.
 constexpr ArchitectureEntry kArchitectures[] = {
     {"llama", "LlamaForCausalLM", RopeStyle::kInterleaved},
     {"mistral", "MistralForCausalLM", RopeStyle::kInterleaved},
     {"qwen2", "Qwen2ForCausalLM", RopeStyle::kNeox},
     {"qwen3", "Qwen3ForCausalLM", RopeStyle::kNeox},
+    {"phi3", "Phi3ForCausalLM", RopeStyle::kNeox, true},
+    {"opt", "OPTForCausalLM", RopeStyle::kNeox, true},
+    {"gpt2", "GPT2LMHeadModel", RopeStyle::kNeox, true},
 };
+
+// OPT and GPT-2 models ask for their weights by Hugging Face name (they have no GGUF form here).
+std::optional<std::string> same_name(const std::string& name) { return name; }
 
 const ArchitectureEntry* find_entry(const std::string& name) {
   for (const ArchitectureEntry& e : kArchitectures) {
@@ -63,6 +75,8 @@ std::optional<std::string> architecture_from_hf(const std::string& hf_class) {
 HfWeightNameMap hf_weight_name_map(const std::string& architecture) {
   if (find_entry(architecture) == nullptr)
     throw_unsupported("Hugging Face checkpoint", architecture);
+  if (architecture == "opt" || architecture == "gpt2") return same_name;
+  if (architecture == "phi3") return phi3_hf_weight_name;
   return llama_hf_weight_name;
 }
 
@@ -70,6 +84,13 @@ std::unique_ptr<CausalLM> create_model(const ModelConfig& config, const WeightSo
                                        Backend& backend, CheckpointFormat format) {
   const ArchitectureEntry* entry = find_entry(config.architecture);
   if (entry == nullptr) throw_unsupported(weights.path(), config.architecture);
+  if (entry->hf_only && format == CheckpointFormat::kGguf) {
+    throw ValueError(cat(weights.path(), ": GGUF files of architecture '", config.architecture,
+                         "' are not supported yet (load its Hugging Face checkpoint)"));
+  }
+  if (config.architecture == "opt") return std::make_unique<OPTForCausalLM>(config, weights, backend);
+  if (config.architecture == "gpt2")
+    return std::make_unique<GPT2LMHeadModel>(config, weights, backend);
   RopeStyle style = format == CheckpointFormat::kGguf ? entry->gguf_rope_style : RopeStyle::kNeox;
   return std::make_unique<LlamaForCausalLM>(config, weights, backend, style);
 }

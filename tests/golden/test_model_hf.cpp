@@ -1,9 +1,12 @@
 // Tiny random-weight Hugging Face checkpoints (tests/golden/data/hf/<name>/, safetensors in f32,
 // bf16 and f16, one sharded) against transformers (scripts/gen_hf_model_fixtures.py): Llama with
 // llama3 and linear rope scaling, Mistral with a sliding window shorter than the prompts, Qwen2
-// with q/k/v biases, Qwen3 with q/k norms. The forward pass is compared logit by logit; greedy
-// continuations go through the whole engine (cvllm::LLM, token-id prompts, skip_tokenizer_init,
-// all prompts in one batch).
+// with q/k/v biases, Qwen3 with q/k norms, OPT pre-LN (opt-125m-like), post-LN with
+// project_in/out (opt-350m-like) and without biases or LayerNorm affine, GPT-2 (Conv1D weights,
+// fused c_attn), Phi-3 (fused qkv and gate_up, partial rotary, sliding window); OPT and GPT-2 also
+// under their base models' key names ("decoder.*", "h.0.*"). The forward pass is compared logit
+// by logit; greedy continuations go through the whole engine (cvllm::LLM, token-id prompts,
+// skip_tokenizer_init, all prompts in one batch).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -18,6 +21,7 @@
 #include "golden_util.h"
 #include "loader/hf_weight_source.h"
 #include "loader/safetensors.h"
+#include "models/gpt2.h"
 #include "tokenizer/tokenizer.h"
 
 namespace cvllm {
@@ -99,6 +103,7 @@ EngineArgs engine_args(const std::string& model, const std::string& kernels = "r
   EngineArgs args;
   args.model = model;
   args.skip_tokenizer_init = true;
+  args.device = "cpu";  // the f32 tolerances below are the CPU backend's
   args.cpu_kernels = kernels;
   args.num_threads = 2;
   args.kv_cache_memory_bytes = 16 << 20;
@@ -184,7 +189,7 @@ TEST_P(HfCheckpoint, GreedyThroughLLMMatchesTransformers) {
 }
 
 // F32/F16/BF16 weights take f32 FMA on the fast path too (no activation quantization), so the
-// greedy tokens must be the same; the fixtures' smallest greedy margin is 0.036.
+// greedy tokens must be the same; the fixtures' smallest greedy margin is 0.036 (llama_f32).
 TEST_P(HfCheckpoint, GreedyWithFastKernelsMatchesTransformers) {
   nlohmann::json fx = fixture();
   LLM llm(engine_args(checkpoint_dir(GetParam()), "fast"));
@@ -193,7 +198,10 @@ TEST_P(HfCheckpoint, GreedyWithFastKernelsMatchesTransformers) {
 
 INSTANTIATE_TEST_SUITE_P(Checkpoints, HfCheckpoint,
                          ::testing::Values("llama_f32", "llama_f32_sharded", "llama_bf16_tied",
-                                           "mistral_swa", "qwen2_f32", "qwen3_f16"),
+                                           "mistral_swa", "qwen2_f32", "qwen3_f16", "opt_f32",
+                                           "opt_post_ln_bf16", "opt_f32_bare", "opt_plain_f16",
+                                           "gpt2_f16",
+                                           "gpt2_f16_bare", "phi3_bf16"),
                          [](const auto& info) { return info.param; });
 
 // GGUF copies of the Qwen checkpoints (same weights, llama.cpp's names and metadata keys, Q/K not
@@ -266,6 +274,96 @@ TEST(HfCheckpointFiles, ConfigReadsEveryVariant) {
   ModelConfig qwen3 = model_config_from_hf(checkpoint_dir("qwen3_f16"));
   EXPECT_TRUE(qwen3.qk_norm);
   EXPECT_FALSE(qwen3.qkv_bias);
+  ModelConfig opt = model_config_from_hf(checkpoint_dir("opt_f32"));
+  EXPECT_EQ(opt.architecture, "opt");
+  EXPECT_EQ(opt.hidden_act, "relu");
+  EXPECT_EQ(opt.intermediate_size, 128);  // ffn_dim
+  EXPECT_EQ(opt.head_dim, 16);
+  EXPECT_TRUE(opt.do_layer_norm_before && opt.final_layer_norm);
+  EXPECT_TRUE(opt.qkv_bias && opt.o_proj_bias && opt.mlp_bias);
+  EXPECT_TRUE(opt.tie_word_embeddings);
+  EXPECT_EQ(opt.word_embed_proj_dim, 64);
+  ModelConfig opt_post = model_config_from_hf(checkpoint_dir("opt_post_ln_bf16"));
+  EXPECT_FALSE(opt_post.do_layer_norm_before || opt_post.final_layer_norm);
+  EXPECT_EQ(opt_post.word_embed_proj_dim, 32);
+  ModelConfig opt_plain = model_config_from_hf(checkpoint_dir("opt_plain_f16"));
+  EXPECT_FALSE(opt_plain.qkv_bias || opt_plain.o_proj_bias || opt_plain.mlp_bias);
+  EXPECT_FALSE(opt_plain.layer_norm_affine);
+  ModelConfig gpt2 = model_config_from_hf(checkpoint_dir("gpt2_f16"));
+  EXPECT_EQ(gpt2.architecture, "gpt2");
+  EXPECT_EQ(gpt2.hidden_act, "gelu_new");
+  EXPECT_EQ(gpt2.hidden_size, 64);         // n_embd
+  EXPECT_EQ(gpt2.intermediate_size, 256);  // n_inner null: 4 * n_embd
+  EXPECT_EQ(gpt2.max_position_embeddings, 128);
+  EXPECT_TRUE(gpt2.tie_word_embeddings);
+  ModelConfig phi3 = model_config_from_hf(checkpoint_dir("phi3_bf16"));
+  EXPECT_EQ(phi3.architecture, "phi3");
+  EXPECT_TRUE(phi3.fused_qkv && phi3.fused_gate_up);
+  EXPECT_EQ(phi3.rotary_dim, 8);  // partial_rotary_factor 0.5 of head_dim 16
+  EXPECT_EQ(phi3.sliding_window, 10);
+}
+
+// Phi-3's long-context variants (128k) use rope scaling we do not implement: a ValueError that
+// names it, never a silently wrong model.
+TEST(HfCheckpointFiles, Phi3LongRopeIsRejectedByName) {
+  std::ifstream in(checkpoint_dir("phi3_bf16") + "/config.json");
+  nlohmann::json j = nlohmann::json::parse(in);
+  for (const char* type : {"longrope", "su"}) {
+    j.erase("rope_parameters");
+    j["rope_scaling"] = {{"type", type}, {"short_factor", {1.0}}, {"long_factor", {1.0}}};
+    try {
+      model_config_from_hf_json(j.dump(), "phi3/config.json");
+      ADD_FAILURE() << type << " accepted";
+    } catch (const ValueError& e) {
+      EXPECT_NE(std::string(e.what()).find(type), std::string::npos) << e.what();
+    }
+  }
+}
+
+// The fixture exercises Phi-3's partial rotary: rotating whole heads instead moves the logits far
+// from transformers'.
+TEST(HfCheckpointFiles, Phi3PartialRotaryMatters) {
+  nlohmann::json fx = load_json(golden_path("hf/phi3_bf16.json"));
+  const auto& prompt = fx["prompts"][2];
+  std::vector<float> expected = to_floats(prompt["last_logits"]);
+  const int64_t vocab = static_cast<int64_t>(expected.size());
+  HfModelHarness whole(checkpoint_dir("phi3_bf16"), cpu::MatmulPath::kReference,
+                       [](ModelConfig& c) { c.rotary_dim = c.head_dim; });
+  std::vector<float> all = whole.forward(prompt["token_ids"].get<std::vector<int32_t>>());
+  std::vector<float> last(all.end() - vocab, all.end());
+  EXPECT_GT(closeness(last, expected, kLogitAtol, kLogitRtol), 100.0);
+}
+
+// OPT and GPT-2 have no GGUF form here: asking for one is a ValueError, not a wrong model.
+TEST(HfCheckpointFiles, LearnedPositionModelsAreHuggingFaceOnly) {
+  EXPECT_THROW(HfModelHarness(checkpoint_dir("gpt2_f16"), cpu::MatmulPath::kReference, nullptr,
+                              CheckpointFormat::kGguf),
+               ValueError);
+  std::vector<std::string> archs = supported_hf_architectures();
+  for (const char* name : {"OPTForCausalLM", "GPT2LMHeadModel"})
+    EXPECT_NE(std::find(archs.begin(), archs.end(), name), archs.end()) << name;
+}
+
+// Conv1D [in, out] -> [out, in], every dtype kept.
+TEST(HfCheckpointFiles, Conv1DTransposeKeepsTheDtype) {
+  const float f[6] = {1, 2, 3, 4, 5, 6};  // [2, 3]
+  Tensor t = transpose_conv1d_weight(Tensor::view(f, DType::kF32, {2, 3}));
+  ASSERT_EQ(t.shape(), (std::vector<int64_t>{3, 2}));
+  EXPECT_EQ(std::vector<float>(t.data_as<float>(), t.data_as<float>() + 6),
+            (std::vector<float>{1, 4, 2, 5, 3, 6}));
+  const uint16_t h[6] = {1, 2, 3, 4, 5, 6};
+  Tensor th = transpose_conv1d_weight(Tensor::view(h, DType::kBF16, {2, 3}));
+  EXPECT_EQ(th.dtype(), DType::kBF16);
+  EXPECT_EQ(std::vector<uint16_t>(th.data_as<uint16_t>(), th.data_as<uint16_t>() + 6),
+            (std::vector<uint16_t>{1, 4, 2, 5, 3, 6}));
+}
+
+// The tied OPT checkpoint carries no lm_head.weight (transformers 5 does not save tied copies),
+// so the logits test above shows the head falls back to embed_tokens.
+TEST(HfCheckpointFiles, OptTiedHeadHasNoWeightInTheFile) {
+  SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open_dir(checkpoint_dir("opt_f32"));
+  EXPECT_EQ(ckpt.find("lm_head.weight").first, nullptr);
+  EXPECT_NE(ckpt.find("model.decoder.embed_positions.weight").first, nullptr);
 }
 
 // The sliding window changes the answer on the long prompt: with it switched off, the logits move

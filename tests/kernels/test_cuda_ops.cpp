@@ -536,6 +536,21 @@ TEST_F(CudaOps, ActivationsAndAdd) {
     cpu_.gelu_tanh_mul(host(g, shape), host(u, shape), ref2);
     EXPECT_TRUE(close(back(out2), values(ref2), 1e-6, 1e-5)) << "gelu_tanh_mul " << n;
 
+    // Non-gated (OPT's ReLU, GPT-2's gelu_new), out of place and in place.
+    Tensor out3 = poisoned(shape);
+    gpu().relu(dev(g, shape), out3);
+    Tensor ref3 = cpu_.alloc(DType::kF32, shape);
+    cpu_.relu(host(g, shape), ref3);
+    EXPECT_TRUE(close(back(out3), values(ref3), 0.0, 0.0)) << "relu " << n;
+    Tensor out4 = poisoned(shape);
+    gpu().gelu_tanh(dev(g, shape), out4);
+    Tensor ref4 = cpu_.alloc(DType::kF32, shape);
+    cpu_.gelu_tanh(host(g, shape), ref4);
+    EXPECT_TRUE(close(back(out4), values(ref4), 1e-6, 1e-5)) << "gelu_tanh " << n;
+    Tensor xd = dev(g, shape);
+    gpu().gelu_tanh(xd, xd);
+    EXPECT_TRUE(close(back(xd), values(ref4), 1e-6, 1e-5)) << "gelu_tanh in place " << n;
+
     // In place, as the model calls it (out aliases gate).
     Tensor gd = dev(g, shape);
     gpu().silu_mul(gd, dev(u, shape), gd);

@@ -434,11 +434,11 @@ TEST(Activation, GatedMatchReference) {
   }
 }
 
-TEST(Activation, InPlaceMatchReference) {
+TEST(Activation, NonGatedMatchReference) {
   std::mt19937 rng(7);
   struct Op {
     const char* name;
-    void (*kernel)(float*, int64_t, ThreadPool*);
+    void (*kernel)(const float*, float*, int64_t, ThreadPool*);
     double (*ref)(double);
   };
   const Op ops[] = {
@@ -451,12 +451,17 @@ TEST(Activation, InPlaceMatchReference) {
       for (int64_t i = 0; i < n; ++i) ref[i] = op.ref(x[i]);
       std::vector<float> first;
       for (ThreadPool* pool : all_pools()) {
-        GuardedBuffer buf(x);
-        op.kernel(buf.data(), n, pool);
-        EXPECT_TRUE(buf.guards_intact());
-        EXPECT_TRUE(activation_close(buf.data(), ref, x, nullptr));
-        if (first.empty()) first = buf.values();
-        EXPECT_TRUE(same_bits(first.data(), buf.data(), n));
+        GuardedBuffer out(n);
+        op.kernel(x.data(), out.data(), n, pool);
+        EXPECT_TRUE(out.guards_intact());
+        EXPECT_TRUE(activation_close(out.data(), ref, x, nullptr));
+        if (first.empty()) first = out.values();
+        EXPECT_TRUE(same_bits(first.data(), out.data(), n));
+        // out may alias x.
+        GuardedBuffer inplace(x);
+        op.kernel(inplace.data(), inplace.data(), n, pool);
+        EXPECT_TRUE(inplace.guards_intact());
+        EXPECT_TRUE(same_bits(first.data(), inplace.data(), n));
       }
     }
   }
@@ -630,6 +635,31 @@ TEST(CpuBackendEmbedding, GathersInputIds) {
                                table.values.begin() + (ids[i] + 1) * hidden);
       EXPECT_TRUE(all_close(out_buf.data() + i * hidden, want, 0.0, 1e-7)) << "token " << i;
     }
+  }
+}
+
+// The non-gated ops models call (OPT's relu, GPT-2's gelu_tanh) reach the kernels, in place too,
+// and reject a size mismatch.
+TEST(CpuBackendActivation, NonGatedOpsMatchReference) {
+  std::mt19937 rng(12);
+  CpuBackend backend(2, MatmulPath::kReference);
+  const int64_t rows = 3, cols = 40;
+  std::vector<float> x = activation_inputs(rows * cols, rng);
+  for (bool relu_op : {true, false}) {
+    std::vector<double> ref(x.size());
+    for (size_t i = 0; i < x.size(); ++i) ref[i] = relu_op ? ref_relu(x[i]) : ref_gelu_tanh(x[i]);
+    GuardedBuffer out(rows * cols);
+    Tensor xt = Tensor::view(x.data(), DType::kF32, {rows, cols});
+    Tensor yt = Tensor::view(out.data(), DType::kF32, {rows, cols});
+    relu_op ? backend.relu(xt, yt) : backend.gelu_tanh(xt, yt);
+    EXPECT_TRUE(out.guards_intact());
+    EXPECT_TRUE(activation_close(out.data(), ref, x, nullptr)) << (relu_op ? "relu" : "gelu_tanh");
+    GuardedBuffer inplace(x);
+    Tensor it = Tensor::view(inplace.data(), DType::kF32, {rows, cols});
+    relu_op ? backend.relu(it, it) : backend.gelu_tanh(it, it);
+    EXPECT_TRUE(same_bits(out.data(), inplace.data(), rows * cols));
+    Tensor small = Tensor::view(out.data(), DType::kF32, {rows, cols - 1});
+    EXPECT_THROW(relu_op ? backend.relu(xt, small) : backend.gelu_tanh(xt, small), Error);
   }
 }
 

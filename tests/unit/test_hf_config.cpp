@@ -148,9 +148,9 @@ TEST(HfConfig, ArchitectureVariants) {
 
 TEST(HfConfig, UnknownArchitectureListsSupportedOnes) {
   json j = llama_config();
-  j["architectures"] = {"GPT2LMHeadModel"};
+  j["architectures"] = {"FalconForCausalLM"};
   std::string msg = error_of<ValueError>(j);
-  EXPECT_NE(msg.find("dir/config.json: model architecture 'GPT2LMHeadModel' is not supported"),
+  EXPECT_NE(msg.find("dir/config.json: model architecture 'FalconForCausalLM' is not supported"),
             std::string::npos);
   for (const std::string& a : supported_hf_architectures())
     EXPECT_NE(msg.find(a), std::string::npos) << a;

@@ -40,21 +40,21 @@ void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t num_t
   });
 }
 
-void gelu(float* x, int64_t n, ThreadPool* pool) {
+void gelu(const float* x, float* out, int64_t n, ThreadPool* pool) {
   for_range(n, pool, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678f));
+    for (int64_t i = begin; i < end; ++i) out[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678f));
   });
 }
 
-void gelu_tanh(float* x, int64_t n, ThreadPool* pool) {
+void gelu_tanh(const float* x, float* out, int64_t n, ThreadPool* pool) {
   for_range(n, pool, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) x[i] = gelu_tanh_scalar(x[i]);
+    for (int64_t i = begin; i < end; ++i) out[i] = gelu_tanh_scalar(x[i]);
   });
 }
 
-void relu(float* x, int64_t n, ThreadPool* pool) {
+void relu(const float* x, float* out, int64_t n, ThreadPool* pool) {
   for_range(n, pool, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    for (int64_t i = begin; i < end; ++i) out[i] = x[i] > 0.0f ? x[i] : 0.0f;
   });
 }
 

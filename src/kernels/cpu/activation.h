@@ -15,9 +15,10 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t num_tokens
 // out = gelu(gate) * up with the tanh approximation (Gemma's gelu_pytorch_tanh).
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t num_tokens,
                    int64_t size, ThreadPool* pool);
-// In place: exact GELU (erf), tanh-approximated GELU, ReLU.
-void gelu(float* x, int64_t n, ThreadPool* pool);
-void gelu_tanh(float* x, int64_t n, ThreadPool* pool);
-void relu(float* x, int64_t n, ThreadPool* pool);
+// Non-gated, element-wise over n: exact GELU (erf), tanh-approximated GELU (GPT-2's gelu_new),
+// ReLU (OPT).  x, out: [n] (out may alias x)
+void gelu(const float* x, float* out, int64_t n, ThreadPool* pool);
+void gelu_tanh(const float* x, float* out, int64_t n, ThreadPool* pool);
+void relu(const float* x, float* out, int64_t n, ThreadPool* pool);
 
 }  // namespace cvllm::cpu

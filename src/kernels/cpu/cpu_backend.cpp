@@ -141,6 +141,16 @@ void CpuBackend::gelu_tanh_mul(const Tensor& gate, const Tensor& up, Tensor& out
                      rows_of(gate), gate.dim(-1), &pool_);
 }
 
+void CpuBackend::relu(const Tensor& x, Tensor& out) {
+  CVLLM_CHECK(x.numel() == out.numel(), "relu: ", x.describe(), " vs ", out.describe());
+  cpu::relu(x.data_as<float>(), out.data_as<float>(), x.numel(), &pool_);
+}
+
+void CpuBackend::gelu_tanh(const Tensor& x, Tensor& out) {
+  CVLLM_CHECK(x.numel() == out.numel(), "gelu_tanh: ", x.describe(), " vs ", out.describe());
+  cpu::gelu_tanh(x.data_as<float>(), out.data_as<float>(), x.numel(), &pool_);
+}
+
 void CpuBackend::add(const Tensor& a, Tensor& b) {
   CVLLM_CHECK(a.numel() == b.numel(), "add: ", a.describe(), " vs ", b.describe());
   const float* pa = a.data_as<float>();

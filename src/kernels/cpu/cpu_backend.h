@@ -39,6 +39,8 @@ class CpuBackend : public Backend {
   void rotary(Tensor& q, Tensor& k, const StepMetadata& step, const RopeParams& rope) override;
   void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
   void gelu_tanh_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
+  void relu(const Tensor& x, Tensor& out) override;
+  void gelu_tanh(const Tensor& x, Tensor& out) override;
   void add(const Tensor& a, Tensor& b) override;
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, KVCacheLayer& cache,
                  const StepMetadata& step, const AttentionParams& params, Tensor& out) override;

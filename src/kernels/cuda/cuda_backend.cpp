@@ -445,6 +445,23 @@ void CudaBackend::gelu_tanh_mul(const Tensor& gate, const Tensor& up, Tensor& ou
                       stream_);
 }
 
+void CudaBackend::relu(const Tensor& x, Tensor& out) {
+  check_f32(x, "activation input");
+  check_f32(out, "activation output");
+  CVLLM_CHECK(x.numel() == out.numel(), "relu shapes: ", x.describe(), " vs ", out.describe());
+  wrote(out);
+  cuda::relu(x.data_as<float>(), out.data_as<float>(), x.numel(), stream_);
+}
+
+void CudaBackend::gelu_tanh(const Tensor& x, Tensor& out) {
+  check_f32(x, "activation input");
+  check_f32(out, "activation output");
+  CVLLM_CHECK(x.numel() == out.numel(), "gelu_tanh shapes: ", x.describe(), " vs ",
+              out.describe());
+  wrote(out);
+  cuda::gelu_tanh(x.data_as<float>(), out.data_as<float>(), x.numel(), stream_);
+}
+
 void CudaBackend::add(const Tensor& a, Tensor& b) {
   check_f32(a, "add input");
   check_f32(b, "add output");

@@ -48,6 +48,9 @@ void rotary(float* q, float* k, const int32_t* positions, int64_t num_tokens, in
 void silu_mul(const float* gate, const float* up, float* out, bf16* out_bf16, int64_t n,
               cudaStream_t stream);
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream);
+// out = relu(x) / gelu_tanh(x) (GPT-2's gelu_new), element-wise over n (out may alias x).
+void relu(const float* x, float* out, int64_t n, cudaStream_t stream);
+void gelu_tanh(const float* x, float* out, int64_t n, cudaStream_t stream);
 // b += a over n elements.
 void add(const float* a, float* b, int64_t n, cudaStream_t stream);
 // y[r, :] += bias.  y: [num_rows, n]; bias: [n]

@@ -135,6 +135,18 @@ __global__ void gelu_tanh_mul_kernel(const float* gate, const float* up, float* 
   }
 }
 
+__global__ void relu_kernel(const float* x, float* out, int64_t n) {
+  GRID_STRIDE_LOOP(i, n) { out[i] = x[i] > 0.0f ? x[i] : 0.0f; }
+}
+
+__global__ void gelu_tanh_kernel(const float* x, float* out, int64_t n) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  GRID_STRIDE_LOOP(i, n) {
+    const float v = x[i];
+    out[i] = 0.5f * v * (1.0f + tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
+  }
+}
+
 __global__ void add_kernel(const float* a, float* b, int64_t n) {
   GRID_STRIDE_LOOP(i, n) { b[i] += a[i]; }
 }
@@ -196,6 +208,18 @@ void silu_mul(const float* gate, const float* up, float* out, bf16* out_bf16, in
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
   gelu_tanh_mul_kernel<<<grid_for(n), kThreads, 0, stream>>>(gate, up, out, n);
+  CVLLM_CUDA_CHECK_LAUNCH();
+}
+
+void relu(const float* x, float* out, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  relu_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, out, n);
+  CVLLM_CUDA_CHECK_LAUNCH();
+}
+
+void gelu_tanh(const float* x, float* out, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  gelu_tanh_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, out, n);
   CVLLM_CUDA_CHECK_LAUNCH();
 }
 
