@@ -34,10 +34,13 @@ wait_healthy() {
 run_clients() {  # $1: label
   result="$(mktemp)"
   for c in $CONCURRENCY; do
-    "$CVLLM" bench serve --base-url "http://127.0.0.1:$PORT" --model "$MODEL" \
+    if ! "$CVLLM" bench serve --base-url "http://127.0.0.1:$PORT" --model "$MODEL" \
         --num-prompts $((c * PROMPTS_PER_CLIENT)) --max-concurrency "$c" \
         --random-input-len "$INPUT_LEN" --random-output-len "$OUTPUT_LEN" \
-        --save-result --result-filename "$result" >/dev/null
+        --save-result --result-filename "$result" >/dev/null; then
+      echo "$1 clients $c: the benchmark client failed (see its output by running it alone)"
+      continue
+    fi
     python3 - "$1" "$c" "$result" <<'EOF'
 import json, sys
 label, c, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
