@@ -8,6 +8,7 @@ benchmarks feed random token ids).
 
   python3 scripts/gen_random_llama_gguf.py --shape smollm2-135m out.gguf
   python3 scripts/gen_random_llama_gguf.py --shape llama-1b out.gguf
+  python3 scripts/gen_random_llama_gguf.py --shape llama3-8b out.gguf   (16 GB, a minute or two)
 
 Needs numpy and gguf-py (pip's `gguf`).
 """
@@ -23,6 +24,8 @@ SHAPES = {
     "llama-1b": (2048, 22, 32, 4, 5632, 32000, 2048, 10000.0, False),
     # Llama-3.2-1B's shape.
     "llama3-1b": (2048, 16, 32, 8, 8192, 128256, 8192, 500000.0, True),
+    # Llama-3-8B's shape (the issue's speed targets are set on it): 16 GB of f16.
+    "llama3-8b": (4096, 32, 32, 8, 14336, 128256, 8192, 500000.0, False),
 }
 
 
