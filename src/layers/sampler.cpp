@@ -213,6 +213,31 @@ Sampler::Candidates Sampler::sampling_candidates(float* logits, int64_t n, const
   return out;
 }
 
+int32_t Sampler::sample_full_vocabulary(float* logits, int64_t n, const SamplingParams& p, double u) {
+  float temperature = static_cast<float>(std::max(p.temperature, 0.01));  // as sampling_candidates
+  for (int64_t i = 0; i < n; ++i) logits[i] /= temperature;
+  softmax_inplace(logits, n);
+  float* probs = logits;
+  if (p.min_p > 0.0) {
+    float threshold = static_cast<float>(p.min_p) * *std::max_element(probs, probs + n);
+    for (int64_t i = 0; i < n; ++i) {
+      if (probs[i] < threshold) probs[i] = 0.0f;
+    }
+  }
+  double total = 0.0;
+  for (int64_t i = 0; i < n; ++i) total += probs[i];
+  const double target = u * total;
+  double cum = 0.0;
+  int32_t last = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (probs[i] <= 0.0f) continue;
+    cum += probs[i];
+    last = static_cast<int32_t>(i);
+    if (target < cum) return last;
+  }
+  return last;  // rounding left the draw past the end: the last token with probability
+}
+
 SampleResult Sampler::sample_row(float* logits, SamplingState& s) const {
   const SamplingParams& p = *s.params;
   const int64_t n = vocab_size_;
@@ -223,6 +248,11 @@ SampleResult Sampler::sample_row(float* logits, SamplingState& s) const {
   int32_t token;
   if (p.is_greedy()) {
     token = argmax(logits, n);
+  } else if ((p.top_k <= 0 || p.top_k >= n) && p.top_p >= 1.0) {
+    // Neither top-k nor top-p: draw straight from the (min_p-filtered) distribution in vocabulary
+    // order — the same draw as through the candidate list, without building it.
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    token = sample_full_vocabulary(logits, n, p, uniform(*s.generator));
   } else {
     Candidates c = sampling_candidates(logits, n, p);
     // One uniform draw through the cumulative distribution (multinomial sampling).

@@ -56,6 +56,9 @@ class Sampler {
     std::vector<double> probs;  // sums to 1
   };
   static Candidates sampling_candidates(float* logits, int64_t vocab_size, const SamplingParams& params);
+  // The draw without top-k/top-p: `u` uniform in [0, 1) walks the cumulative distribution.
+  static int32_t sample_full_vocabulary(float* logits, int64_t vocab_size,
+                                        const SamplingParams& params, double u);
 
  private:
   SampleResult sample_row(float* logits, SamplingState& state) const;
