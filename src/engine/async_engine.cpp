@@ -167,6 +167,10 @@ void AsyncEngine::deliver(std::vector<RequestOutput>& outputs) {
     outputs.push_back(beam_search_request_output(std::move(r), engine_->tokenizer(), include));
   }
   std::lock_guard<std::mutex> lock(mutex_);
+  // The snapshot first: a client woken by its final output may read /metrics at once, and must not
+  // see its request still running.
+  snapshot_.scheduler = engine_->scheduler_stats();
+  snapshot_.num_steps = engine_->engine_core().num_steps();
   for (RequestOutput& out : outputs) {
     auto it = streams_.find(out.request_id);
     if (it == streams_.end()) continue;
