@@ -232,10 +232,9 @@ void AsyncEngine::loop() {
       }
       if (engine_->has_unfinished_requests()) {
         std::vector<RequestOutput> outputs = engine_->step();
-        deliver(outputs);
-      }
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
+        deliver(outputs);  // updates the snapshot too
+      } else {
+        std::lock_guard<std::mutex> lock(mutex_);  // aborts alone change what is running
         snapshot_.scheduler = engine_->scheduler_stats();
         snapshot_.num_steps = engine_->engine_core().num_steps();
       }

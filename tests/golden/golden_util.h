@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -59,6 +60,39 @@ inline double closeness(const std::vector<float>& a, const std::vector<float>& b
   return worst;
 }
 
+// One request over positions 0..T-1 through `model`'s forward pass, as the engine runs it: a fresh
+// paged KV cache whose block table runs in reverse (skipping the null block) so paging matters.
+// Returns the logits of every position [T, vocab], flattened; `dump` receives named intermediates.
+inline std::vector<float> forward_one_prompt(
+    CausalLM& model, Backend& backend, const ModelConfig& config, const std::vector<int32_t>& ids,
+    int block_size = 16, DType kv_dtype = DType::kF32,
+    std::function<void(const std::string&, const Tensor&)> dump = nullptr) {
+  const int64_t t = static_cast<int64_t>(ids.size());
+  const int64_t num_blocks = (t + block_size - 1) / block_size + 2;
+  std::vector<KVCacheLayer> caches;
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+    std::vector<int64_t> shape = {num_blocks, config.num_key_value_heads, block_size, config.head_dim};
+    caches.push_back({backend.alloc(kv_dtype, shape), backend.alloc(kv_dtype, shape), block_size});
+  }
+  ForwardBatch batch;
+  batch.input_ids = ids;
+  std::vector<int32_t> blocks;
+  for (int64_t b = num_blocks - 1; b >= 1; --b) blocks.push_back(static_cast<int32_t>(b));
+  for (int64_t p = 0; p < t; ++p) {
+    batch.positions.push_back(static_cast<int32_t>(p));
+    batch.slot_mapping.push_back(int64_t{blocks[p / block_size]} * block_size + p % block_size);
+    batch.logits_indices.push_back(static_cast<int32_t>(p));
+  }
+  batch.query_start_loc = {0, static_cast<int32_t>(t)};
+  batch.seq_lens = {static_cast<int32_t>(t)};
+  batch.block_table = blocks;
+  batch.max_blocks_per_req = static_cast<int64_t>(blocks.size());
+  auto step = backend.prepare_step(batch);
+  ForwardContext ctx{backend, *step, caches, std::move(dump)};
+  Tensor hidden = model.forward(ctx);
+  return backend.to_host(model.compute_logits(backend, hidden));
+}
+
 // Runs a model's forward pass over one prompt (positions 0..T-1, fresh paged KV cache) and keeps
 // the named intermediates and the logits of every position.
 class ModelHarness {
@@ -75,34 +109,11 @@ class ModelHarness {
 
   // Returns logits [T, vocab] flattened; intermediates land in dumps().
   std::vector<float> forward(const std::vector<int32_t>& ids, int block_size = 16) {
-    const int64_t t = static_cast<int64_t>(ids.size());
-    const int64_t num_blocks = (t + block_size - 1) / block_size + 2;
-    std::vector<KVCacheLayer> caches;
-    for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
-      std::vector<int64_t> shape = {num_blocks, config_.num_key_value_heads, block_size, config_.head_dim};
-      caches.push_back({backend_.alloc(DType::kF32, shape), backend_.alloc(DType::kF32, shape), block_size});
-    }
-    ForwardBatch batch;
-    batch.input_ids = ids;
-    // Blocks in reverse order (and skipping the null block) so the block table matters.
-    std::vector<int32_t> blocks;
-    for (int64_t b = num_blocks - 1; b >= 1; --b) blocks.push_back(static_cast<int32_t>(b));
-    for (int64_t p = 0; p < t; ++p) {
-      batch.positions.push_back(static_cast<int32_t>(p));
-      batch.slot_mapping.push_back(int64_t{blocks[p / block_size]} * block_size + p % block_size);
-      batch.logits_indices.push_back(static_cast<int32_t>(p));
-    }
-    batch.query_start_loc = {0, static_cast<int32_t>(t)};
-    batch.seq_lens = {static_cast<int32_t>(t)};
-    batch.block_table = blocks;
-    batch.max_blocks_per_req = static_cast<int64_t>(blocks.size());
-    auto step = backend_.prepare_step(batch);
     dumps_.clear();
-    ForwardContext ctx{backend_, *step, caches, [this](const std::string& name, const Tensor& v) {
-                         dumps_[name] = backend_.to_host(v);
-                       }};
-    Tensor hidden = model_->forward(ctx);
-    return backend_.to_host(model_->compute_logits(backend_, hidden));
+    return forward_one_prompt(*model_, backend_, config_, ids, block_size, DType::kF32,
+                              [this](const std::string& name, const Tensor& v) {
+                                dumps_[name] = backend_.to_host(v);
+                              });
   }
 
   const std::map<std::string, std::vector<float>>& dumps() const { return dumps_; }

@@ -47,31 +47,7 @@ std::vector<float> run_prompt(Backend& backend, const std::string& gguf, const s
   ModelConfig config = model_config_from_gguf(*file);
   GgufWeightSource weights(file);
   std::unique_ptr<CausalLM> model = create_model(config, weights, backend, CheckpointFormat::kGguf);
-  const int block_size = 16;
-  const int64_t t = static_cast<int64_t>(ids.size());
-  const int64_t num_blocks = (t + block_size - 1) / block_size + 2;
-  std::vector<KVCacheLayer> caches;
-  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
-    std::vector<int64_t> shape = {num_blocks, config.num_key_value_heads, block_size, config.head_dim};
-    caches.push_back({backend.alloc(kv_dtype, shape), backend.alloc(kv_dtype, shape), block_size});
-  }
-  ForwardBatch batch;
-  batch.input_ids = ids;
-  std::vector<int32_t> blocks;
-  for (int64_t b = num_blocks - 1; b >= 1; --b) blocks.push_back(static_cast<int32_t>(b));
-  for (int64_t p = 0; p < t; ++p) {
-    batch.positions.push_back(static_cast<int32_t>(p));
-    batch.slot_mapping.push_back(int64_t{blocks[p / block_size]} * block_size + p % block_size);
-    batch.logits_indices.push_back(static_cast<int32_t>(p));
-  }
-  batch.query_start_loc = {0, static_cast<int32_t>(t)};
-  batch.seq_lens = {static_cast<int32_t>(t)};
-  batch.block_table = blocks;
-  batch.max_blocks_per_req = static_cast<int64_t>(blocks.size());
-  auto step = backend.prepare_step(batch);
-  ForwardContext ctx{backend, *step, caches, nullptr};
-  Tensor hidden = model->forward(ctx);
-  return backend.to_host(model->compute_logits(backend, hidden));
+  return testing::forward_one_prompt(*model, backend, config, ids, 16, kv_dtype);
 }
 
 EngineArgs cuda_args(const std::string& path) {

@@ -64,32 +64,7 @@ class HfModelHarness {
   const ModelConfig& config() const { return config_; }
 
   std::vector<float> forward(const std::vector<int32_t>& ids, int block_size = 4) {
-    const int64_t t = static_cast<int64_t>(ids.size());
-    const int64_t num_blocks = (t + block_size - 1) / block_size + 2;
-    std::vector<KVCacheLayer> caches;
-    for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
-      std::vector<int64_t> shape = {num_blocks, config_.num_key_value_heads, block_size,
-                                    config_.head_dim};
-      caches.push_back(
-          {backend_.alloc(DType::kF32, shape), backend_.alloc(DType::kF32, shape), block_size});
-    }
-    ForwardBatch batch;
-    batch.input_ids = ids;
-    std::vector<int32_t> blocks;
-    for (int64_t b = num_blocks - 1; b >= 1; --b) blocks.push_back(static_cast<int32_t>(b));
-    for (int64_t p = 0; p < t; ++p) {
-      batch.positions.push_back(static_cast<int32_t>(p));
-      batch.slot_mapping.push_back(int64_t{blocks[p / block_size]} * block_size + p % block_size);
-      batch.logits_indices.push_back(static_cast<int32_t>(p));
-    }
-    batch.query_start_loc = {0, static_cast<int32_t>(t)};
-    batch.seq_lens = {static_cast<int32_t>(t)};
-    batch.block_table = blocks;
-    batch.max_blocks_per_req = static_cast<int64_t>(blocks.size());
-    auto step = backend_.prepare_step(batch);
-    ForwardContext ctx{backend_, *step, caches, nullptr};
-    Tensor hidden = model_->forward(ctx);
-    return backend_.to_host(model_->compute_logits(backend_, hidden));
+    return testing::forward_one_prompt(*model_, backend_, config_, ids, block_size);
   }
 
  private:

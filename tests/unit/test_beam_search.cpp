@@ -11,25 +11,14 @@
 #include "engine/engine_core.h"
 #include "engine/llm_engine.h"
 #include "golden/golden_util.h"
+#include "unit/tiny_model.h"
 
 namespace cvllm {
 namespace {
 
-std::string tiny_model() { return std::string(CVLLM_SOURCE_DIR) + "/tests/golden/data/tiny_llama_q8_0.gguf"; }
-
-EngineArgs tiny_args() {
-  EngineArgs a;
-  a.model = tiny_model();
-  a.num_threads = 2;
-  a.kv_cache_memory_bytes = 16 << 20;
-  return a;
-}
-
-std::vector<int32_t> prompt_ids(int len, int salt) {
-  std::vector<int32_t> ids;
-  for (int i = 0; i < len; ++i) ids.push_back(3 + (i * 37 + salt * 101) % 290);
-  return ids;
-}
+using testing::tiny_model;
+using testing::tiny_args;
+using testing::prompt_ids;
 
 BeamSearchParams beam_params(int width, int max_tokens, bool ignore_eos = false,
                              double length_penalty = 1.0) {

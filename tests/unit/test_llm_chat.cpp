@@ -6,17 +6,12 @@
 #include "chat/chat_template.h"
 #include "cvllm/cvllm.h"
 #include "tokenizer/tokenizer.h"
+#include "unit/tiny_model.h"
 
 namespace cvllm {
 namespace {
 
-EngineArgs tiny_args() {
-  EngineArgs a;
-  a.model = std::string(CVLLM_SOURCE_DIR) + "/tests/golden/data/tiny_llama_q8_0.gguf";
-  a.num_threads = 2;
-  a.kv_cache_memory_bytes = 16 << 20;
-  return a;
-}
+using testing::tiny_args;
 
 std::string chatml() { return load_chat_template(std::string(CVLLM_SOURCE_DIR) + "/examples/template_chatml.jinja"); }
 

@@ -237,6 +237,37 @@ TEST(SamplerDraws, ChiSquareForEachOption) {
   }
 }
 
+// The draw without top-k/top-p skips the candidate list; for the same uniform value it must pick
+// the token a walk through sampling_candidates' list picks.
+TEST(SamplerDraws, FullVocabularyDrawEqualsTheCandidateWalk) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  for (double min_p : {0.0, 0.05}) {
+    SamplingParams p;
+    p.temperature = 0.8;
+    p.min_p = min_p;
+    for (int trial = 0; trial < 200; ++trial) {
+      std::vector<float> base(1000);
+      for (float& x : base) x = normal(rng);
+      double u = uniform(rng);
+      std::vector<float> a = base, b = base;
+      Sampler::Candidates c = Sampler::sampling_candidates(a.data(), 1000, p);
+      int32_t want = c.ids.back();
+      double cum = 0.0;
+      for (size_t i = 0; i < c.ids.size(); ++i) {
+        cum += c.probs[i];
+        if (u < cum) {
+          want = c.ids[i];
+          break;
+        }
+      }
+      EXPECT_EQ(Sampler::sample_full_vocabulary(b.data(), 1000, p, u), want)
+          << "min_p " << min_p << ", trial " << trial << ", u " << u;
+    }
+  }
+}
+
 TEST(SamplerDraws, SeededGeneratorsReproduce) {
   auto draw = [](uint64_t seed) {
     Fixture f;
