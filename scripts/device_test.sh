@@ -16,7 +16,7 @@
 # Results: $OUT/logs.tgz and $OUT/summary.txt (default ./build-device-logs); the last lines printed are
 # the summary. Knobs: SKIP_TESTS=1, SKIP_BENCH=1, BENCH_SHAPES="smollm2-135m llama-1b",
 # BENCH_EXTRA="in,out,batch,gemm ..." (gemm: per-n | invariant | per-n-glibc), PROFILE=1 (with
-# PROFILE_BS, PROFILE_SKIP, PROFILE_COUNT).
+# PROFILE_BS, PROFILE_SKIP, PROFILE_COUNT), TARGETS=1 (issue 8's Llama-3-8B-shape targets).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -98,7 +98,7 @@ grep -h "\[ note \]" "$OUT/cuda_tiny_llama.log" | head -40 >> "$OUT/notes.txt"
 # Out-of-bounds accesses and races in the kernels (a subset: the sanitizer is slow).
 if command -v compute-sanitizer >/dev/null; then
   timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 "$TEST_BIN/kernels_test_cuda_ops" \
-    --gtest_filter='*PagedAttentionF32*:*Embedding*:*RmsNorm*:*Rotary*:*Dequantize*' > "$OUT/memcheck.log" 2>&1
+    --gtest_filter='*PagedAttentionF32*:*PagedAttentionBf16*:*Embedding*:*RmsNorm*:*Rotary*:*Dequantize*:*Sampling*:*DecodeSized*' > "$OUT/memcheck.log" 2>&1
   note "memcheck: rc=$? ($(grep -m1 'ERROR SUMMARY' "$OUT/memcheck.log"))"
   timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$TEST_BIN/kernels_test_cuda_ops" \
     --gtest_filter='*SplitAcrossLongContexts*' > "$OUT/memcheck-split.log" 2>&1
@@ -130,6 +130,35 @@ if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
       note "bench latency $shape in=$in_len out=$out_len bs=$bs gemm=$gemm: $(python3 -c "import json,sys; d=json.load(open('$log')); print('prefill %.1f tok/s, decode %.1f tok/s, latency %.3f s' % (d['prompt_tokens_per_s'], d['decode_tokens_per_s'], d['avg_latency_s']))" 2>/dev/null || echo failed: $(tail -2 "${log%.json}.err"))"
     done
   done
+fi
+
+# Issue 8's targets on a Llama-3-8B-shaped random bf16 checkpoint (safetensors, made here), each
+# with the A/B switch of the change that targets it: matrix-vector kernels for batch-1 decode,
+# tensor-core prefill attention for long prompts, sampling on the GPU for throughput (no switch:
+# compare with BENCHMARKS.md's earlier row).
+if [[ "${TARGETS:-0}" == 1 ]]; then
+  model=/tmp/random-llama3-8b-hf
+  [[ -f $model/config.json ]] || python3 scripts/gen_random_hf_checkpoint.py --shape llama3-8b "$model" > "$OUT/gen-8b.log" 2>&1 ||
+    note "could not generate the 8B checkpoint (see gen-8b.log)"
+  bench8b() {  # name env... -- args...
+    local name=$1; shift
+    local envs=()
+    while [[ $1 != -- ]]; do envs+=("$1"); shift; done
+    shift
+    local log=$OUT/target-$name.json
+    env "${envs[@]}" "$BIN/cvllm" "$@" --model "$model" --skip-tokenizer-init --device cuda > "$log" 2> "${log%.json}.err"
+    note "8B $name: $(python3 -c "
+import json; d = json.load(open('$log'))
+keys = ['prompt_tokens_per_s', 'decode_tokens_per_s', 'avg_latency_s', 'tokens_per_second', 'output_throughput', 'elapsed_time']
+print(', '.join('%s %.4g' % (k, d[k]) for k in keys if k in d))" 2>/dev/null || echo failed: $(tail -2 "${log%.json}.err"))"
+  }
+  lat="bench latency --num-iters 3 --num-iters-warmup 1"
+  bench8b decode-bs1 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
+  bench8b decode-bs1-no-gemv CVLLM_CUDA_GEMV=0 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
+  bench8b decode-bs4 -- $lat --input-len 512 --output-len 128 --batch-size 4 --max-model-len 1024
+  bench8b prefill-8000 -- bench latency --num-iters 2 --num-iters-warmup 1 --input-len 8000 --output-len 1 --batch-size 1 --max-model-len 8192
+  bench8b prefill-8000-no-flash CVLLM_CUDA_FLASH=0 -- bench latency --num-iters 1 --num-iters-warmup 0 --input-len 8000 --output-len 1 --batch-size 1 --max-model-len 8192
+  bench8b throughput-1000x256 -- bench throughput --num-prompts 1000 --input-len 256 --output-len 256 --max-model-len 1024
 fi
 
 # Per-kernel GPU time of decode steps (Nsight Compute; the prefill's launches are skipped).

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tensor/tensor.h"
+#include "util/error.h"
 
 namespace cvllm {
 
@@ -66,6 +67,17 @@ struct KVCacheLayer {
   int64_t block_size = 16;
 };
 
+// One logits row drawn on the device: greedy, or temperature then min_p over the whole vocabulary
+// with one uniform draw `u` walking the distribution in vocabulary order — the host sampler's
+// path for requests without top-k/top-p, penalties, biases or logprobs (layers/sampler.h).
+struct DeviceSampleRow {
+  int32_t row = 0;           // row of the logits tensor
+  bool greedy = false;       // argmax, the lowest id among equal maxima
+  float temperature = 1.0f;  // clamped to >= 0.01 as on the host
+  float min_p = 0.0f;
+  double u = 0.0;            // in [0, 1), from the request's generator
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -106,6 +118,10 @@ class Backend {
   virtual void relu(const Tensor& x, Tensor& out) = 0;
   virtual void gelu_tanh(const Tensor& x, Tensor& out) = 0;
   virtual void add(const Tensor& a, Tensor& b) = 0;  // b += a
+  // In place over f32 x: x *= factor (Gemma's embedding scale); x = cap * tanh(x / cap) (logit
+  // soft-capping).
+  virtual void scale(Tensor& x, float factor) = 0;
+  virtual void softcap(Tensor& x, float cap) = 0;
   // Writes k, v of this step's tokens into the cache, then attends.
   // q, out: [T, num_heads * head_size]; k, v: [T, num_kv_heads * head_size]
   virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, KVCacheLayer& cache,
@@ -117,6 +133,29 @@ class Backend {
                            const std::vector<std::pair<int, int>>& src_dst) = 0;
   // Host copy of a device tensor (CPU: the same memory).
   virtual std::vector<float> to_host(const Tensor& t) = 0;
+  // Host copy of some rows of a [num_rows, width] f32 tensor, in the order given.
+  virtual std::vector<float> rows_to_host(const Tensor& t, const std::vector<int32_t>& rows) {
+    const std::vector<float> all = to_host(t);
+    const int64_t width = t.ndim() == 0 ? 1 : t.dim(-1);
+    std::vector<float> out;
+    out.reserve(rows.size() * static_cast<size_t>(width));
+    for (int32_t r : rows) {
+      CVLLM_CHECK(r >= 0 && r * width < static_cast<int64_t>(all.size()), "row ", r,
+                  " out of range for ", t.describe());
+      out.insert(out.end(), all.begin() + r * width, all.begin() + (r + 1) * width);
+    }
+    return out;
+  }
+  // Whether sample_on_device works here; when it does, the runner copies back token ids instead
+  // of [rows, vocab] logits for the rows it can take.
+  virtual bool samples_on_device() const { return false; }
+  // logits: [num_rows, vocab] f32. Returns one token id per entry of `rows`.
+  virtual std::vector<int32_t> sample_on_device(const Tensor& logits,
+                                                std::span<const DeviceSampleRow> rows) {
+    (void)logits;
+    (void)rows;
+    throw Error(cat("the ", name(), " backend does not sample on the device"));
+  }
   virtual void synchronize() {}
 };
 

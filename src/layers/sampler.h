@@ -56,6 +56,12 @@ class Sampler {
     std::vector<double> probs;  // sums to 1
   };
   static Candidates sampling_candidates(float* logits, int64_t vocab_size, const SamplingParams& params);
+  // Whether the row's draw is only greedy, or temperature + min_p over the whole vocabulary (no
+  // logits processor, top-k, top-p or logprobs): what a backend may do on the device
+  // (kernels/backend.h DeviceSampleRow).
+  static bool is_plain_draw(const SamplingState& state, int64_t vocab_size);
+  // The one uniform number in [0, 1) a random draw takes from the request's generator.
+  static double uniform_draw(std::mt19937_64& generator);
   // The draw without top-k/top-p: `u` uniform in [0, 1) walks the cumulative distribution.
   static int32_t sample_full_vocabulary(float* logits, int64_t vocab_size,
                                         const SamplingParams& params, double u);

@@ -141,14 +141,61 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
   std::unique_ptr<StepMetadata> step = backend_.prepare_step(batch);
   ForwardContext ctx{backend_, *step, kv_caches_, dump};
   Tensor hidden = model_.forward(ctx);
-  std::vector<float> logits;
   const int64_t vocab = model_.config().vocab_size;
-  if (!batch.logits_indices.empty()) {
-    Tensor selected = backend_.alloc(DType::kF32, {static_cast<int64_t>(batch.logits_indices.size()),
-                                                   hidden.dim(1)});
+  const int64_t num_logits = static_cast<int64_t>(batch.logits_indices.size());
+  Tensor logits;
+  if (num_logits > 0) {
+    Tensor selected = backend_.alloc(DType::kF32, {num_logits, hidden.dim(1)});
     backend_.gather_rows(hidden, batch.logits_indices, selected);
-    logits = backend_.to_host(model_.compute_logits(backend_, selected));
+    logits = model_.compute_logits(backend_, selected);
   }
+
+  // Rows drawn on the device when the backend can and the request asks nothing more than a plain
+  // draw; only their token ids come back. Every other logits row is copied to the host.
+  std::vector<SamplingState*> states(order.size(), nullptr);
+  std::vector<DeviceSampleRow> device_rows;
+  std::vector<size_t> device_row_req;  // index into order of each device row
+  std::vector<bool> on_device(order.size(), false);
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (sample_rows[i] < 0) continue;
+    RequestState& r = *order[i];
+    r.sampling.prompt_token_ids = std::span<const int32_t>(r.token_ids.data(), r.num_prompt_tokens);
+    r.sampling.output_token_ids = std::span<const int32_t>(
+        r.token_ids.data() + r.num_prompt_tokens, r.token_ids.size() - r.num_prompt_tokens);
+    states[i] = &r.sampling;
+    if (!backend_.samples_on_device() || !Sampler::is_plain_draw(r.sampling, vocab)) continue;
+    const SamplingParams& p = *r.params;
+    DeviceSampleRow row;
+    row.row = sample_rows[i];
+    row.greedy = p.is_greedy();
+    row.temperature = static_cast<float>(p.temperature);
+    row.min_p = static_cast<float>(p.min_p);
+    if (!row.greedy) row.u = Sampler::uniform_draw(*r.generator);  // as the host draw would
+    device_rows.push_back(row);
+    device_row_req.push_back(i);
+    on_device[i] = true;
+  }
+  std::vector<int32_t> host_rows;               // logits rows the host needs, in copy order
+  std::vector<int64_t> host_pos(num_logits, -1);  // logits row -> row of host_logits
+  auto need_on_host = [&](int row) {
+    if (host_pos[row] < 0) {
+      host_pos[row] = static_cast<int64_t>(host_rows.size());
+      host_rows.push_back(row);
+    }
+  };
+  for (size_t i = 0; i < order.size(); ++i) {
+    for (int row : prompt_logprob_rows[i]) need_on_host(row);
+    if (sample_rows[i] >= 0 && !on_device[i]) need_on_host(sample_rows[i]);
+  }
+  std::vector<int32_t> device_tokens;
+  if (!device_rows.empty()) device_tokens = backend_.sample_on_device(logits, device_rows);
+  std::vector<float> host_logits;
+  if (num_logits > 0 && static_cast<int64_t>(host_rows.size()) == num_logits) {
+    host_logits = backend_.to_host(logits);  // host_rows is 0, 1, ... in order
+  } else if (!host_rows.empty()) {
+    host_logits = backend_.rows_to_host(logits, host_rows);
+  }
+  auto host_row = [&](int row) { return host_logits.data() + host_pos[row] * vocab; };
 
   // Prompt logprobs read the raw logits, before the sampler modifies its rows in place.
   for (size_t i = 0; i < order.size(); ++i) {
@@ -156,30 +203,30 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
     if (!r.params->prompt_logprobs) continue;
     std::vector<TokenLogprobs> entries;
     for (size_t j = 0; j < prompt_logprob_rows[i].size(); ++j) {
-      int row = prompt_logprob_rows[i][j];
       int pos = r.num_computed_tokens + static_cast<int>(j);
-      entries.push_back(Sampler::gather_logprobs(logits.data() + row * vocab, vocab,
+      entries.push_back(Sampler::gather_logprobs(host_row(prompt_logprob_rows[i][j]), vocab,
                                                  r.token_ids[pos + 1], *r.params->prompt_logprobs));
     }
     out.prompt_logprobs[r.request_id] = std::move(entries);
   }
 
-  // Sample rows are contiguous per request but interleaved with prompt rows: copy them together.
-  std::vector<SamplingState*> states;
+  // Host-sampled rows are interleaved with prompt rows: copy them together.
+  std::vector<SamplingState*> host_states;
   std::vector<float> sample_logits;
   for (size_t i = 0; i < order.size(); ++i) {
-    if (sample_rows[i] < 0) continue;
-    RequestState& r = *order[i];
-    r.sampling.prompt_token_ids = std::span<const int32_t>(r.token_ids.data(), r.num_prompt_tokens);
-    r.sampling.output_token_ids = std::span<const int32_t>(
-        r.token_ids.data() + r.num_prompt_tokens, r.token_ids.size() - r.num_prompt_tokens);
-    states.push_back(&r.sampling);
-    const float* row = logits.data() + sample_rows[i] * vocab;
+    if (sample_rows[i] < 0 || on_device[i]) continue;
+    host_states.push_back(states[i]);
+    const float* row = host_row(sample_rows[i]);
     sample_logits.insert(sample_logits.end(), row, row + vocab);
   }
-  std::vector<SampleResult> samples = sampler_.sample(sample_logits.data(), states, backend_.host_pool());
+  std::vector<SampleResult> host_samples =
+      sampler_.sample(sample_logits.data(), host_states, backend_.host_pool());
+  std::vector<SampleResult> samples(order.size());
+  for (size_t d = 0; d < device_row_req.size(); ++d) samples[device_row_req[d]].token_id = device_tokens[d];
+  for (size_t i = 0, h = 0; i < order.size(); ++i) {
+    if (sample_rows[i] >= 0 && !on_device[i]) samples[i] = std::move(host_samples[h++]);
+  }
 
-  size_t next_sample = 0;
   for (size_t i = 0; i < order.size(); ++i) {
     RequestState& r = *order[i];
     r.num_computed_tokens += num_scheduled[i];
@@ -187,7 +234,7 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
     std::vector<int32_t> sampled;
     std::vector<TokenLogprobs> lps;
     if (sample_rows[i] >= 0) {
-      SampleResult& res = samples[next_sample++];
+      SampleResult& res = samples[i];
       sampled.push_back(res.token_id);
       if (!r.tokens_from_engine) {
         r.token_ids.push_back(res.token_id);

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 
 #include "cvllm/cvllm.h"
 #include "golden_util.h"
@@ -96,6 +97,36 @@ TEST_P(CudaTinyLlama, LogitsMatchCpuAndTransformers) {
   }
 }
 
+TEST_P(CudaTinyLlama, MatrixVectorKernelsAgreeWithCublasThroughTheModel) {
+  // A one-token forward runs every linear layer as a matrix-vector kernel; with them switched off
+  // (CVLLM_CUDA_GEMV=0) it runs on cuBLASLt. Both take the same bf16 operands and sum in f32, so
+  // every intermediate agrees to f32 rounding.
+  std::vector<int32_t> ids = {fixture()["prompts"][0]["token_ids"][0].get<int32_t>()};
+  auto dumps_of = [&](cuda::CudaBackend& gpu) {
+    std::map<std::string, std::vector<float>> dumps;
+    std::shared_ptr<GgufFile> file = GgufFile::open(gguf());
+    ModelConfig config = model_config_from_gguf(*file);
+    GgufWeightSource weights(file);
+    std::unique_ptr<CausalLM> model = create_model(config, weights, gpu, CheckpointFormat::kGguf);
+    std::vector<float> logits = testing::forward_one_prompt(
+        *model, gpu, config, ids, 16, DType::kBF16,
+        [&](const std::string& name, const Tensor& v) { dumps[name] = gpu.to_host(v); });
+    dumps["logits"] = logits;
+    return dumps;
+  };
+  cuda::CudaBackend gemv(0, 2, false);
+  setenv("CVLLM_CUDA_GEMV", "0", 1);
+  cuda::CudaBackend cublas(0, 2, false);
+  unsetenv("CVLLM_CUDA_GEMV");
+  auto a = dumps_of(gemv), b = dumps_of(cublas);
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, values] : a) {
+    double err = rel_error(values, b.at(name));
+    EXPECT_LT(err, 1e-4) << name;
+    if (err >= 1e-4) std::cout << "[ note ] " << GetParam() << ": " << name << " differs by " << err << "\n";
+  }
+}
+
 TEST_P(CudaTinyLlama, GreedyMatchesTransformersUpToNearTies) {
   nlohmann::json fx = fixture();
   LLM llm(cuda_args(gguf()));
@@ -157,12 +188,16 @@ double sampled_logprob_gap(const CompletionOutput& a, const CompletionOutput& b)
 }
 
 TEST_P(CudaTinyLlama, BatchInvarianceOfGreedyTokens) {
-  // Default GEMM choice (per batch size): logprobs may move by rounding, tokens must not.
+  // Default GEMM choice (per batch size): logprobs may move, tokens must not. Alone, decode runs
+  // the matrix-vector kernels, batched it runs cuBLASLt: their f32 sums differ in order, and where
+  // that moves a value across a bf16 rounding boundary the next layer's input changes by 2^-9
+  // relative. Over 16 steps this gives logprob gaps of up to ~2e-2 on the quantized tiny models
+  // (measured on an H100, 2026-11-27); with CVLLM_CUDA_GEMV=0 they are ~2e-6.
   auto [alone, batched] = alone_and_batched(gguf(), fixture());
   EXPECT_EQ(alone.token_ids, batched.token_ids);
   ASSERT_TRUE(alone.logprobs && batched.logprobs);
   double gap = sampled_logprob_gap(alone, batched);
-  EXPECT_LT(gap, 1e-3);
+  EXPECT_LT(gap, 5e-2);
   std::cout << "[ note ] " << GetParam() << ": per-batch-size GEMMs, logprob gap alone vs batched " << gap << "\n";
 }
 
@@ -173,6 +208,39 @@ TEST_P(CudaTinyLlama, BatchInvariantGemmsGiveIdenticalLogprobs) {
   EXPECT_EQ(alone.token_ids, batched.token_ids);
   ASSERT_TRUE(alone.logprobs && batched.logprobs);
   EXPECT_EQ(sampled_logprob_gap(alone, batched), 0.0) << "sampled-token logprobs differ alone vs batched";
+}
+
+TEST_P(CudaTinyLlama, SamplingOnTheGpuDrawsWhatTheHostSamplerDraws) {
+  // Plain draws (greedy, temperature, min_p; no logprobs) run on the GPU with the uniform number
+  // the host sampler would take from the request's generator: the same seeds give the same tokens
+  // as with every row sent to the host (CVLLM_CUDA_SAMPLING=0), on the same logits.
+  nlohmann::json fx = fixture();
+  std::vector<Prompt> prompts;
+  std::vector<SamplingParams> params;
+  int i = 0;
+  for (const auto& p : fx["prompts"]) {
+    for (double temperature : {0.0, 0.8, 1.3}) {
+      prompts.emplace_back(p["token_ids"].get<std::vector<int32_t>>());
+      SamplingParams sp;
+      sp.temperature = temperature;
+      sp.min_p = i % 2 == 0 ? 0.0 : 0.05;
+      sp.seed = 1000 + i++;
+      sp.max_tokens = 24;
+      sp.ignore_eos = true;
+      params.push_back(sp);
+    }
+  }
+  auto run = [&](bool on_device) {
+    if (!on_device) setenv("CVLLM_CUDA_SAMPLING", "0", 1);
+    LLM llm(cuda_args(gguf()));
+    unsetenv("CVLLM_CUDA_SAMPLING");
+    std::vector<std::vector<int32_t>> tokens;
+    for (const RequestOutput& o : llm.generate(prompts, params, false)) tokens.push_back(o.outputs[0].token_ids);
+    return tokens;
+  };
+  std::vector<std::vector<int32_t>> device = run(true), host = run(false);
+  ASSERT_EQ(device.size(), host.size());
+  for (size_t r = 0; r < device.size(); ++r) EXPECT_EQ(device[r], host[r]) << "request " << r;
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, CudaTinyLlama,

@@ -29,6 +29,7 @@
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/op_test_util.h"
+#include "layers/sampler.h"
 #include "tensor/half.h"
 #include "tensor/tensor.h"
 
@@ -389,6 +390,67 @@ TEST_F(CudaOps, LinearWithPerBatchSizeAlgorithms) {
   }
 }
 
+TEST_F(CudaOps, LinearDecodeSizedMatrixVector) {
+  // 1..kGemvMaxTokens tokens take the matrix-vector kernel (per-batch-size backend), k % 8 != 0
+  // falls back to cuBLASLt; tall, wide, odd and tiny weights.
+  CudaBackend per_n(0, 1, /*batch_invariant_gemm=*/false);
+  struct Shape {
+    int64_t out, in;
+  };
+  struct Case {
+    int64_t out, in;
+    DType dtype;
+  };
+  for (Case s : {Case{4099, 4096, DType::kBF16}, Case{77, 14336, DType::kBF16}, Case{3, 8, DType::kBF16},
+                 Case{130, 12, DType::kBF16}, Case{1, 264, DType::kBF16}, Case{300, 256, DType::kQ8_0},
+                 Case{384, 256, DType::kQ4_1}, Case{256, 512, DType::kQ4_K}}) {
+    std::vector<uint8_t> bytes = random_weight(s.dtype, s.out, s.in, rng_);
+    std::vector<float> w_f32(s.out * s.in);
+    for (int64_t r = 0; r < s.out; ++r) {
+      cpu::dequantize_row(s.dtype, bytes.data() + r * row_size(s.dtype, s.in), w_f32.data() + r * s.in, s.in);
+    }
+    Tensor wd = per_n.prepare_weight(Tensor::view(bytes.data(), s.dtype, {s.out, s.in}));
+    for (int64_t t = 1; t <= kGemvMaxTokens + 1; ++t) {
+      SCOPED_TRACE(::testing::Message() << dtype_name(s.dtype) << " out " << s.out << " in " << s.in
+                                        << " tokens " << t);
+      std::vector<float> x = normal(t * s.in);
+      Tensor y = per_n.upload(std::vector<float>(t * s.out, sentinel()), {t, s.out});
+      per_n.linear(per_n.upload(x, {t, s.in}), wd, nullptr, y);
+      std::vector<float> got = per_n.to_host(y);
+      for (float v : got) ASSERT_FALSE(is_sentinel(v));
+      EXPECT_TRUE(rel_close(got, bf16_product(x, w_f32, t, s.in, s.out), 3e-5));
+    }
+  }
+  // Several weights sharing one input go out in launches of up to kGemvMaxOutputs (q/k/v,
+  // gate/up): 6 weights of different heights, so two launches.
+  const int64_t in = 264;
+  const int64_t outs[] = {64, 16, 16, 300, 1, 40};
+  std::vector<std::vector<float>> w_f32;
+  std::vector<Tensor> wd, ys;
+  for (int64_t o : outs) {
+    std::vector<uint8_t> bytes = random_weight(DType::kBF16, o, in, rng_);
+    w_f32.emplace_back(o * in);
+    cpu::dequantize_row(DType::kBF16, bytes.data(), w_f32.back().data(), o * in);
+    wd.push_back(per_n.prepare_weight(Tensor::view(bytes.data(), DType::kBF16, {o, in})));
+  }
+  for (int64_t t : {int64_t{1}, kGemvMaxTokens}) {
+    std::vector<float> x = normal(t * in);
+    ys.clear();
+    std::vector<const Tensor*> wp;
+    std::vector<Tensor*> yp;
+    for (size_t i = 0; i < wd.size(); ++i) ys.push_back(per_n.upload(std::vector<float>(t * outs[i], sentinel()), {t, outs[i]}));
+    for (size_t i = 0; i < wd.size(); ++i) {
+      wp.push_back(&wd[i]);
+      yp.push_back(&ys[i]);
+    }
+    per_n.linear_many(per_n.upload(x, {t, in}), wp, yp);
+    for (size_t i = 0; i < wd.size(); ++i) {
+      EXPECT_TRUE(rel_close(per_n.to_host(ys[i]), bf16_product(x, w_f32[i], t, in, outs[i]), 3e-5))
+          << "output " << i << " tokens " << t;
+    }
+  }
+}
+
 TEST_F(CudaOps, LinearInputWrittenByNormOrActivationIsNeverStale) {
   // Norms and silu_mul leave a bf16 copy of their output for the next linear layer; any later
   // write to that output must make the linear convert again. The reference is the product of the
@@ -564,6 +626,20 @@ TEST_F(CudaOps, ActivationsAndAdd) {
   }
 }
 
+TEST_F(CudaOps, ScaleAndSoftcapInPlace) {
+  for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{1000}, int64_t{70001}}) {
+    std::vector<float> x = normal(n, 20.0f);
+    Tensor g = dev(x, {n});
+    Tensor c = host(x, {n});
+    gpu().scale(g, 25.298221f);
+    cpu_.scale(c, 25.298221f);
+    EXPECT_TRUE(close(back(g), values(c), 0.0, 0.0)) << "scale " << n;
+    gpu().softcap(g, 30.0f);
+    cpu_.softcap(c, 30.0f);
+    EXPECT_TRUE(close(back(g), values(c), 1e-5, 1e-5)) << "softcap " << n;
+  }
+}
+
 TEST_F(CudaOps, AllocIsZeroedAndCopyBlocksCopiesWholeBlocks) {
   const int64_t num_blocks = 6, kv_heads = 2, bs = 16, d = 8;
   Tensor z = gpu().alloc(DType::kF32, {num_blocks, kv_heads, bs, d});
@@ -581,6 +657,70 @@ TEST_F(CudaOps, AllocIsZeroedAndCopyBlocksCopiesWholeBlocks) {
   }
   EXPECT_TRUE(close(back(caches[0].k), k, 0.0, 0.0));
   EXPECT_TRUE(close(back(caches[0].v), v, 0.0, 0.0));
+}
+
+// ---- sampling ---------------------------------------------------------------------------------
+
+TEST_F(CudaOps, SamplingOnDeviceMatchesTheHostSampler) {
+  // Each device draw against the host sampler's full-vocabulary path with the same uniform number,
+  // and greedy rows against the first maximum. Logits are peaky or flat, with masked (-inf)
+  // entries and repeated maxima; vocabularies from 1 to 128k.
+  for (int64_t vocab : {int64_t{1}, int64_t{33}, int64_t{1000}, int64_t{50257}, int64_t{128256}}) {
+    SCOPED_TRACE(::testing::Message() << "vocab " << vocab);
+    const int64_t rows = 24;
+    std::vector<float> logits = normal(rows * vocab, 3.0f);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = logits.data() + r * vocab;
+      if (r % 4 == 1) {  // masked entries (allowed-token lists, bad words)
+        for (int64_t i = 1; i < vocab; i += 3) row[i] = -INFINITY;
+      }
+      if (r % 4 == 2 && vocab > 5) {  // equal maxima: greedy takes the lowest id
+        row[vocab / 2] = 50.0f;
+        row[vocab - 1] = 50.0f;
+        row[vocab / 3] = 50.0f;
+      }
+    }
+    std::vector<DeviceSampleRow> params;
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    const float temperatures[] = {0.0f, 1.0f, 0.7f, 1.6f, 0.001f};
+    const float min_ps[] = {0.0f, 0.0f, 0.05f, 0.0f, 0.3f};
+    for (int64_t r = 0; r < rows; ++r) {
+      DeviceSampleRow p;
+      p.row = static_cast<int32_t>(rows - 1 - r);  // rows taken out of order
+      p.temperature = temperatures[r % 5];
+      p.greedy = p.temperature == 0.0f;
+      p.min_p = min_ps[r % 5];
+      p.u = r == 3 ? 0.0 : r == 8 ? std::nextafter(1.0, 0.0) : unit(rng_);
+      params.push_back(p);
+    }
+    std::vector<int32_t> got = gpu().sample_on_device(dev(logits, {rows, vocab}), params);
+    ASSERT_EQ(got.size(), params.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      const DeviceSampleRow& p = params[i];
+      std::vector<float> row(logits.begin() + p.row * vocab, logits.begin() + (p.row + 1) * vocab);
+      int32_t want;
+      if (p.greedy) {
+        want = static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+      } else {
+        SamplingParams sp;
+        sp.temperature = p.temperature;
+        sp.min_p = p.min_p;
+        want = Sampler::sample_full_vocabulary(row.data(), vocab, sp, p.u);
+      }
+      EXPECT_EQ(got[i], want) << "row " << p.row << " temperature " << p.temperature << " min_p "
+                              << p.min_p << " u " << p.u;
+    }
+  }
+  EXPECT_TRUE(gpu().sample_on_device(dev({1.0f, 2.0f}, {1, 2}), {}).empty());
+}
+
+TEST_F(CudaOps, RowsToHostPicksRowsInOrder) {
+  const int64_t rows = 5, width = 7;
+  std::vector<float> v = normal(rows * width);
+  std::vector<float> got = gpu().rows_to_host(dev(v, {rows, width}), {3, 0, 3});
+  std::vector<float> want;
+  for (int r : {3, 0, 3}) want.insert(want.end(), v.begin() + r * width, v.begin() + (r + 1) * width);
+  EXPECT_TRUE(close(got, want, 0.0, 0.0));
 }
 
 // ---- paged attention ------------------------------------------------------------------------
@@ -716,8 +856,20 @@ TEST_F(CudaOps, PagedAttentionF32CacheMixedBatches) {
 }
 
 TEST_F(CudaOps, PagedAttentionBf16Cache) {
+  // Prefill chunks of >= kFlashMinQueries tokens run on the tensor-core kernel for head sizes 64,
+  // 128 and 256; other head sizes and short chunks on the CUDA-core one.
   check_attention(gpu(), cpu_, {8, 2, 64, 16, 0.0f, -1, DType::kBF16}, rng_);
   check_attention(gpu(), cpu_, {9, 3, 64, 16, 0.0f, -1, DType::kBF16}, rng_);
+  check_attention(gpu(), cpu_, {4, 1, 128, 16, 0.0f, -1, DType::kBF16}, rng_);
+  check_attention(gpu(), cpu_, {2, 2, 256, 16, 0.0f, -1, DType::kBF16}, rng_);
+  check_attention(gpu(), cpu_, {4, 4, 80, 5, 0.0f, -1, DType::kBF16}, rng_);
+}
+
+TEST_F(CudaOps, PagedAttentionBf16SlidingWindowAndSoftcap) {
+  check_attention(gpu(), cpu_, {4, 2, 64, 16, 0.0f, 7, DType::kBF16}, rng_);
+  check_attention(gpu(), cpu_, {4, 2, 128, 16, 0.0f, 70, DType::kBF16}, rng_);
+  check_attention(gpu(), cpu_, {4, 1, 128, 8, 30.0f, 33, DType::kBF16}, rng_);
+  check_attention(gpu(), cpu_, {2, 1, 256, 32, 50.0f, -1, DType::kBF16}, rng_);
 }
 
 TEST_F(CudaOps, PagedAttentionSlidingWindowAndSoftcap) {
@@ -754,6 +906,8 @@ TEST_F(CudaOps, PagedAttentionSplitAcrossLongContexts) {
   check_long_attention(gpu(), cpu_, {4, 2, 64, 16, 0.0f, 7, DType::kF32}, rng_);     // empty pieces
   check_long_attention(gpu(), cpu_, {4, 1, 128, 16, 0.0f, 1100, DType::kF32}, rng_);
   check_long_attention(gpu(), cpu_, {2, 2, 64, 16, 20.0f, -1, DType::kBF16}, rng_);
+  check_long_attention(gpu(), cpu_, {4, 1, 128, 16, 0.0f, -1, DType::kBF16}, rng_);
+  check_long_attention(gpu(), cpu_, {4, 2, 128, 16, 0.0f, 500, DType::kBF16}, rng_);
 }
 
 TEST_F(CudaOps, PagedAttentionEmptyBatch) {

@@ -1,5 +1,6 @@
 #include "kernels/cpu/cpu_backend.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "kernels/cpu/activation.h"
@@ -149,6 +150,17 @@ void CpuBackend::relu(const Tensor& x, Tensor& out) {
 void CpuBackend::gelu_tanh(const Tensor& x, Tensor& out) {
   CVLLM_CHECK(x.numel() == out.numel(), "gelu_tanh: ", x.describe(), " vs ", out.describe());
   cpu::gelu_tanh(x.data_as<float>(), out.data_as<float>(), x.numel(), &pool_);
+}
+
+void CpuBackend::scale(Tensor& x, float factor) {
+  float* p = x.data_as<float>();
+  for (int64_t i = 0; i < x.numel(); ++i) p[i] *= factor;
+}
+
+void CpuBackend::softcap(Tensor& x, float cap) {
+  CVLLM_CHECK(cap > 0.0f, "softcap needs a positive cap, got ", cap);
+  float* p = x.data_as<float>();
+  for (int64_t i = 0; i < x.numel(); ++i) p[i] = cap * std::tanh(p[i] / cap);
 }
 
 void CpuBackend::add(const Tensor& a, Tensor& b) {

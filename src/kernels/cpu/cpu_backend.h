@@ -42,6 +42,8 @@ class CpuBackend : public Backend {
   void relu(const Tensor& x, Tensor& out) override;
   void gelu_tanh(const Tensor& x, Tensor& out) override;
   void add(const Tensor& a, Tensor& b) override;
+  void scale(Tensor& x, float factor) override;
+  void softcap(Tensor& x, float cap) override;
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, KVCacheLayer& cache,
                  const StepMetadata& step, const AttentionParams& params, Tensor& out) override;
   std::vector<float> to_host(const Tensor& t) override;

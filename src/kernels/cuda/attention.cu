@@ -150,11 +150,13 @@ __global__ void __launch_bounds__(kThreads)
   float* group_sums = probs + kTile;   // [kThreads] per-group sums (head_size <= kThreads)
   __shared__ int64_t key_base[kTile];  // element offset of each tile key's row in the cache
 
-  const int64_t item = blockIdx.x;
+  // Heads vary fastest across blocks, so the query heads sharing a KV head run side by side and
+  // read its keys and values once from memory, then from L2.
+  const int64_t item = blockIdx.x / a.num_heads;
+  const int64_t head = blockIdx.x % a.num_heads;
   const int64_t t = work.work_token[item];
   const int64_t chunk = work.work_chunk[item];
   const bool whole = work.token_first_work[t + 1] - work.token_first_work[t] == 1;
-  const int64_t head = blockIdx.y;
   const int64_t d = a.head_size;
   const int64_t kv_head = head / (a.num_heads / a.num_kv_heads);
   const int32_t req = token_to_req[t];
@@ -288,8 +290,8 @@ void paged_attention(const float* q, const void* k_cache, const void* v_cache, f
                      const int32_t* seq_lens, const int32_t* block_table,
                      const AttentionWork& work, const PagedAttentionArgs& a,
                      cudaStream_t stream) {
-  if (a.num_tokens == 0 || a.num_heads == 0) return;
-  const dim3 grid(static_cast<unsigned>(work.num_items), static_cast<unsigned>(a.num_heads));
+  if (a.num_tokens == 0 || a.num_heads == 0 || work.num_items == 0) return;
+  const unsigned grid = static_cast<unsigned>(work.num_items * a.num_heads);
   const size_t smem = static_cast<size_t>(a.head_size + kTile + kThreads) * sizeof(float);
   if (a.cache_is_bf16) {
     paged_attention_kernel<bf16><<<grid, kThreads, smem, stream>>>(
@@ -301,7 +303,7 @@ void paged_attention(const float* q, const void* k_cache, const void* v_cache, f
         token_to_req, query_start_loc, seq_lens, block_table, work, a);
   }
   CVLLM_CUDA_CHECK_LAUNCH();
-  if (work.num_items > a.num_tokens) {
+  if (work.has_split) {
     const dim3 merge_grid(static_cast<unsigned>(a.num_tokens), static_cast<unsigned>(a.num_heads));
     merge_pieces_kernel<<<merge_grid, 128, 0, stream>>>(out, work, a.num_heads, a.head_size);
     CVLLM_CUDA_CHECK_LAUNCH();

@@ -27,11 +27,35 @@ class CudaStepMetadata : public StepMetadata {
   const int32_t* seq_lens = nullptr;         // [num_reqs]
   const int32_t* block_table = nullptr;      // [num_reqs, max_blocks_per_req]
   const int32_t* token_to_req = nullptr;     // [num_tokens] request index of each token
-  // Attention work items (split-KV pieces, see cuda_ops.h AttentionWork).
-  int64_t num_work_items = 0;
-  const int32_t* work_token = nullptr;        // [num_work_items]
-  const int32_t* work_chunk = nullptr;        // [num_work_items]
-  const int32_t* token_first_work = nullptr;  // [num_tokens + 1]
+  // Attention work items (split-KV pieces, see cuda_ops.h AttentionWork) of every token (when
+  // all run on the CUDA-core kernel), and of the tokens outside flash tiles (when those run on
+  // tensor cores).
+  struct WorkItems {
+    int64_t num_items = 0;
+    bool has_split = false;
+    const int32_t* token = nullptr;  // [num_items]
+    const int32_t* chunk = nullptr;  // [num_items]
+    const int32_t* first = nullptr;  // [num_tokens + 1]
+  };
+  WorkItems all_work, rest_work;
+  FlashTiles flash_tiles;
+};
+
+// Host-side lists of attention work items (cuda_ops.h AttentionWork).
+struct WorkList {
+  std::vector<int32_t> token, chunk, first = {0};
+  bool has_split = false;
+  // Token t at position pos: pos / kSplitKeys + 1 pieces (none when skipped).
+  void add(int32_t t, int64_t pos, bool skip) {
+    if (!skip) {
+      for (int64_t c = 0; c <= pos / kSplitKeys; ++c) {
+        token.push_back(t);
+        chunk.push_back(static_cast<int32_t>(c));
+      }
+      has_split = has_split || pos >= kSplitKeys;
+    }
+    first.push_back(static_cast<int32_t>(token.size()));
+  }
 };
 
 const CudaStepMetadata& cuda_step(const StepMetadata& step) {
@@ -100,6 +124,16 @@ CudaBackend::CudaBackend(int device_index, int num_host_threads,
   allocator_ = DeviceAllocator::create();
   gemm_ = std::make_unique<CublasLtGemm>(allocator_, stream, *batch_invariant_gemm);
   batch_invariant_gemm_ = *batch_invariant_gemm;
+  // Decode-sized products run as matrix-vector kernels, unless every batch size must share one
+  // GEMM algorithm; CVLLM_CUDA_GEMV=0 turns them off (for A/B runs).
+  const char* gemv_env = std::getenv("CVLLM_CUDA_GEMV");
+  use_gemv_ = !batch_invariant_gemm_ && (gemv_env == nullptr || std::string(gemv_env) != "0");
+  // Prefill chunks on tensor cores; CVLLM_CUDA_FLASH=0 keeps every token on the CUDA-core kernel.
+  const char* flash_env = std::getenv("CVLLM_CUDA_FLASH");
+  use_flash_ = flash_env == nullptr || std::string(flash_env) != "0";
+  // Plain draws on the GPU; CVLLM_CUDA_SAMPLING=0 sends every logits row to the host sampler.
+  const char* sampling_env = std::getenv("CVLLM_CUDA_SAMPLING");
+  sample_on_device_ = sampling_env == nullptr || std::string(sampling_env) != "0";
 }
 
 CudaBackend::~CudaBackend() {
@@ -113,6 +147,7 @@ CudaBackend::~CudaBackend() {
 
 std::string CudaBackend::name() const {
   return cat("cuda (", device_name_, "; bf16 weights, cuBLASLt GEMMs",
+             use_gemv_ ? " + matrix-vector kernels for decode" : "",
              batch_invariant_gemm_ ? " (batch-invariant)" : "", ", f32 activations)");
 }
 
@@ -191,21 +226,21 @@ std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
                   b.query_start_loc.back() == num_tokens,
               "inconsistent ForwardBatch: ", num_tokens, " tokens, ", num_reqs, " requests");
   std::vector<int32_t> token_to_req(num_tokens);
-  // Split-KV pieces: token t at position pos has pos / kSplitKeys + 1 of them.
-  std::vector<int32_t> work_token, work_chunk, token_first_work = {0};
-  work_token.reserve(num_tokens);
-  work_chunk.reserve(num_tokens);
+  WorkList all_work, rest_work;
+  std::vector<int32_t> tile_req, tile_first_token;
   for (int64_t r = 0; r < num_reqs; ++r) {
     const int32_t q_start = b.query_start_loc[r], q_len = b.query_start_loc[r + 1] - q_start;
+    const bool flash = q_len >= kFlashMinQueries;
     for (int32_t t = q_start; t < q_start + q_len; ++t) {
       token_to_req[t] = static_cast<int32_t>(r);
       const int64_t pos = b.seq_lens[r] - q_len + (t - q_start);
       CVLLM_CHECK(pos >= 0, "request ", r, " has more new tokens than its seq_len");
-      for (int64_t c = 0; c <= pos / kSplitKeys; ++c) {
-        work_token.push_back(t);
-        work_chunk.push_back(static_cast<int32_t>(c));
-      }
-      token_first_work.push_back(static_cast<int32_t>(work_token.size()));
+      all_work.add(t, pos, false);
+      rest_work.add(t, pos, flash);
+    }
+    for (int32_t t = q_start; flash && t < q_start + q_len; t += kFlashTileQueries) {
+      tile_req.push_back(static_cast<int32_t>(r));
+      tile_first_token.push_back(t);
     }
   }
 
@@ -214,17 +249,15 @@ std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
     size_t bytes;
     size_t offset;
   };
+  auto part = [](const auto& v) {
+    return Part{v.data(), v.size() * sizeof(v[0]), 0};
+  };
   std::vector<Part> parts = {
-      {b.slot_mapping.data(), b.slot_mapping.size() * sizeof(int64_t), 0},
-      {b.input_ids.data(), b.input_ids.size() * sizeof(int32_t), 0},
-      {b.positions.data(), b.positions.size() * sizeof(int32_t), 0},
-      {b.query_start_loc.data(), b.query_start_loc.size() * sizeof(int32_t), 0},
-      {b.seq_lens.data(), b.seq_lens.size() * sizeof(int32_t), 0},
-      {b.block_table.data(), b.block_table.size() * sizeof(int32_t), 0},
-      {token_to_req.data(), token_to_req.size() * sizeof(int32_t), 0},
-      {work_token.data(), work_token.size() * sizeof(int32_t), 0},
-      {work_chunk.data(), work_chunk.size() * sizeof(int32_t), 0},
-      {token_first_work.data(), token_first_work.size() * sizeof(int32_t), 0},
+      part(b.slot_mapping), part(b.input_ids), part(b.positions), part(b.query_start_loc),
+      part(b.seq_lens), part(b.block_table), part(token_to_req),
+      part(all_work.token), part(all_work.chunk), part(all_work.first),
+      part(rest_work.token), part(rest_work.chunk), part(rest_work.first),
+      part(tile_req), part(tile_first_token),
   };
   size_t total = 0;
   for (Part& p : parts) {
@@ -259,10 +292,21 @@ std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
   step->seq_lens = reinterpret_cast<const int32_t*>(dev + parts[4].offset);
   step->block_table = reinterpret_cast<const int32_t*>(dev + parts[5].offset);
   step->token_to_req = reinterpret_cast<const int32_t*>(dev + parts[6].offset);
-  step->num_work_items = static_cast<int64_t>(work_token.size());
-  step->work_token = reinterpret_cast<const int32_t*>(dev + parts[7].offset);
-  step->work_chunk = reinterpret_cast<const int32_t*>(dev + parts[8].offset);
-  step->token_first_work = reinterpret_cast<const int32_t*>(dev + parts[9].offset);
+  auto at = [&](int i) { return reinterpret_cast<const int32_t*>(dev + parts[i].offset); };
+  auto items = [&](const WorkList& w, int first_part) {
+    CudaStepMetadata::WorkItems out;
+    out.num_items = static_cast<int64_t>(w.token.size());
+    out.has_split = w.has_split;
+    out.token = at(first_part);
+    out.chunk = at(first_part + 1);
+    out.first = at(first_part + 2);
+    return out;
+  };
+  step->all_work = items(all_work, 7);
+  step->rest_work = items(rest_work, 10);
+  step->flash_tiles.num_tiles = static_cast<int64_t>(tile_req.size());
+  step->flash_tiles.tile_req = at(13);
+  step->flash_tiles.tile_first_token = at(14);
   return step;
 }
 
@@ -340,11 +384,24 @@ void CudaBackend::linear_many(const Tensor& x, std::span<const Tensor* const> ws
   }
   if (num_tokens == 0) return;
   const bf16* xb = static_cast<const bf16*>(to_bf16_scratch(x));  // one conversion for all
+  for (Tensor* y : ys) wrote(*y);
+  // Decode-sized: matrix-vector kernels, the weights sharing this input in one launch.
+  GemvOutputs gemv;
   for (size_t i = 0; i < ws.size(); ++i) {
-    wrote(*ys[i]);
-    gemm_->run(ws[i]->data_as<bf16>(), xb, ys[i]->data_as<float>(), ws[i]->dim(0), num_tokens,
-               ws[i]->dim(1));
+    if (use_gemv_ && gemv_applies(ws[i]->data(), xb, num_tokens, ws[i]->dim(1))) {
+      gemv.w[gemv.count] = ws[i]->data_as<bf16>();
+      gemv.y[gemv.count] = ys[i]->data_as<float>();
+      gemv.rows[gemv.count] = ws[i]->dim(0);
+      if (++gemv.count == kGemvMaxOutputs) {
+        gemv_bf16(gemv, xb, num_tokens, x.dim(-1), stream_);
+        gemv = GemvOutputs{};
+      }
+    } else {
+      gemm_->run(ws[i]->data_as<bf16>(), xb, ys[i]->data_as<float>(), ws[i]->dim(0), num_tokens,
+                 ws[i]->dim(1));
+    }
   }
+  if (gemv.count > 0) gemv_bf16(gemv, xb, num_tokens, x.dim(-1), stream_);
 }
 
 void CudaBackend::rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& y,
@@ -462,6 +519,19 @@ void CudaBackend::gelu_tanh(const Tensor& x, Tensor& out) {
   cuda::gelu_tanh(x.data_as<float>(), out.data_as<float>(), x.numel(), stream_);
 }
 
+void CudaBackend::scale(Tensor& x, float factor) {
+  check_f32(x, "scale operand");
+  wrote(x);
+  cuda::scale(x.data_as<float>(), factor, x.numel(), stream_);
+}
+
+void CudaBackend::softcap(Tensor& x, float cap) {
+  check_f32(x, "softcap operand");
+  CVLLM_CHECK(cap > 0.0f, "softcap needs a positive cap, got ", cap);
+  wrote(x);
+  cuda::softcap(x.data_as<float>(), cap, x.numel(), stream_);
+}
+
 void CudaBackend::add(const Tensor& a, Tensor& b) {
   check_f32(a, "add input");
   check_f32(b, "add output");
@@ -510,13 +580,18 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, K
   wrote(cache.v);
   write_kv_cache(k.data_as<float>(), v.data_as<float>(), cache.k.data(), cache.v.data(),
                  s.slot_mapping, a, stream_);
+  // Prefill chunks go to the tensor-core kernel when it takes this cache and head size; the
+  // CUDA-core kernel handles the other tokens (or all of them).
+  const bool flash = use_flash_ && s.flash_tiles.num_tiles > 0 && flash_prefill_supports(a);
+  const CudaStepMetadata::WorkItems& items = flash ? s.rest_work : s.all_work;
   AttentionWork work;
-  work.num_items = s.num_work_items;
-  work.work_token = s.work_token;
-  work.work_chunk = s.work_chunk;
-  work.token_first_work = s.token_first_work;
+  work.num_items = items.num_items;
+  work.has_split = items.has_split;
+  work.work_token = items.token;
+  work.work_chunk = items.chunk;
+  work.token_first_work = items.first;
   Tensor partial_out, partial_ml;  // freed after the call (stream order keeps them valid)
-  if (work.num_items > num_tokens) {
+  if (work.has_split) {
     partial_out = alloc_uninitialized(DType::kF32, {work.num_items, p.num_heads, p.head_size});
     partial_ml = alloc_uninitialized(DType::kF32, {work.num_items, p.num_heads, 2});
     work.partial_out = partial_out.data_as<float>();
@@ -524,6 +599,10 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, K
   }
   paged_attention(q.data_as<float>(), cache.k.data(), cache.v.data(), out.data_as<float>(),
                   s.token_to_req, s.query_start_loc, s.seq_lens, s.block_table, work, a, stream_);
+  if (flash) {
+    flash_prefill_attention(q.data_as<float>(), cache.k.data(), cache.v.data(), out.data_as<float>(),
+                            s.query_start_loc, s.seq_lens, s.block_table, s.flash_tiles, a, stream_);
+  }
 }
 
 void CudaBackend::copy_blocks(std::vector<KVCacheLayer>& caches,
@@ -544,15 +623,9 @@ void CudaBackend::copy_blocks(std::vector<KVCacheLayer>& caches,
   }
 }
 
-std::vector<float> CudaBackend::to_host(const Tensor& t) {
-  check_f32(t, "to_host");
-  const size_t bytes = t.nbytes();
-  if (bytes == 0) {
-    synchronize();
-    return {};
-  }
+const void* CudaBackend::read_back(const void* device, size_t bytes) {
   // Through a pinned buffer: a device-to-pageable copy goes through the driver's small staging
-  // buffers at a fraction of the bus speed, and logits are [num_rows, vocab_size] every step.
+  // buffers at a fraction of the bus speed.
   if (readback_bytes_ < bytes) {
     if (readback_ != nullptr) CVLLM_CUDA_CHECK(cudaFreeHost(readback_));
     readback_ = nullptr;
@@ -560,10 +633,49 @@ std::vector<float> CudaBackend::to_host(const Tensor& t) {
     CVLLM_CUDA_CHECK(cudaHostAlloc(&readback_, bytes, cudaHostAllocDefault));
     readback_bytes_ = bytes;
   }
-  CVLLM_CUDA_CHECK(cudaMemcpyAsync(readback_, t.data(), bytes, cudaMemcpyDeviceToHost, stream_));
+  if (bytes > 0) {
+    CVLLM_CUDA_CHECK(cudaMemcpyAsync(readback_, device, bytes, cudaMemcpyDeviceToHost, stream_));
+  }
   synchronize();
-  const float* p = static_cast<const float*>(readback_);
+  return readback_;
+}
+
+std::vector<float> CudaBackend::to_host(const Tensor& t) {
+  check_f32(t, "to_host");
+  const auto* p = static_cast<const float*>(read_back(t.data(), t.nbytes()));
   return std::vector<float>(p, p + t.numel());
+}
+
+std::vector<float> CudaBackend::rows_to_host(const Tensor& t, const std::vector<int32_t>& rows) {
+  check_f32(t, "rows_to_host");
+  CVLLM_CHECK(t.ndim() == 2, "rows_to_host takes a matrix, got ", t.describe());
+  Tensor picked = alloc_uninitialized(DType::kF32, {static_cast<int64_t>(rows.size()), t.dim(1)});
+  gather_rows(t, rows, picked);
+  return to_host(picked);
+}
+
+std::vector<int32_t> CudaBackend::sample_on_device(const Tensor& logits,
+                                                   std::span<const DeviceSampleRow> rows) {
+  check_f32(logits, "sampled logits");
+  CVLLM_CHECK(logits.ndim() == 2, "sampled logits must be [rows, vocab], got ", logits.describe());
+  if (rows.empty()) return {};
+  std::vector<SampleRowParams> params(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const DeviceSampleRow& r = rows[i];
+    CVLLM_CHECK(r.row >= 0 && r.row < logits.dim(0), "sample row ", r.row, " out of range for ",
+                logits.describe());
+    params[i] = {r.row, r.greedy ? 1 : 0, r.temperature, r.min_p, r.u};
+  }
+  const size_t param_bytes = params.size() * sizeof(SampleRowParams);
+  std::shared_ptr<void> device = allocator_->allocate(param_bytes + rows.size() * sizeof(int32_t));
+  auto* dev_params = static_cast<SampleRowParams*>(device.get());
+  auto* dev_ids = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(device.get()) + param_bytes);
+  CVLLM_CUDA_CHECK(cudaMemcpyAsync(dev_params, params.data(), param_bytes, cudaMemcpyHostToDevice,
+                                   stream_));
+  sample_rows(logits.data_as<float>(), logits.dim(1), dev_params,
+              static_cast<int64_t>(rows.size()), dev_ids, stream_);
+  const auto* ids = static_cast<const int32_t*>(read_back(dev_ids, rows.size() * sizeof(int32_t)));
+  return std::vector<int32_t>(ids, ids + rows.size());
 }
 
 void CudaBackend::synchronize() { CVLLM_CUDA_CHECK(cudaStreamSynchronize(stream_)); }

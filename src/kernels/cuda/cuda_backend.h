@@ -61,12 +61,18 @@ class CudaBackend : public Backend {
   void relu(const Tensor& x, Tensor& out) override;
   void gelu_tanh(const Tensor& x, Tensor& out) override;
   void add(const Tensor& a, Tensor& b) override;
+  void scale(Tensor& x, float factor) override;
+  void softcap(Tensor& x, float cap) override;
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, KVCacheLayer& cache,
                  const StepMetadata& step, const AttentionParams& params, Tensor& out) override;
   ThreadPool* host_pool() override { return &pool_; }
   void copy_blocks(std::vector<KVCacheLayer>& caches,
                    const std::vector<std::pair<int, int>>& src_dst) override;
   std::vector<float> to_host(const Tensor& t) override;
+  std::vector<float> rows_to_host(const Tensor& t, const std::vector<int32_t>& rows) override;
+  bool samples_on_device() const override { return sample_on_device_; }
+  std::vector<int32_t> sample_on_device(const Tensor& logits,
+                                        std::span<const DeviceSampleRow> rows) override;
   void synchronize() override;
 
   // Host-side helpers (tests, KV-cache sizing).
@@ -94,6 +100,9 @@ class CudaBackend : public Backend {
   int device_index_;
   std::string device_name_;
   bool batch_invariant_gemm_ = false;
+  bool use_gemv_ = true;  // linear layers of <= kGemvMaxTokens tokens use gemv_bf16
+  bool use_flash_ = true;  // prefill chunks use flash_prefill_attention where it applies
+  bool sample_on_device_ = true;  // the runner may draw plain rows with sample_on_device
   CUstream_st* stream_ = nullptr;
   std::shared_ptr<DeviceAllocator> allocator_;
   std::unique_ptr<CublasLtGemm> gemm_;
@@ -105,6 +114,8 @@ class CudaBackend : public Backend {
   CUevent_st* staging_done_ = nullptr;
   void* readback_ = nullptr;  // pinned host buffer for to_host
   size_t readback_bytes_ = 0;
+  // Copies `bytes` of device memory to the host through readback_ and waits for it.
+  const void* read_back(const void* device, size_t bytes);
   Tensor x_bf16_;        // scratch for linear inputs
   // x_bf16_ holds bf16 of the f32 device data at [bf16_source_, + bf16_numel_ floats) while
   // nothing has written there since (null: holds nothing reusable).

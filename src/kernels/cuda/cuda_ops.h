@@ -51,10 +51,44 @@ void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cu
 // out = relu(x) / gelu_tanh(x) (GPT-2's gelu_new), element-wise over n (out may alias x).
 void relu(const float* x, float* out, int64_t n, cudaStream_t stream);
 void gelu_tanh(const float* x, float* out, int64_t n, cudaStream_t stream);
+// x *= factor; x = cap * tanh(x / cap), in place over n elements.
+void scale(float* x, float factor, int64_t n, cudaStream_t stream);
+void softcap(float* x, float cap, int64_t n, cudaStream_t stream);
 // b += a over n elements.
 void add(const float* a, float* b, int64_t n, cudaStream_t stream);
 // y[r, :] += bias.  y: [num_rows, n]; bias: [n]
 void add_bias(float* y, const float* bias, int64_t num_rows, int64_t n, cudaStream_t stream);
+
+// ---- gemv.cu --------------------------------------------------------------------------------
+// Decode-sized linear layers: y = x W^T for at most kGemvMaxTokens tokens, bandwidth-bound (one
+// warp per weight row), for up to kGemvMaxOutputs weights sharing the input in one launch (q/k/v,
+// gate/up). w[o]: [rows[o], k] bf16; x: [n, k] bf16; y[o]: [n, rows[o]] f32.
+constexpr int64_t kGemvMaxTokens = 4;
+constexpr int kGemvMaxOutputs = 4;
+struct GemvOutputs {
+  int count = 0;
+  const bf16* w[kGemvMaxOutputs] = {};
+  float* y[kGemvMaxOutputs] = {};
+  int64_t rows[kGemvMaxOutputs] = {};
+};
+// True when gemv_bf16 takes these operands: 1 <= n <= kGemvMaxTokens, k % 8 == 0, w and x 16-byte
+// aligned.
+bool gemv_applies(const void* w, const void* x, int64_t n, int64_t k);
+void gemv_bf16(const GemvOutputs& outs, const bf16* x, int64_t n, int64_t k, cudaStream_t stream);
+
+// ---- sampling.cu ----------------------------------------------------------------------------
+// One row to sample (kernels/backend.h DeviceSampleRow, as the kernel reads it).
+struct SampleRowParams {
+  int32_t row = 0;
+  int32_t greedy = 0;
+  float temperature = 1.0f;
+  float min_p = 0.0f;
+  double u = 0.0;
+};
+// out[i] = the token drawn from logits row params[i].row.  logits: [*, vocab] f32;
+// params, out: [num_rows] (device)
+void sample_rows(const float* logits, int64_t vocab, const SampleRowParams* params,
+                 int64_t num_rows, int32_t* out, cudaStream_t stream);
 
 // ---- attention.cu ---------------------------------------------------------------------------
 // KV cache layout (per layer, K and V alike): [num_blocks, num_kv_heads, block_size, head_size],
@@ -83,13 +117,15 @@ constexpr int64_t kMaxAttentionHeadSize = 512;
 constexpr int64_t kSplitKeys = 1024;
 
 // Work items of one step: item w attends over piece work_chunk[w] of token work_token[w]'s keys;
-// token t's items are [token_first_work[t], token_first_work[t + 1]).
+// token t's items are [token_first_work[t], token_first_work[t + 1]) (none for tokens that
+// flash_prefill_attention handles).
 struct AttentionWork {
   int64_t num_items = 0;
   const int32_t* work_token = nullptr;        // [num_items]
   const int32_t* work_chunk = nullptr;        // [num_items]
   const int32_t* token_first_work = nullptr;  // [num_tokens + 1]
-  // Scratch for tokens of several pieces (unused when num_items == num_tokens):
+  bool has_split = false;  // some token has several items (then the scratch below is needed)
+  // Scratch for tokens of several pieces (unused when no token has several):
   float* partial_out = nullptr;  // [num_items, num_heads, head_size] unnormalized sums
   float* partial_ml = nullptr;   // [num_items, num_heads, 2] running max and sum of exponentials
 };
@@ -104,5 +140,25 @@ void paged_attention(const float* q, const void* k_cache, const void* v_cache, f
                      const int32_t* seq_lens, const int32_t* block_table,
                      const AttentionWork& work, const PagedAttentionArgs& args,
                      cudaStream_t stream);
+
+// ---- flash_attention.cu ---------------------------------------------------------------------
+// Prefill chunks on tensor cores: requests with at least kFlashMinQueries new tokens are cut into
+// tiles of kFlashTileQueries consecutive tokens; tile i covers tokens [tile_first_token[i],
+// min(tile_first_token[i] + kFlashTileQueries, end of request tile_req[i])).
+constexpr int64_t kFlashMinQueries = 16;
+constexpr int64_t kFlashTileQueries = 64;
+struct FlashTiles {
+  int64_t num_tiles = 0;
+  const int32_t* tile_req = nullptr;          // [num_tiles]
+  const int32_t* tile_first_token = nullptr;  // [num_tiles]
+};
+// True when the cache is bf16 and head_size is 64, 128 or 256.
+bool flash_prefill_supports(const PagedAttentionArgs& args);
+// The same result as paged_attention (cuda_ops.h) for the tiles' tokens, with bf16 queries and
+// probabilities.  q, out: [T, num_heads, head_size]; caches bf16.
+void flash_prefill_attention(const float* q, const void* k_cache, const void* v_cache, float* out,
+                             const int32_t* query_start_loc, const int32_t* seq_lens,
+                             const int32_t* block_table, const FlashTiles& tiles,
+                             const PagedAttentionArgs& args, cudaStream_t stream);
 
 }  // namespace cvllm::cuda

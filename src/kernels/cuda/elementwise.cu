@@ -147,6 +147,14 @@ __global__ void gelu_tanh_kernel(const float* x, float* out, int64_t n) {
   }
 }
 
+__global__ void scale_kernel(float* x, float factor, int64_t n) {
+  GRID_STRIDE_LOOP(i, n) { x[i] *= factor; }
+}
+
+__global__ void softcap_kernel(float* x, float cap, int64_t n) {
+  GRID_STRIDE_LOOP(i, n) { x[i] = cap * tanhf(x[i] / cap); }
+}
+
 __global__ void add_kernel(const float* a, float* b, int64_t n) {
   GRID_STRIDE_LOOP(i, n) { b[i] += a[i]; }
 }
@@ -220,6 +228,18 @@ void relu(const float* x, float* out, int64_t n, cudaStream_t stream) {
 void gelu_tanh(const float* x, float* out, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
   gelu_tanh_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, out, n);
+  CVLLM_CUDA_CHECK_LAUNCH();
+}
+
+void scale(float* x, float factor, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  scale_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, factor, n);
+  CVLLM_CUDA_CHECK_LAUNCH();
+}
+
+void softcap(float* x, float cap, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  softcap_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, cap, n);
   CVLLM_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,0 +1,118 @@
+// Matrix-vector products for decode steps of a few tokens. cuBLASLt's tensor-core kernels tile the
+// output rows in 64-128 row tiles, so a 4096-row weight keeps only ~32 of an H100's 132
+// multiprocessors busy when the batch is one token wide; here one warp streams one weight row, the
+// grid covers every multiprocessor, and each lane keeps four 16-byte weight loads in flight.
+// Weights are read once per step, so their loads bypass L1; the activations (a few rows of k
+// values) are re-read by every warp and stay cached.
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/cuda_util.h"
+
+namespace cvllm::cuda {
+namespace {
+
+constexpr int kWarpsPerBlock = 8;
+constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane
+
+__device__ __forceinline__ uint4 load_streaming(const uint4* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+// acc += dot(8 bf16 weights, 8 bf16 activations), in f32.
+__device__ __forceinline__ float dot8(float acc, const uint4& w, const uint4& x) {
+  const __nv_bfloat162* wh = reinterpret_cast<const __nv_bfloat162*>(&w);
+  const __nv_bfloat162* xh = reinterpret_cast<const __nv_bfloat162*>(&x);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 wf = __bfloat1622float2(wh[i]);
+    const float2 xf = __bfloat1622float2(xh[i]);
+    acc = fmaf(wf.x, xf.x, acc);
+    acc = fmaf(wf.y, xf.y, acc);
+  }
+  return acc;
+}
+
+// ys[o][t, row] = sum_k ws[o][row, k] x[t, k] for t < N over the outputs' rows laid end to end.
+// One warp per row; k % 8 == 0.
+template <int N>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    gemv_kernel(GemvOutputs outs, const bf16* __restrict__ x, int64_t k) {
+  int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  // Which output the row falls in (unrolled: constant indices keep outs out of local memory).
+  const bf16* w = outs.w[0];
+  float* y = outs.y[0];
+  int64_t m = outs.rows[0];
+#pragma unroll
+  for (int o = 1; o < kGemvMaxOutputs; ++o) {
+    if (o < outs.count && row >= m) {
+      row -= m;
+      w = outs.w[o];
+      y = outs.y[o];
+      m = outs.rows[o];
+    }
+  }
+  if (row >= m) return;
+  const uint4* w4 = reinterpret_cast<const uint4*>(w + row * k);
+  const uint4* x4 = reinterpret_cast<const uint4*>(x);
+  const int64_t chunks = k / 8;  // 16-byte chunks per row
+  float acc[N] = {};
+  int64_t c = lane;
+  for (; c + 32 * (kUnroll - 1) < chunks; c += 32 * kUnroll) {
+    uint4 wv[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) wv[u] = load_streaming(w4 + c + 32 * u);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+#pragma unroll
+      for (int t = 0; t < N; ++t) acc[t] = dot8(acc[t], wv[u], __ldg(x4 + t * chunks + c + 32 * u));
+    }
+  }
+  for (; c < chunks; c += 32) {
+    const uint4 wv = load_streaming(w4 + c);
+#pragma unroll
+    for (int t = 0; t < N; ++t) acc[t] = dot8(acc[t], wv, __ldg(x4 + t * chunks + c));
+  }
+#pragma unroll
+  for (int t = 0; t < N; ++t) {
+    float v = acc[t];
+    for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+    if (lane == 0) y[t * m + row] = v;
+  }
+}
+
+template <int N>
+void launch(const GemvOutputs& outs, const bf16* x, int64_t k, cudaStream_t stream) {
+  int64_t total = 0;
+  for (int o = 0; o < outs.count; ++o) total += outs.rows[o];
+  if (total == 0) return;
+  const int64_t blocks = (total + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  gemv_kernel<N><<<static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0, stream>>>(outs, x, k);
+  CVLLM_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+bool gemv_applies(const void* w, const void* x, int64_t n, int64_t k) {
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  return n >= 1 && n <= kGemvMaxTokens && k % 8 == 0 && aligned(w) && aligned(x);
+}
+
+void gemv_bf16(const GemvOutputs& outs, const bf16* x, int64_t n, int64_t k, cudaStream_t stream) {
+  if (n == 0 || outs.count == 0) return;
+  if (outs.count > kGemvMaxOutputs || n > kGemvMaxTokens) {
+    throw_cuda_error(cudaErrorInvalidValue, "gemv_bf16 (too many outputs or tokens)", __FILE__,
+                     __LINE__);
+  }
+  switch (n) {
+    case 1: return launch<1>(outs, x, k, stream);
+    case 2: return launch<2>(outs, x, k, stream);
+    case 3: return launch<3>(outs, x, k, stream);
+    default: return launch<4>(outs, x, k, stream);
+  }
+}
+
+}  // namespace cvllm::cuda
