@@ -27,8 +27,9 @@ import sys
 import numpy as np
 import torch
 import transformers
-from transformers import (AutoModelForCausalLM, GenerationConfig, GPT2Config, LlamaConfig,
-                          MistralConfig, OPTConfig, Phi3Config, Qwen2Config, Qwen3Config)
+from transformers import (AutoModelForCausalLM, Gemma3TextConfig, GenerationConfig, GPT2Config,
+                          LlamaConfig, MistralConfig, OPTConfig, Phi3Config, Qwen2Config,
+                          Qwen3Config)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP_K = 5
@@ -103,6 +104,27 @@ VARIANTS = {
     "phi3_bf16": (lambda: Phi3Config(**base(partial_rotary_factor=0.5, sliding_window=10,
                                             rope_theta=1000.0, pad_token_id=0)),
                   torch.bfloat16, {}),
+    # Gemma 3: sandwich norms scaled by (1 + w), q/k norms, GELU-tanh MLP, embeddings times
+    # sqrt(hidden), query_pre_attn_scalar 16 (= head_dim, as the GGUF copy assumes), layers
+    # local, local, global, local (sliding_window_pattern 3) with a window of 6, local RoPE base
+    # 100 and global base 10000 with linear scaling, tied, float32. Has a GGUF copy.
+    "gemma3_f32": (lambda: Gemma3TextConfig(**base(
+        hidden_size=48, head_dim=16, intermediate_size=96, num_hidden_layers=4,
+        tie_word_embeddings=True, query_pre_attn_scalar=16, sliding_window=6,
+        sliding_window_pattern=3, rope_local_base_freq=100.0, rope_theta=10000.0,
+        rope_scaling={"rope_type": "linear", "factor": 2.0})),
+        torch.float32, {}),
+    # Gemma 3 in bfloat16, untied, a global first layer, query_pre_attn_scalar 40 != head_dim,
+    # final logit soft-capping at 4 (raw logits reach ~±2.5, where tanh already bends them by
+    # ~0.2), and attn_logit_softcapping 1, which transformers' Gemma3Attention ignores (so must
+    # we). sqrt(48) = 6.928 becomes 6.9375 in bfloat16, which is what transformers multiplies by
+    # in the checkpoint's dtype.
+    "gemma3_bf16_softcap": (lambda: Gemma3TextConfig(**base(
+        hidden_size=48, head_dim=16, intermediate_size=96, num_hidden_layers=3,
+        query_pre_attn_scalar=40, sliding_window=5,
+        layer_types=["full_attention", "sliding_attention", "sliding_attention"],
+        final_logit_softcapping=4.0, attn_logit_softcapping=1.0)),
+        torch.bfloat16, {}),
     # Re-saves under the base model's names, as the original facebook/opt-* ("decoder.*") and
     # openai-community/gpt2 ("h.0.*", "wte.weight") files have them.
     "opt_f32_bare": (None, torch.float32, {"strip_prefix": "model."}),
@@ -125,17 +147,23 @@ GPT2_CONV1D = {"c_attn", "c_proj", "c_fc"}
 
 def randomize(model, seed):
     """Weights of a visible size: matrices ~ N(0, 1/in), embeddings ~ N(0, EMBEDDING_STD^2),
-    norm weights in [0.8, 1.2], biases ~ N(0, 0.1^2) (transformers would start norms at 1 and
+    norm scales in [0.8, 1.2], biases ~ N(0, 0.1^2) (transformers would start norms at 1 and
     biases at 0, which would leave them untested)."""
     g = torch.Generator().manual_seed(seed)
+    # Gemma 3 scales its norms by (1 + w), so w around 0 gives the same [0.8, 1.2]; it multiplies
+    # embeddings by sqrt(hidden_size), so a smaller table keeps them from swamping the layers (a
+    # model that only repeats its last token would not test attention).
+    gemma = model.config.model_type == "gemma3_text"
+    norm_low = -0.2 if gemma else 0.8
+    embedding_std = EMBEDDING_STD / 4 if gemma else EMBEDDING_STD
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
             if name.endswith("norm.weight") or ".ln_" in name or "ln_f." in name:
-                p.copy_(torch.rand(p.shape, generator=g) * 0.4 + 0.8)
+                p.copy_(torch.rand(p.shape, generator=g) * 0.4 + norm_low)
             elif name.endswith(".bias"):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
             elif "embed_tokens" in name or ".wte." in name or name == "lm_head.weight":
-                p.copy_(torch.randn(p.shape, generator=g) * EMBEDDING_STD)
+                p.copy_(torch.randn(p.shape, generator=g) * embedding_std)
             else:  # GPT-2's Conv1D stores [in, out]; every other matrix [out, in]
                 fan_in = p.shape[0] if name.split(".")[-2] in GPT2_CONV1D else p.shape[1]
                 p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
@@ -169,7 +197,7 @@ def reference(model, prompts):
 # GGUF copies of the Qwen checkpoints: the same weights under llama.cpp's names and keys, Q/K rows
 # as they are (llama.cpp's converter permutes them for Llama only; Qwen keeps rotate-half RoPE).
 # They share their HF twin's reference JSON.
-GGUF_COPIES = {"qwen2_f32": "qwen2", "qwen3_f16": "qwen3"}
+GGUF_COPIES = {"qwen2_f32": "qwen2", "qwen3_f16": "qwen3", "gemma3_f32": "gemma3"}
 GGUF_BLOCK_NAMES = {
     "input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
     "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
@@ -178,13 +206,19 @@ GGUF_BLOCK_NAMES = {
     "mlp.down_proj": "ffn_down"}
 
 
-def gguf_name(hf_name):
+# Gemma 3's sandwich norms under llama.cpp's names (its "ffn_norm" is the pre-feedforward norm).
+GEMMA3_BLOCK_NAMES = {**GGUF_BLOCK_NAMES, "post_attention_layernorm": "post_attention_norm",
+                      "pre_feedforward_layernorm": "ffn_norm",
+                      "post_feedforward_layernorm": "post_ffw_norm"}
+
+
+def gguf_name(hf_name, block_names=GGUF_BLOCK_NAMES):
     top = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
            "lm_head.weight": "output.weight"}
     if hf_name in top:
         return top[hf_name]
     parts = hf_name.split(".")  # model.layers.N.<module...>.<weight|bias>
-    return f"blk.{parts[2]}.{GGUF_BLOCK_NAMES['.'.join(parts[3:-1])]}.{parts[-1]}"
+    return f"blk.{parts[2]}.{block_names['.'.join(parts[3:-1])]}.{parts[-1]}"
 
 
 def write_gguf(path, arch, config, state_dict):
@@ -199,7 +233,18 @@ def write_gguf(path, arch, config, state_dict):
     w.add_head_count_kv(config.num_key_value_heads)
     w.add_key_length(config.head_dim if hasattr(config, "head_dim") and config.head_dim
                      else config.hidden_size // config.num_attention_heads)
-    w.add_rope_freq_base(config.rope_parameters["rope_theta"])
+    gemma3 = arch == "gemma3"
+    if gemma3:  # the keys llama.cpp's converter writes, plus the layer pattern and local base
+        rope = config.rope_parameters["full_attention"]
+        w.add_rope_freq_base(rope["rope_theta"])
+        w.add_sliding_window(config.sliding_window)
+        w.add_sliding_window_pattern([t == "sliding_attention" for t in config.layer_types])
+        w.add_rope_freq_base_swa(config.rope_parameters["sliding_attention"]["rope_theta"])
+        if rope.get("rope_type") == "linear":
+            w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+            w.add_rope_scaling_factor(rope["factor"])
+    else:
+        w.add_rope_freq_base(config.rope_parameters["rope_theta"])
     w.add_layer_norm_rms_eps(config.rms_norm_eps)
     w.add_vocab_size(config.vocab_size)
     for name, t in state_dict.items():
@@ -209,7 +254,9 @@ def write_gguf(path, arch, config, state_dict):
         # Norms and biases in f32 (as llama.cpp writes them), matrices in their stored dtype.
         if t.dim() == 1 or t.dtype == torch.bfloat16:
             t = t.float()
-        w.add_tensor(gguf_name(name), t.numpy())
+        if gemma3 and name.endswith("norm.weight"):
+            t = t + 1  # llama.cpp's converter stores Gemma's (1 + w) norm scales
+        w.add_tensor(gguf_name(name, GEMMA3_BLOCK_NAMES if gemma3 else GGUF_BLOCK_NAMES), t.numpy())
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -263,6 +310,12 @@ def generate(name, out_dir):
 
     ref = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
     ref.eval()
+    if isinstance(config, Gemma3TextConfig) and dtype != torch.float32:
+        # Gemma 3 multiplies embeddings by sqrt(hidden) cast to the weights' dtype; run in the
+        # checkpoint's own dtype that is the rounded value. Keep it while computing in float32.
+        scale = ref.model.embed_tokens.embed_scale
+        scale.fill_(torch.tensor(config.hidden_size ** 0.5).to(dtype).float())
+        extra["embed_scale"] = f32(scale)
     rng = np.random.default_rng(1234)
     prompts = [[int(x) for x in rng.integers(3, config.vocab_size, n)] for n in PROMPT_LENGTHS]
     fixture = {
@@ -333,6 +386,7 @@ def write_fuzz_corpus(out_dir):
                              ("config_opt.json", 2, "opt_post_ln_bf16/config.json"),
                              ("config_gpt2.json", 2, "gpt2_f16/config.json"),
                              ("config_phi3.json", 2, "phi3_bf16/config.json"),
+                             ("config_gemma3.json", 2, "gemma3_bf16_softcap/config.json"),
                              ("generation.json", 3, "qwen2_f32/generation_config.json")]:
         with open(os.path.join(hf, file), "rb") as f:
             seeds[name] = (mode, f.read())

@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <string>
+#include <utility>
 
 #include "util/error.h"
 
@@ -23,27 +25,61 @@ Tensor transpose_conv1d_weight(const Tensor& w) {
   return t;
 }
 
-GPT2LMHeadModel::GPT2LMHeadModel(const ModelConfig& config, const WeightSource& w,
-                                 Backend& backend)
+namespace {
+
+// llama.cpp's GGUF name of a GPT-2 module, from its Hugging Face name without the "transformer."
+// root ("h.3.attn.c_attn" -> "blk.3.attn_qkv").
+std::string gguf_module_name(const std::string& hf) {
+  static const std::pair<const char*, const char*> kTop[] = {
+      {"wte", "token_embd"}, {"wpe", "position_embd"}, {"ln_f", "output_norm"}};
+  for (const auto& [from, to] : kTop) {
+    if (hf == from) return to;
+  }
+  static const std::pair<const char*, const char*> kBlock[] = {
+      {"ln_1", "attn_norm"}, {"attn.c_attn", "attn_qkv"}, {"attn.c_proj", "attn_output"},
+      {"ln_2", "ffn_norm"},  {"mlp.c_fc", "ffn_up"},      {"mlp.c_proj", "ffn_down"}};
+  size_t layer_end = hf.find('.', 2);  // "h.<layer>.<module>"
+  CVLLM_CHECK(hf.rfind("h.", 0) == 0 && layer_end != std::string::npos, "not a GPT-2 module: ", hf);
+  const std::string module = hf.substr(layer_end + 1);
+  for (const auto& [from, to] : kBlock) {
+    if (module == from) return cat("blk.", hf.substr(2, layer_end - 2), ".", to);
+  }
+  throw Error(cat("not a GPT-2 module: ", hf));
+}
+
+}  // namespace
+
+GPT2LMHeadModel::GPT2LMHeadModel(const ModelConfig& config, const WeightSource& w, Backend& backend)
     : config_(config) {
   const int64_t h = config.hidden_size;
   const int64_t inner = config.intermediate_size;
-  // GPT2LMHeadModel saves "transformer.*"; the original gpt2 files, saved from GPT2Model, do not.
+  // Three layouts: GPT2LMHeadModel saves "transformer.*", the original gpt2 files (saved from
+  // GPT2Model) have no root, and llama.cpp's GGUF files use their own names with every Conv1D
+  // weight already transposed to [out, in] and the tied LM head written out as output.weight.
+  const bool gguf = w.contains("token_embd.weight");
   const std::string root = w.contains("transformer.wte.weight") ? "transformer." : "";
-  auto layer_norm = [&](const std::string& name) {
-    return LayerNorm::load(w, backend, root + name, h, config.layer_norm_eps, true);
+  auto name = [&](const std::string& hf_module) {
+    return gguf ? gguf_module_name(hf_module) : root + hf_module;
   };
-  auto bias = [&](const std::string& name, int64_t size) {
-    return w.get_f32(root + name + ".bias", {size});
+  auto layer_norm = [&](const std::string& module) {
+    return LayerNorm::load(w, backend, name(module), h, config.layer_norm_eps, true);
   };
-  // A Conv1D module "<name>" of in -> out features as a Linear ([out, in] weight, f32 bias).
-  auto conv1d = [&](const std::string& name, int64_t in, int64_t out) {
-    Tensor weight = transpose_conv1d_weight(w.get(root + name + ".weight", {in, out}));
-    return Linear{backend.prepare_weight(weight), backend.prepare_weight(bias(name, out))};
+  auto bias = [&](const std::string& module, int64_t size) {
+    return w.get_f32(name(module) + ".bias", {size});
+  };
+  // A Conv1D module of in -> out features as [out, in] weight rows.
+  auto conv1d_weight = [&](const std::string& module, int64_t in, int64_t out) {
+    if (gguf) return w.get(name(module) + ".weight", {out, in});
+    return transpose_conv1d_weight(w.get(name(module) + ".weight", {in, out}));
+  };
+  auto conv1d = [&](const std::string& module, int64_t in, int64_t out) {
+    return Linear{backend.prepare_weight(conv1d_weight(module, in, out)),
+                  backend.prepare_weight(bias(module, out))};
   };
 
-  wte_ = backend.prepare_weight(w.get(root + "wte.weight", {config.vocab_size, h}));
-  wpe_ = backend.prepare_weight(w.get(root + "wpe.weight", {config.max_position_embeddings, h}));
+  wte_ = backend.prepare_weight(w.get(name("wte") + ".weight", {config.vocab_size, h}));
+  wpe_ =
+      backend.prepare_weight(w.get(name("wpe") + ".weight", {config.max_position_embeddings, h}));
   attn_.num_heads = config.num_attention_heads;
   attn_.num_kv_heads = config.num_attention_heads;
   attn_.head_size = config.head_dim;
@@ -52,8 +88,8 @@ GPT2LMHeadModel::GPT2LMHeadModel(const ModelConfig& config, const WeightSource& 
     const std::string p = cat("h.", i, ".");
     Block b;
     b.ln_1 = layer_norm(p + "ln_1");
-    // c_attn: [h, 3h] -> [3h, h], rows q | k | v.
-    Tensor qkv = transpose_conv1d_weight(w.get(root + p + "attn.c_attn.weight", {h, 3 * h}));
+    // c_attn as [3h, h], rows q | k | v.
+    Tensor qkv = conv1d_weight(p + "attn.c_attn", h, 3 * h);
     Tensor qkv_bias = bias(p + "attn.c_attn", 3 * h);
     Linear* parts[] = {&b.q_proj, &b.k_proj, &b.v_proj};
     for (int64_t j = 0; j < 3; ++j) {
@@ -67,9 +103,10 @@ GPT2LMHeadModel::GPT2LMHeadModel(const ModelConfig& config, const WeightSource& 
     blocks_.push_back(std::move(b));
   }
   ln_f_ = layer_norm("ln_f");
+  const std::string lm_head_name = gguf ? "output.weight" : "lm_head.weight";
   lm_head_.weight = config.tie_word_embeddings
                         ? wte_
-                        : backend.prepare_weight(w.get("lm_head.weight", {config.vocab_size, h}));
+                        : backend.prepare_weight(w.get(lm_head_name, {config.vocab_size, h}));
 }
 
 Tensor GPT2LMHeadModel::forward(ForwardContext& ctx) {

@@ -1,7 +1,7 @@
 // config.json -> ModelConfig for Hugging Face checkpoints. Field names and defaults follow
 // transformers' config classes (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, Phi3Config,
-// OPTConfig, GPT2Config); both the transformers 5 spelling (`rope_parameters`) and the older one
-// (`rope_theta` + `rope_scaling` with `type` or `rope_type`) are read.
+// OPTConfig, GPT2Config, Gemma3TextConfig); both the transformers 5 spelling (`rope_parameters`)
+// and the older one (`rope_theta` + `rope_scaling` with `type` or `rope_type`) are read.
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
@@ -74,8 +74,11 @@ int64_t default_max_position_embeddings(const std::string& arch) {
   if (arch == "llama") return 2048;
   if (arch == "mistral") return 4096 * 32;
   if (arch == "phi3") return 4096;
+  if (arch == "gemma3") return 131072;
   return 32768;  // qwen2, qwen3
 }
+
+void read_rope_scaling(const ConfigReader& r, const json& scaling, ModelConfig& c);
 
 void read_rope(const ConfigReader& r, ModelConfig& c) {
   const json& j = r.raw();
@@ -89,7 +92,12 @@ void read_rope(const ConfigReader& r, ModelConfig& c) {
   } else if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
     throw Error(cat(r.path(), ": field 'rope_scaling' is not an object"));
   }
-  if (scaling == nullptr) return;
+  if (scaling != nullptr) read_rope_scaling(r, *scaling, c);
+}
+
+// `scaling`: a rope_scaling object, or a transformers 5 rope_parameters object (the same keys).
+void read_rope_scaling(const ConfigReader& r, const json& scaling_obj, ModelConfig& c) {
+  const json* scaling = &scaling_obj;
   std::string type;
   for (const char* key : {"rope_type", "type"}) {
     if (scaling->contains(key) && (*scaling)[key].is_string()) {
@@ -287,6 +295,91 @@ void read_gpt2(const ConfigReader& r, ModelConfig& c) {
   c.tie_word_embeddings = r.get_bool("tie_word_embeddings", true);
 }
 
+// Gemma3TextConfig: GELU-tanh, query_pre_attn_scalar, local/global layers (layer_types, else
+// every sliding_window_pattern-th layer global), and a RoPE per layer kind: transformers 5's
+// rope_parameters {"full_attention": {...}, "sliding_attention": {...}}, or the older rope_theta
+// + rope_scaling (global) and rope_local_base_freq (local). Defaults are the config class's.
+void read_gemma3(const ConfigReader& r, ModelConfig& c) {
+  const json& j = r.raw();
+  const std::string& path = r.path();
+  c.vocab_size = r.get_int("vocab_size", 262208);
+  c.hidden_size = r.get_int("hidden_size", 2304);
+  c.intermediate_size = r.get_int("intermediate_size", 9216);
+  c.num_hidden_layers = r.get_int("num_hidden_layers", 26);
+  c.num_attention_heads = r.get_int("num_attention_heads", 8);
+  c.num_key_value_heads = r.get_int("num_key_value_heads", 4);
+  c.max_position_embeddings = r.get_int("max_position_embeddings", 131072);
+  check_sizes(r, c);
+  c.head_dim = r.get_int("head_dim", 256);
+  r.check_range("head_dim", c.head_dim, 1 << 12);
+  if (c.head_dim % 2 != 0)
+    throw Error(cat(path, ": head_dim ", c.head_dim, " must be even for RoPE"));
+  c.rotary_dim = c.head_dim;
+  c.rms_norm_eps = r.get_double("rms_norm_eps", 1e-6);
+  c.tie_word_embeddings = r.get_bool("tie_word_embeddings", true);
+  read_activation(r, "hidden_activation", "gelu_pytorch_tanh", {"gelu_pytorch_tanh"});
+  c.hidden_act = "gelu_new";  // the same tanh form
+  if (r.get_bool("attention_bias", false))
+    throw ValueError(cat(path, ": attention_bias = true is not supported"));
+  if (r.get_bool("use_bidirectional_attention", false))
+    throw ValueError(cat(path, ": use_bidirectional_attention = true is not supported"));
+  c.qk_norm = true;
+  c.query_pre_attn_scalar = r.get_double("query_pre_attn_scalar", 256.0);
+  c.attn_logit_softcapping = r.get_double("attn_logit_softcapping", 0.0);
+  c.final_logit_softcapping = r.get_double("final_logit_softcapping", 0.0);
+  if (c.query_pre_attn_scalar <= 0.0 || c.attn_logit_softcapping < 0.0 ||
+      c.final_logit_softcapping < 0.0) {
+    throw Error(cat(path, ": query_pre_attn_scalar and the softcaps must be positive"));
+  }
+
+  c.sliding_window = r.get_int("sliding_window", 4096);
+  if (c.sliding_window <= 0)
+    throw Error(cat(path, ": sliding_window = ", c.sliding_window, " must be positive"));
+  if (j.contains("layer_types") && j["layer_types"].is_array()) {
+    const json& types = j["layer_types"];
+    if (static_cast<int64_t>(types.size()) != c.num_hidden_layers) {
+      throw Error(cat(path, ": layer_types has ", types.size(), " entries for ",
+                      c.num_hidden_layers, " layers"));
+    }
+    for (const json& t : types) {
+      if (!t.is_string() || (t != "sliding_attention" && t != "full_attention"))
+        throw Error(cat(path, ": layer_types entry ", t.dump(), " is not supported"));
+      c.sliding_window_layers.push_back(t == "sliding_attention");
+    }
+  } else {
+    int64_t every = r.get_int("sliding_window_pattern", r.get_int("_sliding_window_pattern", 6));
+    r.check_range("sliding_window_pattern", every, 1 << 12);
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i)
+      c.sliding_window_layers.push_back((i + 1) % every != 0);
+  }
+
+  const json* params = j.contains("rope_parameters") && j["rope_parameters"].is_object()
+                           ? &j["rope_parameters"]
+                           : nullptr;
+  if (params != nullptr && params->contains("full_attention")) {
+    const json& global = (*params)["full_attention"];
+    const json& local = params->value("sliding_attention", json::object());
+    if (!global.is_object() || !local.is_object())
+      throw Error(cat(path, ": rope_parameters entries must be objects"));
+    c.rope_theta = r.number(global, "rope_theta", 1000000.0);
+    read_rope_scaling(r, global, c);
+    c.rope_local_base_freq = r.number(local, "rope_theta", 10000.0);
+    std::string local_type = "default";
+    if (local.contains("rope_type") && local["rope_type"].is_string())
+      local_type = local["rope_type"].get<std::string>();
+    if (local_type != "default")
+      throw ValueError(
+          cat(path, ": rope type '", local_type, "' on sliding layers is not supported"));
+  } else {
+    read_rope(r, c);
+    c.rope_theta = r.get_double("rope_theta", 1000000.0);
+    if (params != nullptr) c.rope_theta = r.number(*params, "rope_theta", c.rope_theta);
+    c.rope_local_base_freq = r.get_double("rope_local_base_freq", 10000.0);
+  }
+  if (c.rope_theta <= 0.0 || c.rope_local_base_freq <= 0.0)
+    throw Error(cat(path, ": rope bases must be positive"));
+}
+
 }  // namespace
 
 ModelConfig model_config_from_hf_json(const std::string& text, const std::string& path) {
@@ -307,6 +400,8 @@ ModelConfig model_config_from_hf_json(const std::string& text, const std::string
     read_opt(r, c);
   } else if (c.architecture == "gpt2") {
     read_gpt2(r, c);
+  } else if (c.architecture == "gemma3") {
+    read_gemma3(r, c);
   } else {
     read_llama_family(r, c);
   }

@@ -46,13 +46,19 @@ struct ModelConfig {
   std::vector<bool> sliding_window_layers;
 
   // LayerNorm decoders with learned positions (OPT, GPT-2); the Llama family ignores these.
-  std::string hidden_act = "silu";  // "silu", "relu" (OPT), "gelu_new" (GPT-2, tanh form)
+  std::string hidden_act = "silu";  // "silu", "relu" (OPT), "gelu_new" (GPT-2, Gemma 3: tanh form)
   double layer_norm_eps = 1e-5;
   bool layer_norm_affine = true;       // LayerNorms have weight and bias (OPT may switch off)
   bool mlp_bias = false;               // fc1/fc2 biases (OPT enable_bias, GPT-2)
   bool do_layer_norm_before = true;    // OPT: pre-LN (125m, 1.3b...) or post-LN (350m)
   bool final_layer_norm = true;        // OPT: only pre-LN models end with one
   int64_t word_embed_proj_dim = 0;     // OPT: embedding width when != hidden_size (project_in/out)
+
+  // Gemma 3 (the Llama family ignores these).
+  double query_pre_attn_scalar = 0.0;  // > 0: attention scale is its -1/2 power, not head_dim's
+  double rope_local_base_freq = 0.0;   // RoPE base of sliding-window layers (no rope scaling)
+  double attn_logit_softcapping = 0.0;   // > 0 when configured (Gemma 3 does not apply it)
+  double final_logit_softcapping = 0.0;  // > 0: logits = cap * tanh(logits / cap)
 
   bool layer_uses_sliding_window(int64_t layer) const {
     if (sliding_window <= 0) return false;

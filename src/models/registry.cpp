@@ -1,5 +1,6 @@
 #include "models/registry.h"
 
+#include "models/gemma3.h"
 #include "models/gpt2.h"
 #include "models/llama.h"
 #include "models/opt.h"
@@ -15,8 +16,7 @@ struct ArchitectureEntry {
   // for the interleaved layout, but keeps Qwen's as they are (rotate-half). Hugging Face
   // checkpoints are always rotate-half.
   RopeStyle gguf_rope_style;
-  // Loads from Hugging Face checkpoints only: llama.cpp has no OPT, and its GPT-2 and Phi-3
-  // files (other names, pre-transposed or fused tensors, other metadata keys) are not read yet.
+  // Loads from Hugging Face checkpoints only: llama.cpp has no OPT.
   bool hf_only = false;
 };
 
@@ -28,12 +28,15 @@ constexpr ArchitectureEntry kArchitectures[] = {
     {"mistral", "MistralForCausalLM", RopeStyle::kInterleaved},
     {"qwen2", "Qwen2ForCausalLM", RopeStyle::kNeox},
     {"qwen3", "Qwen3ForCausalLM", RopeStyle::kNeox},
-    {"phi3", "Phi3ForCausalLM", RopeStyle::kNeox, true},
+    {"phi3", "Phi3ForCausalLM", RopeStyle::kNeox},
     {"opt", "OPTForCausalLM", RopeStyle::kNeox, true},
-    {"gpt2", "GPT2LMHeadModel", RopeStyle::kNeox, true},
+    {"gpt2", "GPT2LMHeadModel", RopeStyle::kNeox},
+    // Gemma 3 has its own file; llama.cpp keeps its Q/K rows for rotate-half RoPE.
+    {"gemma3", "Gemma3ForCausalLM", RopeStyle::kNeox},
 };
 
-// OPT and GPT-2 models ask for their weights by Hugging Face name (they have no GGUF form here).
+// OPT and GPT-2 models ask for their weights by Hugging Face name (GPT-2 picks llama.cpp's names
+// itself when the file is a GGUF).
 std::optional<std::string> same_name(const std::string& name) { return name; }
 
 const ArchitectureEntry* find_entry(const std::string& name) {
@@ -77,6 +80,7 @@ HfWeightNameMap hf_weight_name_map(const std::string& architecture) {
     throw_unsupported("Hugging Face checkpoint", architecture);
   if (architecture == "opt" || architecture == "gpt2") return same_name;
   if (architecture == "phi3") return phi3_hf_weight_name;
+  if (architecture == "gemma3") return gemma3_hf_weight_name;
   return llama_hf_weight_name;
 }
 
@@ -89,6 +93,10 @@ std::unique_ptr<CausalLM> create_model(const ModelConfig& config, const WeightSo
                          "' are not supported yet (load its Hugging Face checkpoint)"));
   }
   if (config.architecture == "opt") return std::make_unique<OPTForCausalLM>(config, weights, backend);
+  if (config.architecture == "gemma3") {  // norms scale by 1 + w: HF stores w, GGUF files 1 + w
+    float norm_weight_offset = format == CheckpointFormat::kHuggingFace ? 1.0f : 0.0f;
+    return std::make_unique<Gemma3ForCausalLM>(config, weights, backend, norm_weight_offset);
+  }
   if (config.architecture == "gpt2")
     return std::make_unique<GPT2LMHeadModel>(config, weights, backend);
   RopeStyle style = format == CheckpointFormat::kGguf ? entry->gguf_rope_style : RopeStyle::kNeox;

@@ -3,10 +3,11 @@
 // llama3 and linear rope scaling, Mistral with a sliding window shorter than the prompts, Qwen2
 // with q/k/v biases, Qwen3 with q/k norms, OPT pre-LN (opt-125m-like), post-LN with
 // project_in/out (opt-350m-like) and without biases or LayerNorm affine, GPT-2 (Conv1D weights,
-// fused c_attn), Phi-3 (fused qkv and gate_up, partial rotary, sliding window); OPT and GPT-2 also
-// under their base models' key names ("decoder.*", "h.0.*"). The forward pass is compared logit
-// by logit; greedy continuations go through the whole engine (cvllm::LLM, token-id prompts,
-// skip_tokenizer_init, all prompts in one batch).
+// fused c_attn), Phi-3 (fused qkv and gate_up, partial rotary, sliding window), Gemma 3 (sandwich
+// (1 + w) norms, scaled embeddings, local/global layers with two RoPE bases, final logit
+// soft-capping); OPT and GPT-2 also under their base models' key names ("decoder.*", "h.0.*").
+// The forward pass is compared logit by logit; greedy continuations go through the whole engine
+// (cvllm::LLM, token-id prompts, skip_tokenizer_init, all prompts in one batch).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include "golden_util.h"
 #include "loader/hf_weight_source.h"
 #include "loader/safetensors.h"
+#include "models/gemma3.h"
 #include "models/gpt2.h"
 #include "tokenizer/tokenizer.h"
 
@@ -62,6 +64,7 @@ class HfModelHarness {
     model_ = create_model(config_, weights, backend_, format);
   }
   const ModelConfig& config() const { return config_; }
+  const CausalLM& model() const { return *model_; }
 
   std::vector<float> forward(const std::vector<int32_t>& ids, int block_size = 4) {
     return testing::forward_one_prompt(*model_, backend_, config_, ids, block_size);
@@ -176,12 +179,14 @@ INSTANTIATE_TEST_SUITE_P(Checkpoints, HfCheckpoint,
                                            "mistral_swa", "qwen2_f32", "qwen3_f16", "opt_f32",
                                            "opt_post_ln_bf16", "opt_f32_bare", "opt_plain_f16",
                                            "gpt2_f16",
-                                           "gpt2_f16_bare", "phi3_bf16"),
+                                           "gpt2_f16_bare", "phi3_bf16", "gemma3_f32",
+                                           "gemma3_bf16_softcap"),
                          [](const auto& info) { return info.param; });
 
-// GGUF copies of the Qwen checkpoints (same weights, llama.cpp's names and metadata keys, Q/K not
-// permuted): GGUF qwen2/qwen3 load with rotate-half RoPE, biases and q/k norms, and match the same
-// transformers reference.
+// GGUF copies of the Qwen and Gemma 3 checkpoints (same weights, llama.cpp's names and metadata
+// keys, Q/K not permuted, Gemma's norms stored as 1 + w): GGUF qwen2/qwen3/gemma3 load with
+// rotate-half RoPE, biases, q/k norms and Gemma's sandwich norms, and match the same transformers
+// reference.
 class GgufQwenCopy : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GgufQwenCopy, LogitsMatchTransformers) {
@@ -202,7 +207,8 @@ TEST_P(GgufQwenCopy, GreedyThroughLLMMatchesTransformers) {
   expect_greedy_matches(fx, llm, "gguf copy");
 }
 
-INSTANTIATE_TEST_SUITE_P(Checkpoints, GgufQwenCopy, ::testing::Values("qwen2_f32", "qwen3_f16"),
+INSTANTIATE_TEST_SUITE_P(Checkpoints, GgufQwenCopy,
+                         ::testing::Values("qwen2_f32", "qwen3_f16", "gemma3_f32"),
                          [](const auto& info) { return info.param; });
 
 // The RoPE layout is chosen per source: HF Llama weights read as if they came from a GGUF file
@@ -309,9 +315,10 @@ TEST(HfCheckpointFiles, Phi3PartialRotaryMatters) {
   EXPECT_GT(closeness(last, expected, kLogitAtol, kLogitRtol), 100.0);
 }
 
-// OPT and GPT-2 have no GGUF form here: asking for one is a ValueError, not a wrong model.
+// OPT has no GGUF form (llama.cpp has no OPT): asking for one is a ValueError, not a wrong model.
+// (GPT-2 GGUF files load: test_model_gguf_gpt2_phi3.cpp.)
 TEST(HfCheckpointFiles, LearnedPositionModelsAreHuggingFaceOnly) {
-  EXPECT_THROW(HfModelHarness(checkpoint_dir("gpt2_f16"), cpu::MatmulPath::kReference, nullptr,
+  EXPECT_THROW(HfModelHarness(checkpoint_dir("opt_f32"), cpu::MatmulPath::kReference, nullptr,
                               CheckpointFormat::kGguf),
                ValueError);
   std::vector<std::string> archs = supported_hf_architectures();
@@ -359,6 +366,102 @@ TEST(HfCheckpointFiles, MistralWindowMatters) {
                       [](ModelConfig& c) { c.sliding_window = -1; });
   EXPECT_LE(closeness(last_logits(windowed), expected, kLogitAtol, kLogitRtol), 1.0);
   EXPECT_GT(closeness(last_logits(full), expected, kLogitAtol, kLogitRtol), 100.0);
+}
+
+// Last-position logits of the long prompt (19 tokens) of a fixture, with the config tweaked.
+std::vector<float> long_prompt_logits(const std::string& name,
+                                      const std::function<void(ModelConfig&)>& tweak) {
+  nlohmann::json fx = load_json(golden_path("hf/" + name + ".json"));
+  const auto& prompt = fx["prompts"][2];
+  HfModelHarness harness(checkpoint_dir(name), cpu::MatmulPath::kReference, tweak);
+  std::vector<float> all = harness.forward(prompt["token_ids"].get<std::vector<int32_t>>());
+  return std::vector<float>(all.end() - harness.config().vocab_size, all.end());
+}
+
+std::vector<float> long_prompt_expected(const std::string& name) {
+  return to_floats(load_json(golden_path("hf/" + name + ".json"))["prompts"][2]["last_logits"]);
+}
+
+// Each Gemma 3 feature the fixtures carry changes the answer: switching one off moves the logits
+// far from transformers' (so matching them above really tests it).
+TEST(HfCheckpointFiles, Gemma3FeaturesMatter) {
+  struct Case {
+    const char* name;
+    const char* fixture;
+    std::function<void(ModelConfig&)> tweak;
+  };
+  const Case cases[] = {
+      {"no sliding window", "gemma3_f32", [](ModelConfig& c) { c.sliding_window = -1; }},
+      {"local RoPE base = global", "gemma3_f32",
+       [](ModelConfig& c) { c.rope_local_base_freq = c.rope_theta; }},
+      {"no global rope scaling", "gemma3_f32", [](ModelConfig& c) { c.rope_scaling = {}; }},
+      {"head_dim attention scale", "gemma3_bf16_softcap",
+       [](ModelConfig& c) { c.query_pre_attn_scalar = static_cast<double>(c.head_dim); }},
+      {"no final softcap", "gemma3_bf16_softcap",
+       [](ModelConfig& c) { c.final_logit_softcapping = 0.0; }},
+  };
+  for (const Case& c : cases) {
+    std::vector<float> expected = long_prompt_expected(c.fixture);
+    EXPECT_LE(closeness(long_prompt_logits(c.fixture, nullptr), expected, kLogitAtol, kLogitRtol),
+              1.0)
+        << c.fixture;
+    EXPECT_GT(closeness(long_prompt_logits(c.fixture, c.tweak), expected, kLogitAtol, kLogitRtol),
+              100.0)
+        << c.name;
+  }
+}
+
+// sqrt(hidden_size) is rounded to the embedding table's dtype, as transformers casts it: bf16
+// 6.9375 for hidden 48, the exact float32 root for f32 tables.
+TEST(HfCheckpointFiles, Gemma3EmbeddingScaleFollowsTheWeightsDtype) {
+  HfModelHarness bf16(checkpoint_dir("gemma3_bf16_softcap"), cpu::MatmulPath::kReference);
+  nlohmann::json fx = load_json(golden_path("hf/gemma3_bf16_softcap.json"));
+  const auto& model = dynamic_cast<const Gemma3ForCausalLM&>(bf16.model());
+  EXPECT_EQ(model.embed_scale(), fx["embed_scale"].get<float>());
+  EXPECT_EQ(model.embed_scale(), 6.9375f);
+  HfModelHarness f32(checkpoint_dir("gemma3_f32"), cpu::MatmulPath::kReference);
+  EXPECT_EQ(dynamic_cast<const Gemma3ForCausalLM&>(f32.model()).embed_scale(), std::sqrt(48.0f));
+}
+
+TEST(HfCheckpointFiles, Gemma3ConfigAndGgufKeys) {
+  ModelConfig hf = model_config_from_hf(checkpoint_dir("gemma3_f32"));
+  EXPECT_EQ(hf.architecture, "gemma3");
+  EXPECT_EQ(hf.hidden_act, "gelu_new");
+  EXPECT_EQ(hf.sliding_window, 6);
+  EXPECT_EQ(hf.sliding_window_layers, (std::vector<bool>{true, true, false, true}));
+  EXPECT_DOUBLE_EQ(hf.rope_theta, 10000.0);
+  EXPECT_DOUBLE_EQ(hf.rope_local_base_freq, 100.0);
+  EXPECT_EQ(hf.rope_scaling.type, "linear");
+  EXPECT_TRUE(hf.tie_word_embeddings);
+  ModelConfig capped = model_config_from_hf(checkpoint_dir("gemma3_bf16_softcap"));
+  EXPECT_EQ(capped.sliding_window_layers, (std::vector<bool>{false, true, true}));
+  EXPECT_DOUBLE_EQ(capped.query_pre_attn_scalar, 40.0);
+  EXPECT_DOUBLE_EQ(capped.final_logit_softcapping, 4.0);
+  EXPECT_FALSE(capped.tie_word_embeddings);
+  // The GGUF copy: the same layer kinds and RoPE from llama.cpp's keys.
+  ModelConfig gguf = model_config_from_gguf(*GgufFile::open(golden_path("hf/gemma3_f32.gguf")));
+  EXPECT_EQ(gguf.sliding_window, hf.sliding_window);
+  EXPECT_EQ(gguf.sliding_window_layers, hf.sliding_window_layers);
+  EXPECT_DOUBLE_EQ(gguf.rope_local_base_freq, hf.rope_local_base_freq);
+  EXPECT_DOUBLE_EQ(gguf.query_pre_attn_scalar, 16.0);  // head_dim, as llama.cpp assumes
+  // The pre-transformers-5 spelling of Hub configs (google/gemma-3-270m): rope_theta +
+  // rope_local_base_freq + rope_scaling, layer pattern as an int when layer_types is absent.
+  const char* old_style = R"({"architectures": ["Gemma3ForCausalLM"], "hidden_size": 640,
+      "intermediate_size": 2048, "num_hidden_layers": 18, "num_attention_heads": 4,
+      "num_key_value_heads": 1, "head_dim": 256, "vocab_size": 262144, "rope_theta": 1000000.0,
+      "rope_local_base_freq": 10000.0, "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+      "sliding_window": 512, "_sliding_window_pattern": 6, "query_pre_attn_scalar": 256,
+      "attn_logit_softcapping": null, "final_logit_softcapping": null,
+      "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 32768})";
+  ModelConfig old = model_config_from_hf_json(old_style, "gemma3/config.json");
+  EXPECT_DOUBLE_EQ(old.rope_theta, 1000000.0);
+  EXPECT_DOUBLE_EQ(old.rope_local_base_freq, 10000.0);
+  EXPECT_EQ(old.rope_scaling.type, "linear");
+  EXPECT_DOUBLE_EQ(old.rope_scaling.factor, 8.0);
+  ASSERT_EQ(old.sliding_window_layers.size(), 18u);
+  for (int i = 0; i < 18; ++i) EXPECT_EQ(old.sliding_window_layers[i], (i + 1) % 6 != 0) << i;
+  EXPECT_TRUE(old.tie_word_embeddings);  // Gemma3TextConfig's default
+  EXPECT_DOUBLE_EQ(old.final_logit_softcapping, 0.0);
 }
 
 TEST(HfCheckpointFiles, GenerationConfigGivesDefaultsAndStopIds) {
