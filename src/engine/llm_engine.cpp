@@ -175,16 +175,14 @@ void LLMEngine::load_hf(const EngineArgs& args, const std::string& dir) {
         cat(dir, " is a directory without config.json: not a Hugging Face checkpoint"));
   }
   model_config_ = model_config_from_hf(dir);
-  auto checkpoint =
-      std::make_shared<const SafetensorsCheckpoint>(SafetensorsCheckpoint::open_dir(dir));
-  weights_ =
-      std::make_unique<HfWeightSource>(checkpoint, hf_weight_name_map(model_config_.architecture));
+  // safetensors when present, else pytorch_model.bin (as transformers picks them).
+  weights_ = open_hf_weights(dir, hf_weight_name_map(model_config_.architecture));
   checkpoint_format_ = CheckpointFormat::kHuggingFace;
   if (!args.skip_tokenizer_init) {
-    const std::filesystem::path tokenizer_json = std::filesystem::path(dir) / "tokenizer.json";
-    if (args.tokenizer.empty() && !std::filesystem::is_regular_file(tokenizer_json, ec)) {
-      throw ValueError(cat(dir, " has no tokenizer.json: pass a tokenizer (--tokenizer) or "
-                           "skip_tokenizer_init (--skip-tokenizer-init) with token-id prompts"));
+    if (args.tokenizer.empty() && !has_hf_tokenizer_files(dir)) {
+      throw ValueError(cat(dir, " has no tokenizer.json (nor vocab.json + merges.txt): pass a "
+                           "tokenizer (--tokenizer) or skip_tokenizer_init "
+                           "(--skip-tokenizer-init) with token-id prompts"));
     }
     tokenizer_ = load_tokenizer(args.tokenizer.empty() ? dir : args.tokenizer, nullptr);
     eos_token_id_ = tokenizer_->eos_token_id();
@@ -202,7 +200,8 @@ void LLMEngine::load_hf(const EngineArgs& args, const std::string& dir) {
 }
 
 // A tokenizer from a GGUF file (`gguf` when it is the model file itself) or a Hugging Face
-// directory with tokenizer.json; `path` resolves like a model name (hub ids included).
+// directory with tokenizer.json or vocab.json + merges.txt; `path` resolves like a model name
+// (hub ids included).
 std::unique_ptr<Tokenizer> LLMEngine::load_tokenizer(const std::string& path,
                                                      const std::shared_ptr<GgufFile>& gguf) {
   ResolvedModel where = resolve_model(path);

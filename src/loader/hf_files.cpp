@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "loader/safetensors.h"
+#include "loader/torch_checkpoint.h"
 #include "util/error.h"
 
 namespace cvllm {
@@ -104,6 +106,23 @@ std::optional<std::string> read_hf_chat_template(const std::string& dir) {
     return std::nullopt;
   }
   throw Error(cat(p.string(), ": chat_template is neither a string nor a list of templates"));
+}
+
+std::unique_ptr<WeightSource> open_hf_weights(const std::string& dir, HfWeightNameMap name_map) {
+  std::error_code ec;
+  auto has = [&](const char* name) { return fs::is_regular_file(fs::path(dir) / name, ec); };
+  if (has("model.safetensors.index.json") || has("model.safetensors")) {
+    auto checkpoint =
+        std::make_shared<const SafetensorsCheckpoint>(SafetensorsCheckpoint::open_dir(dir));
+    return std::make_unique<HfWeightSource>(std::move(checkpoint), std::move(name_map));
+  }
+  if (has("pytorch_model.bin.index.json") || has("pytorch_model.bin")) {
+    auto checkpoint = std::make_shared<const TorchCheckpoint>(TorchCheckpoint::open_dir(dir));
+    return std::make_unique<TorchWeightSource>(std::move(checkpoint), std::move(name_map));
+  }
+  throw Error(cat(dir, ": no weights in the directory (looked for model.safetensors, "
+                       "model.safetensors.index.json, pytorch_model.bin and "
+                       "pytorch_model.bin.index.json)"));
 }
 
 }  // namespace cvllm

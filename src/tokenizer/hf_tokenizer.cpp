@@ -17,11 +17,13 @@
 
 #include <algorithm>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "tokenizer/byte_level.h"
+#include "tokenizer/hf_slow_tokenizer.h"
 #include "tokenizer/hf_pipeline.h"
 #include "util/error.h"
 #include "util/logging.h"
@@ -683,15 +685,33 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_json(std::string_view tokenizer_js
   return t;
 }
 
+bool has_hf_tokenizer_files(const std::string& dir) {
+  auto is_file = [&](const char* name) {
+    std::error_code ec;
+    return std::filesystem::is_regular_file(std::filesystem::path(dir) / name, ec);
+  };
+  return is_file("tokenizer.json") || (is_file("vocab.json") && is_file("merges.txt"));
+}
+
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& dir) {
   std::string tokenizer_json, config_json, special_map_json;
-  const std::string path = dir + "/tokenizer.json";
-  if (!read_file(path, tokenizer_json)) {
-    throw Error(cat(path, ": not found (a Hugging Face checkpoint needs its tokenizer.json)"));
-  }
   read_file(dir + "/tokenizer_config.json", config_json);
   read_file(dir + "/special_tokens_map.json", special_map_json);
-  return Tokenizer::from_hf_json(tokenizer_json, config_json, special_map_json, path);
+  const std::string path = dir + "/tokenizer.json";
+  if (read_file(path, tokenizer_json)) {
+    return Tokenizer::from_hf_json(tokenizer_json, config_json, special_map_json, path);
+  }
+  // GPT-2-style slow files (facebook/opt-*, openai-community/gpt2): the tokenizer.json that
+  // transformers would build from them.
+  std::string vocab_json, merges_txt;
+  if (read_file(dir + "/vocab.json", vocab_json) && read_file(dir + "/merges.txt", merges_txt)) {
+    SlowTokenizerJson built = gpt2_tokenizer_json_from_slow_files(
+        vocab_json, merges_txt, config_json, special_map_json, dir + "/");
+    return Tokenizer::from_hf_json(built.tokenizer_json, built.tokenizer_config_json, "",
+                                   dir + "/vocab.json+merges.txt");
+  }
+  throw Error(cat(path, ": not found (a Hugging Face checkpoint needs its tokenizer.json, or "
+                        "vocab.json and merges.txt)"));
 }
 
 }  // namespace cvllm
