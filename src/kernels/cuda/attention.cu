@@ -3,7 +3,7 @@
 // softcap).
 //
 // The attention kernel runs one block per (work item, query head): a work item is one piece of
-// kSplitKeys key positions of one token (split-KV: long contexts run as several blocks, merged
+// one token's key positions (split-KV, see cuda_ops.h: contexts run as several blocks, merged
 // afterwards in piece order). A block walks its keys in tiles of kTile positions with an online
 // softmax. A token's result depends only on its position and its request's keys, always visited
 // in the same order, so it is identical alone or batched.
@@ -155,7 +155,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t item = blockIdx.x / a.num_heads;
   const int64_t head = blockIdx.x % a.num_heads;
   const int64_t t = work.work_token[item];
-  const int64_t chunk = work.work_chunk[item];
+
   const bool whole = work.token_first_work[t + 1] - work.token_first_work[t] == 1;
   const int64_t d = a.head_size;
   const int64_t kv_head = head / (a.num_heads / a.num_kv_heads);
@@ -164,8 +164,8 @@ __global__ void __launch_bounds__(kThreads)
   const int32_t q_len = query_start_loc[req + 1] - q_start;
   const int64_t pos = seq_lens[req] - q_len + (t - q_start);
   const int64_t window_lo = a.sliding_window > 0 ? max(int64_t{0}, pos - a.sliding_window + 1) : 0;
-  const int64_t lo = max(window_lo, chunk * kSplitKeys);       // this piece's keys: [lo, hi]
-  const int64_t hi = min(pos, (chunk + 1) * kSplitKeys - 1);  // (empty below the window)
+  const int64_t lo = max(window_lo, static_cast<int64_t>(work.key_begin[item]));  // keys [lo, hi]
+  const int64_t hi = min(pos, static_cast<int64_t>(work.key_end[item]));  // (empty below the window)
   const int32_t* blocks = block_table + req * a.max_blocks_per_req;
   const bool grouped = d <= kThreads;
   const int groups = grouped ? static_cast<int>(kThreads / d) : 1;

@@ -34,7 +34,8 @@ class CudaStepMetadata : public StepMetadata {
     int64_t num_items = 0;
     bool has_split = false;
     const int32_t* token = nullptr;  // [num_items]
-    const int32_t* chunk = nullptr;  // [num_items]
+    const int32_t* key_begin = nullptr;  // [num_items]
+    const int32_t* key_end = nullptr;    // [num_items]
     const int32_t* first = nullptr;  // [num_tokens + 1]
   };
   WorkItems all_work, rest_work;
@@ -43,16 +44,17 @@ class CudaStepMetadata : public StepMetadata {
 
 // Host-side lists of attention work items (cuda_ops.h AttentionWork).
 struct WorkList {
-  std::vector<int32_t> token, chunk, first = {0};
+  std::vector<int32_t> token, key_begin, key_end, first = {0};
   bool has_split = false;
-  // Token t at position pos: pos / kSplitKeys + 1 pieces (none when skipped).
-  void add(int32_t t, int64_t pos, bool skip) {
+  // Token t at position pos: pos / piece + 1 pieces of its keys [0, pos] (none when skipped).
+  void add(int32_t t, int64_t pos, int64_t piece, bool skip) {
     if (!skip) {
-      for (int64_t c = 0; c <= pos / kSplitKeys; ++c) {
+      for (int64_t begin = 0; begin <= pos; begin += piece) {
         token.push_back(t);
-        chunk.push_back(static_cast<int32_t>(c));
+        key_begin.push_back(static_cast<int32_t>(begin));
+        key_end.push_back(static_cast<int32_t>(std::min(pos, begin + piece - 1)));
       }
-      has_split = has_split || pos >= kSplitKeys;
+      has_split = has_split || pos >= piece;
     }
     first.push_back(static_cast<int32_t>(token.size()));
   }
@@ -235,8 +237,9 @@ std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
       token_to_req[t] = static_cast<int32_t>(r);
       const int64_t pos = b.seq_lens[r] - q_len + (t - q_start);
       CVLLM_CHECK(pos >= 0, "request ", r, " has more new tokens than its seq_len");
-      all_work.add(t, pos, false);
-      rest_work.add(t, pos, flash);
+      const int64_t piece = flash ? kSplitKeys : kDecodeSplitKeys;
+      all_work.add(t, pos, piece, false);
+      rest_work.add(t, pos, piece, flash);
     }
     for (int32_t t = q_start; flash && t < q_start + q_len; t += kFlashTileQueries) {
       tile_req.push_back(static_cast<int32_t>(r));
@@ -255,8 +258,9 @@ std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
   std::vector<Part> parts = {
       part(b.slot_mapping), part(b.input_ids), part(b.positions), part(b.query_start_loc),
       part(b.seq_lens), part(b.block_table), part(token_to_req),
-      part(all_work.token), part(all_work.chunk), part(all_work.first),
-      part(rest_work.token), part(rest_work.chunk), part(rest_work.first),
+      part(all_work.token), part(all_work.key_begin), part(all_work.key_end), part(all_work.first),
+      part(rest_work.token), part(rest_work.key_begin), part(rest_work.key_end),
+      part(rest_work.first),
       part(tile_req), part(tile_first_token),
   };
   size_t total = 0;
@@ -298,15 +302,16 @@ std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
     out.num_items = static_cast<int64_t>(w.token.size());
     out.has_split = w.has_split;
     out.token = at(first_part);
-    out.chunk = at(first_part + 1);
-    out.first = at(first_part + 2);
+    out.key_begin = at(first_part + 1);
+    out.key_end = at(first_part + 2);
+    out.first = at(first_part + 3);
     return out;
   };
   step->all_work = items(all_work, 7);
-  step->rest_work = items(rest_work, 10);
+  step->rest_work = items(rest_work, 11);
   step->flash_tiles.num_tiles = static_cast<int64_t>(tile_req.size());
-  step->flash_tiles.tile_req = at(13);
-  step->flash_tiles.tile_first_token = at(14);
+  step->flash_tiles.tile_req = at(15);
+  step->flash_tiles.tile_first_token = at(16);
   return step;
 }
 
@@ -588,7 +593,8 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, K
   work.num_items = items.num_items;
   work.has_split = items.has_split;
   work.work_token = items.token;
-  work.work_chunk = items.chunk;
+  work.key_begin = items.key_begin;
+  work.key_end = items.key_end;
   work.token_first_work = items.first;
   Tensor partial_out, partial_ml;  // freed after the call (stream order keeps them valid)
   if (work.has_split) {

@@ -111,18 +111,24 @@ void write_kv_cache(const float* k, const float* v, void* k_cache, void* v_cache
                     const int64_t* slot_mapping, const PagedAttentionArgs& args,
                     cudaStream_t stream);
 constexpr int64_t kMaxAttentionHeadSize = 512;
-// Split-KV: a token's keys are cut at multiples of kSplitKeys positions and each piece is one work
-// item (its own thread block), merged afterwards in order. The cut depends only on the token's
-// position, never on the batch, so results stay batch invariant; short contexts are one piece.
+// Split-KV: a token's keys are cut at multiples of a piece size and each piece is one work item
+// (its own thread blocks), merged afterwards in order. Tokens of requests with fewer than
+// kFlashMinQueries new tokens (decode) use kDecodeSplitKeys, so even one sequence keeps many
+// multiprocessors busy; longer chunks use kSplitKeys (fewer partial results to keep). The cut
+// depends only on the token's position and its own request's query length, never on the batch,
+// so results stay batch invariant.
 constexpr int64_t kSplitKeys = 1024;
+constexpr int64_t kDecodeSplitKeys = 256;
 
-// Work items of one step: item w attends over piece work_chunk[w] of token work_token[w]'s keys;
+// Work items of one step: item w attends over keys [key_begin[w], key_end[w]] of token
+// work_token[w];
 // token t's items are [token_first_work[t], token_first_work[t + 1]) (none for tokens that
 // flash_prefill_attention handles).
 struct AttentionWork {
   int64_t num_items = 0;
   const int32_t* work_token = nullptr;        // [num_items]
-  const int32_t* work_chunk = nullptr;        // [num_items]
+  const int32_t* key_begin = nullptr;         // [num_items] first key position of the piece
+  const int32_t* key_end = nullptr;           // [num_items] last key position of the piece
   const int32_t* token_first_work = nullptr;  // [num_tokens + 1]
   bool has_split = false;  // some token has several items (then the scratch below is needed)
   // Scratch for tokens of several pieces (unused when no token has several):
