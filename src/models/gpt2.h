@@ -2,7 +2,8 @@
 // positions (wpe, no offset), pre-LN blocks of LayerNorm -> multi-head attention with biases ->
 // residual, LayerNorm -> c_fc -> gelu_new (tanh form) -> c_proj -> residual, final ln_f, LM head
 // tied to wte. Weights are asked for by their Hugging Face names; files saved from GPT2Model (keys
-// "h.0...", as the original gpt2 repository has) load as well as "transformer.h.0...".
+// "h.0...", as the original gpt2 repository has) load as well as "transformer.h.0...", and GGUF
+// files by llama.cpp's names (token_embd, position_embd, blk.N.attn_qkv, ...; already [out, in]).
 // Conv1D weights are stored [in, out]; they are transposed once at load into [out, in] (a copy in
 // the stored dtype, so the weights take the same memory as on disk), and the fused c_attn is
 // split into q, k and v rows.
