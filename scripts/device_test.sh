@@ -20,7 +20,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-TEST_TARGETS="kernels_test_cuda_ops golden_test_cuda_tiny_llama"
+TEST_TARGETS="kernels_test_cuda_ops golden_test_cuda_tiny_llama golden_test_cuda_hf_models"
 
 if [[ "${1:-}" == "--pack" ]]; then
   set -e
@@ -29,7 +29,8 @@ if [[ "${1:-}" == "--pack" ]]; then
   cmake --build "$BUILD" --target cvllm $TEST_TARGETS -j"${JOBS:-2}"
   rm -rf build-devpack
   mkdir -p build-devpack/bin build-devpack/lib build-devpack/py
-  cp "$BUILD/cvllm" "$BUILD/tests/kernels_test_cuda_ops" "$BUILD/tests/golden_test_cuda_tiny_llama" build-devpack/bin/
+  cp "$BUILD/cvllm" build-devpack/bin/
+  for t in $TEST_TARGETS; do cp "$BUILD/tests/$t" build-devpack/bin/; done
   strip build-devpack/bin/*
   # Libraries of our dependencies that a CUDA image may not have (the CUDA ones it has).
   for lib in libcpp-httplib.so.0.11 libutf8proc.so.2 libpcre2-8.so.0 libbrotlicommon.so.1 \
@@ -93,6 +94,8 @@ run_tests() {  # name binary [gtest args]
 if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
 run_tests cuda_ops "$TEST_BIN/kernels_test_cuda_ops"
 run_tests cuda_tiny_llama "$TEST_BIN/golden_test_cuda_tiny_llama"
+run_tests cuda_hf_models "$TEST_BIN/golden_test_cuda_hf_models"
+grep -h "\[ note \]" "$OUT/cuda_hf_models.log" | head -60 >> "$OUT/notes.txt"
 grep -h "\[ note \]" "$OUT/cuda_tiny_llama.log" | head -40 >> "$OUT/notes.txt"
 
 # Out-of-bounds accesses and races in the kernels (a subset: the sanitizer is slow).
