@@ -137,8 +137,9 @@ fi
 
 # Issue 8's targets on a Llama-3-8B-shaped random bf16 checkpoint (safetensors, made here), each
 # with the A/B switch of the change that targets it: matrix-vector kernels for batch-1 decode,
-# tensor-core prefill attention for long prompts, sampling on the GPU for throughput (no switch:
-# compare with BENCHMARKS.md's earlier row).
+# the mma.sync prefill attention against the WMMA one for long prompts, sampling on the GPU for
+# throughput (CVLLM_CUDA_SAMPLING=0 would send [256, 128k] logits to the host every step: compare
+# with BENCHMARKS.md's earlier row instead).
 if [[ "${TARGETS:-0}" == 1 ]]; then
   model=/tmp/random-llama3-8b-hf
   [[ -f $model/config.json ]] || python3 scripts/gen_random_hf_checkpoint.py --shape llama3-8b "$model" > "$OUT/gen-8b.log" 2>&1 ||
@@ -160,7 +161,7 @@ print(', '.join('%s %.4g' % (k, d[k]) for k in keys if k in d))" 2>/dev/null || 
   bench8b decode-bs1-no-gemv CVLLM_CUDA_GEMV=0 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
   bench8b decode-bs4 -- $lat --input-len 512 --output-len 128 --batch-size 4 --max-model-len 1024
   bench8b prefill-8000 -- bench latency --num-iters 2 --num-iters-warmup 1 --input-len 8000 --output-len 1 --batch-size 1 --max-model-len 8192
-  bench8b prefill-8000-no-flash CVLLM_CUDA_FLASH=0 -- bench latency --num-iters 1 --num-iters-warmup 0 --input-len 8000 --output-len 1 --batch-size 1 --max-model-len 8192
+  bench8b prefill-8000-wmma CVLLM_CUDA_FLASH_WMMA=1 -- bench latency --num-iters 2 --num-iters-warmup 1 --input-len 8000 --output-len 1 --batch-size 1 --max-model-len 8192
   bench8b throughput-1000x256 -- bench throughput --num-prompts 1000 --input-len 256 --output-len 256 --max-model-len 1024
 fi
 

@@ -133,6 +133,10 @@ CudaBackend::CudaBackend(int device_index, int num_host_threads,
   // Prefill chunks on tensor cores; CVLLM_CUDA_FLASH=0 keeps every token on the CUDA-core kernel.
   const char* flash_env = std::getenv("CVLLM_CUDA_FLASH");
   use_flash_ = flash_env == nullptr || std::string(flash_env) != "0";
+  // Head sizes 64 and 128 take the mma.sync kernel; CVLLM_CUDA_FLASH_WMMA=1 keeps them on the
+  // WMMA one (A/B runs).
+  const char* wmma_env = std::getenv("CVLLM_CUDA_FLASH_WMMA");
+  use_flash_mma_ = wmma_env == nullptr || std::string(wmma_env) != "1";
   // Plain draws on the GPU; CVLLM_CUDA_SAMPLING=0 sends every logits row to the host sampler.
   const char* sampling_env = std::getenv("CVLLM_CUDA_SAMPLING");
   sample_on_device_ = sampling_env == nullptr || std::string(sampling_env) != "0";
@@ -605,7 +609,11 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, K
   }
   paged_attention(q.data_as<float>(), cache.k.data(), cache.v.data(), out.data_as<float>(),
                   s.token_to_req, s.query_start_loc, s.seq_lens, s.block_table, work, a, stream_);
-  if (flash) {
+  if (flash && use_flash_mma_ && flash_prefill_mma_supports(a.head_size)) {
+    flash_prefill_attention_mma(q.data_as<float>(), cache.k.data(), cache.v.data(),
+                                out.data_as<float>(), s.query_start_loc, s.seq_lens, s.block_table,
+                                s.flash_tiles, a, stream_);
+  } else if (flash) {
     flash_prefill_attention(q.data_as<float>(), cache.k.data(), cache.v.data(), out.data_as<float>(),
                             s.query_start_loc, s.seq_lens, s.block_table, s.flash_tiles, a, stream_);
   }

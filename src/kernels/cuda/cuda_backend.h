@@ -102,6 +102,7 @@ class CudaBackend : public Backend {
   bool batch_invariant_gemm_ = false;
   bool use_gemv_ = true;  // linear layers of <= kGemvMaxTokens tokens use gemv_bf16
   bool use_flash_ = true;  // prefill chunks use flash_prefill_attention where it applies
+  bool use_flash_mma_ = true;  // ... its mma.sync version for head sizes 64 and 128
   bool sample_on_device_ = true;  // the runner may draw plain rows with sample_on_device
   CUstream_st* stream_ = nullptr;
   std::shared_ptr<DeviceAllocator> allocator_;

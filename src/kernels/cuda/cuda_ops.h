@@ -161,10 +161,18 @@ struct FlashTiles {
 // True when the cache is bf16 and head_size is 64, 128 or 256.
 bool flash_prefill_supports(const PagedAttentionArgs& args);
 // The same result as paged_attention (cuda_ops.h) for the tiles' tokens, with bf16 queries and
-// probabilities.  q, out: [T, num_heads, head_size]; caches bf16.
+// probabilities.  q, out: [T, num_heads, head_size]; caches bf16. flash_attention.cu (WMMA,
+// accumulator in shared memory) takes every supported head size;
+// flash_attention_mma.cu (mma.sync, accumulators in registers, faster) takes 64 and 128.
 void flash_prefill_attention(const float* q, const void* k_cache, const void* v_cache, float* out,
                              const int32_t* query_start_loc, const int32_t* seq_lens,
                              const int32_t* block_table, const FlashTiles& tiles,
                              const PagedAttentionArgs& args, cudaStream_t stream);
+bool flash_prefill_mma_supports(int64_t head_size);
+void flash_prefill_attention_mma(const float* q, const void* k_cache, const void* v_cache,
+                                 float* out, const int32_t* query_start_loc,
+                                 const int32_t* seq_lens, const int32_t* block_table,
+                                 const FlashTiles& tiles, const PagedAttentionArgs& args,
+                                 cudaStream_t stream);
 
 }  // namespace cvllm::cuda

@@ -46,27 +46,55 @@ __global__ void gather_rows_kernel(const void* table, bool is_bf16, const int32_
   }
 }
 
-// One block per row.
+// One block per row. Each thread keeps its elements (i = threadIdx.x + k * blockDim.x) in
+// registers between the sum of squares and the output, so the row is read from memory once; rows
+// wider than kMaxPerThread * blockDim.x re-read their source instead.
+constexpr int kMaxPerThread = 8;
 __global__ void rms_norm_kernel(const float* x, float* residual, const float* w, float* y,
                                 bf16* y_bf16, int64_t n, float eps, float weight_offset) {
   const int64_t row = blockIdx.x;
   const float* xr = x + row * n;
   float* yr = y + row * n;
-  const float* src = xr;
-  if (residual != nullptr) {
-    float* rr = residual + row * n;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) rr[i] += xr[i];
-    src = rr;  // each thread reads back only what it wrote itself: no barrier needed
-  }
+  float* rr = residual != nullptr ? residual + row * n : nullptr;
+  const float* src = rr != nullptr ? rr : xr;
+  const bool cached = n <= static_cast<int64_t>(kMaxPerThread) * blockDim.x;
+  float vals[kMaxPerThread];
   float sum = 0.0f;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum += src[i] * src[i];
+  if (cached) {
+#pragma unroll
+    for (int k = 0; k < kMaxPerThread; ++k) {
+      const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+      float v = 0.0f;
+      if (i < n) {
+        v = xr[i];
+        if (rr != nullptr) rr[i] = v = rr[i] + v;
+      }
+      vals[k] = v;
+      sum += v * v;
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+      float v = xr[i];
+      if (rr != nullptr) rr[i] = v = rr[i] + v;  // read back below by this thread only
+      sum += v * v;
+    }
+  }
   sum = block_sum(sum);
   const float scale = 1.0f / sqrtf(sum / static_cast<float>(n) + eps);
   bf16* yb = y_bf16 != nullptr ? y_bf16 + row * n : nullptr;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const float v = src[i] * scale * (w[i] + weight_offset);
-    yr[i] = v;
-    if (yb != nullptr) yb[i] = __float2bfloat16_rn(v);
+  auto put = [&](int64_t i, float v) {
+    const float out = v * scale * (w[i] + weight_offset);
+    yr[i] = out;
+    if (yb != nullptr) yb[i] = __float2bfloat16_rn(out);
+  };
+  if (cached) {
+#pragma unroll
+    for (int k = 0; k < kMaxPerThread; ++k) {
+      const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+      if (i < n) put(i, vals[k]);
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) put(i, src[i]);
   }
 }
 
