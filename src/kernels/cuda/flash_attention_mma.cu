@@ -5,8 +5,9 @@
 // accumulator O in registers: the fragment layout of m16n8k16 is fixed by the PTX ISA (thread
 // lane holds rows lane / 4 and lane / 4 + 8, columns 2 * (lane % 4) + {0, 1} of each 8-wide tile),
 // so the online softmax rescales O's rows in place, and S's accumulator tiles become P's A
-// fragments without going through memory. K is staged row-major and V transposed in shared
-// memory, so every B fragment is two 32-bit loads.
+// fragments without going through memory. K and V tiles are copied into shared memory with
+// cp.async, two stages deep (the next tile loads while this one is multiplied); K's B fragments
+// are 32-bit loads, V's come transposed through ldmatrix.
 //
 // Same results as flash_attention.cu's WMMA kernel (which still serves head size 256) up to f32
 // summation order: scale, softcap, causal and sliding-window masks, P rounded to bf16.
@@ -30,6 +31,26 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
+// 16 bytes global -> shared without passing through registers; src_bytes 0 writes zeros.
+__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(gmem), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending));
+}
+
+// Four 8x8 bf16 matrices from shared memory, transposed: lanes 0-15 give the rows of matrices 0
+// and 1, lanes 16-31 those of 2 and 3.
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
 // c += a b for one m16n8k16 tile.
 __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
                                          uint32_t b1) {
@@ -48,10 +69,11 @@ __global__ void __launch_bounds__(kThreads)
                              const int32_t* __restrict__ seq_lens,
                              const int32_t* __restrict__ block_table, FlashTiles tiles,
                              PagedAttentionArgs a) {
-  constexpr int kLdK = D + 8;      // K tile [kKeys][kLdK]: conflict-free B-fragment loads
-  constexpr int kLdV = kKeys + 8;  // V tile transposed [D][kLdV]
-  __shared__ __align__(16) bf16 k_s[kKeys * kLdK];
-  __shared__ __align__(16) bf16 vt_s[D * kLdV];
+  constexpr int kLd = D + 8;  // K and V tiles [kKeys][kLd]: conflict-free fragment loads
+  constexpr int kStage = kKeys * kLd;
+  extern __shared__ __align__(128) unsigned char smem[];
+  bf16* k_s = reinterpret_cast<bf16*>(smem);  // [2 stages][kKeys][kLd]
+  bf16* v_s = k_s + 2 * kStage;               // [2 stages][kKeys][kLd]
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t4 = lane % 4;  // fragment row group and column pair
@@ -99,35 +121,46 @@ __global__ void __launch_bounds__(kThreads)
   float m0 = -FLT_MAX, m1 = -FLT_MAX;  // running maxima (finite: corrections are never NaN)
   float l0 = 0.0f, l1 = 0.0f;          // running sums (of this thread's columns until the end)
 
-  for (int64_t k0 = lo; k0 <= hi; k0 += kKeys) {
+  // Tile `it` covers keys [lo + it * kKeys, ...]; its copies go to stage it % 2.
+  const int num_tiles = static_cast<int>((hi - lo) / kKeys + 1);
+  auto load_tile = [&](int it) {
+    const int64_t k0 = lo + static_cast<int64_t>(it) * kKeys;
     const int n = static_cast<int>(min(static_cast<int64_t>(kKeys), hi + 1 - k0));
-    __syncthreads();  // every warp is done with the previous tile
-    // Key j of the tile, 8 dimensions from c: threads take consecutive keys, so the transposed V
-    // stores of a warp land in consecutive addresses.
+    bf16* ks = k_s + (it % 2) * kStage;
+    bf16* vs = v_s + (it % 2) * kStage;
     for (int i = threadIdx.x; i < kKeys * (D / 8); i += kThreads) {
-      const int j = i % kKeys, c = (i / kKeys) * 8;
-      uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+      const int j = i / (D / 8), c = (i % (D / 8)) * 8;
+      int64_t base = 0;  // keys past the end read nothing and are zero-filled
       if (j < n) {
         const int64_t p = k0 + j;
-        const int64_t base =
-            ((static_cast<int64_t>(blocks[p / a.block_size]) * a.num_kv_heads + kv_head) *
-                 a.block_size + p % a.block_size) * D + c;
-        kv = *reinterpret_cast<const uint4*>(k_cache + base);
-        vv = *reinterpret_cast<const uint4*>(v_cache + base);
+        base = ((static_cast<int64_t>(blocks[p / a.block_size]) * a.num_kv_heads + kv_head) *
+                    a.block_size + p % a.block_size) * D + c;
       }
-      *reinterpret_cast<uint4*>(k_s + j * kLdK + c) = kv;
-      const bf16* vh = reinterpret_cast<const bf16*>(&vv);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) vt_s[(c + e) * kLdV + j] = vh[e];
+      cp_async_16(ks + j * kLd + c, k_cache + base, j < n ? 16 : 0);
+      cp_async_16(vs + j * kLd + c, v_cache + base, j < n ? 16 : 0);
     }
-    __syncthreads();
+    cp_async_commit();
+  };
+  load_tile(0);
+  for (int it = 0; it < num_tiles; ++it) {
+    const int64_t k0 = lo + static_cast<int64_t>(it) * kKeys;
+    const int n = static_cast<int>(min(static_cast<int64_t>(kKeys), hi + 1 - k0));
+    if (it + 1 < num_tiles) {
+      load_tile(it + 1);  // its stage was last read in iteration it - 1, before the barrier
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // every thread's copies of tile `it` have landed
+    const bf16* ks = k_s + (it % 2) * kStage;
+    const bf16* vs = v_s + (it % 2) * kStage;
 
     // S = Q K^T: 8 tiles of 8 keys.
     float s[kKeys / 8][4];
 #pragma unroll
     for (int j = 0; j < kKeys / 8; ++j) {
       s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-      const bf16* kp = k_s + (j * 8 + g) * kLdK + 2 * t4;
+      const bf16* kp = ks + (j * 8 + g) * kLd + 2 * t4;
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
         const uint32_t b0 = *reinterpret_cast<const uint32_t*>(kp + kk * 16);
@@ -189,14 +222,17 @@ __global__ void __launch_bounds__(kThreads)
                               pack_bf16(s[2 * kk][2], s[2 * kk][3]),
                               pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                               pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-      const bf16* vp = vt_s + g * kLdV + kk * 16 + 2 * t4;
+      // Lane l points at key kk * 16 + l % 16, dimensions 8 j + 8 (l / 16): two 8-dim tiles.
+      const bf16* vrow = vs + (kk * 16 + lane % 16) * kLd + (lane / 16) * 8;
 #pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(vp + j * 8 * kLdV);
-        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(vp + j * 8 * kLdV + 8);
-        mma_bf16(o[j], pa, b0, b1);
+      for (int j = 0; j < D / 8; j += 2) {
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, vrow + j * 8);
+        mma_bf16(o[j], pa, b[0], b[1]);
+        mma_bf16(o[j + 1], pa, b[2], b[3]);
       }
     }
+    __syncthreads();  // this stage is rewritten by the load two iterations on
   }
 
   // Whole-row sums over the quad, then normalize and write this thread's columns.
@@ -218,8 +254,16 @@ template <int D>
 void launch(const float* q, const bf16* k_cache, const bf16* v_cache, float* out,
             const int32_t* query_start_loc, const int32_t* seq_lens, const int32_t* block_table,
             const FlashTiles& tiles, const PagedAttentionArgs& a, cudaStream_t stream) {
+  constexpr size_t bytes = sizeof(bf16) * 4 * kKeys * (D + 8);  // K and V, two stages
+  static bool configured = false;  // above 48 KB of shared memory needs opting in, once
+  if (!configured) {
+    CVLLM_CUDA_CHECK(cudaFuncSetAttribute(flash_prefill_mma_kernel<D>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(bytes)));
+    configured = true;
+  }
   const unsigned grid = static_cast<unsigned>(tiles.num_tiles * a.num_heads);
-  flash_prefill_mma_kernel<D><<<grid, kThreads, 0, stream>>>(q, k_cache, v_cache, out,
+  flash_prefill_mma_kernel<D><<<grid, kThreads, bytes, stream>>>(q, k_cache, v_cache, out,
                                                              query_start_loc, seq_lens,
                                                              block_table, tiles, a);
   CVLLM_CUDA_CHECK_LAUNCH();
