@@ -35,7 +35,7 @@ if [[ "${1:-}" == "--pack" ]]; then
   # Libraries of our dependencies that a CUDA image may not have (the CUDA ones it has).
   for lib in libcpp-httplib.so.0.11 libutf8proc.so.2 libpcre2-8.so.0 libbrotlicommon.so.1 \
              libbrotlidec.so.1 libbrotlienc.so.1; do
-    path=$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')
+    path=$(ldconfig -p | awk -v l="$lib" '$1 == l && !found {print $NF; found = 1}')  # no early exit: SIGPIPE
     [[ -n "$path" ]] && cp -L "$path" build-devpack/lib/
   done
   gguf_dir=$(python3 -c "import gguf, os; print(os.path.dirname(gguf.__file__))")

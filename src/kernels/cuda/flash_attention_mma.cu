@@ -169,20 +169,26 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
 
-    // Scale, softcap and mask; the rows' new maxima over the quad that shares them.
+    // Scale, softcap and mask; the rows' new maxima over the quad that shares them. Most tiles lie
+    // wholly before every row's position and inside every row's window: they need no mask.
+    const bool whole_tile = n == kKeys && k0 + kKeys - 1 <= pos0 &&
+                            (a.sliding_window <= 0 || k0 > hi - a.sliding_window);
     float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
     for (int j = 0; j < kKeys / 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int col = j * 8 + 2 * t4 + (e & 1);
-        const int64_t kpos = k0 + col;
-        const int64_t qpos = e < 2 ? qpos0 : qpos1;
         float v = s[j][e] * a.scale;
         if (a.logit_softcap > 0.0f) v = a.logit_softcap * tanhf(v / a.logit_softcap);
-        const bool visible = col < n && kpos <= qpos &&
-                             (a.sliding_window <= 0 || kpos > qpos - a.sliding_window);
-        s[j][e] = visible ? v : -INFINITY;
+        if (!whole_tile) {
+          const int col = j * 8 + 2 * t4 + (e & 1);
+          const int64_t kpos = k0 + col;
+          const int64_t qpos = e < 2 ? qpos0 : qpos1;
+          const bool visible = col < n && kpos <= qpos &&
+                               (a.sliding_window <= 0 || kpos > qpos - a.sliding_window);
+          if (!visible) v = -INFINITY;
+        }
+        s[j][e] = v;
       }
       mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
       mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
