@@ -120,21 +120,17 @@ OrderedJson chat_response(ServingContext& ctx, const ChatCompletionRequest& requ
   return body;
 }
 
-// The SSE producer of one streaming chat request (vLLM's chat_completion_stream_generator).
-class ChatStreamer {
+// The SSE events of one streaming chat request (vLLM's chat_completion_stream_generator).
+class ChatStreamer : public SseStreamer {
  public:
   ChatStreamer(ServingContext& ctx, ChatCompletionRequest request, PreparedChat chat,
                std::unique_ptr<OutputStreams> streams, std::shared_ptr<ConnectionProbe> probe,
                std::string id, int64_t created, double arrival_ts)
-      : ctx_(ctx),
-        guard_(ctx.in_flight()),
+      : SseStreamer(ctx, std::move(streams), std::move(probe), request.n, arrival_ts),
         request_(std::move(request)),
         chat_(std::move(chat)),
-        streams_(std::move(streams)),
-        probe_(std::move(probe)),
         id_(std::move(id)),
         created_(created),
-        arrival_ts_(arrival_ts),
         num_tokens_(request_.n, 0),
         finish_sent_(request_.n, false) {
     const StreamOptions so = request_.stream_options.value_or(StreamOptions{});
@@ -142,39 +138,12 @@ class ChatStreamer {
     continuous_usage_ = include_usage_ && so.continuous_usage_stats;
   }
 
-  bool step(std::string& out, bool& done) {
-    size_t index = 0;
-    RequestOutput res;
-    OutputStreams::Status status = streams_->next(index, res, kDisconnectPollInterval);
-    if (status == OutputStreams::Status::kTimeout) {
-      if (probe_->peer_closed()) {
-        on_disconnect();
-        return false;
-      }
-      return true;
-    }
-    if (status == OutputStreams::Status::kDone) {
-      finish(out);
-      done = true;
-      return true;
-    }
-    ctx_.metrics().record_output(timing_, res, arrival_ts_);
-    if (!cached_tokens_ && ctx_.config().enable_prompt_tokens_details)
-      cached_tokens_ = res.num_cached_tokens;
-    if (failed_) return true;
-    try {
-      if (first_) emit_first(out);
-      for (const CompletionOutput& output : res.outputs) emit_delta(out, output);
-    } catch (const std::exception& e) {
-      out += sse_event(error_json(ApiError(500, e.what())));
-      failed_ = true;
-    }
-    return true;
+ private:
+  void emit_output(std::string& out, size_t, const RequestOutput& res) override {
+    if (first_) emit_first(out);
+    for (const CompletionOutput& output : res.outputs) emit_delta(out, output);
   }
 
-  void on_disconnect() { ctx_.metrics().record_abort(streams_->abort_unfinished() * request_.n); }
-
- private:
   int64_t prompt_tokens() const { return static_cast<int64_t>(chat_.rendered.token_ids.size()); }
 
   OrderedJson chunk(OrderedJson choice) const {
@@ -248,45 +217,24 @@ class ChatStreamer {
     out += sse_event(c);
   }
 
-  void finish(std::string& out) {
-    std::optional<std::string> err = streams_->error();
-    bool aborted = streams_->size() > 0 && streams_->closed_early(0);
-    if (!failed_ && (err || aborted)) {
-      std::string message = err ? *err : "The server is shutting down; the request was aborted.";
-      if (!err) {
-        int num_closed = 0;
-        for (size_t i = 0; i < streams_->size(); ++i)
-          num_closed += streams_->closed_early(i) ? 1 : 0;
-        ctx_.metrics().record_abort(num_closed * request_.n);
-      }
-      out += sse_event(error_json(ApiError(err ? 500 : 503, message)));
-    } else if (!failed_ && include_usage_) {
-      int64_t completion = 0;
-      for (int64_t n : num_tokens_) completion += n;
-      OrderedJson c = chunk(nullptr);
-      c["usage"] = usage_json(prompt_tokens(), completion, false, cached_tokens_);
-      out += sse_event(c);
-    }
-    out += kSseDone;
+  void emit_usage(std::string& out) override {
+    if (!include_usage_) return;
+    int64_t completion = 0;
+    for (int64_t n : num_tokens_) completion += n;
+    OrderedJson c = chunk(nullptr);
+    c["usage"] = usage_json(prompt_tokens(), completion, false, cached_tokens_);
+    out += sse_event(c);
   }
 
-  ServingContext& ctx_;
-  InFlightGuard guard_;
   ChatCompletionRequest request_;
   PreparedChat chat_;
-  std::unique_ptr<OutputStreams> streams_;
-  std::shared_ptr<ConnectionProbe> probe_;
   std::string id_;
   int64_t created_;
-  double arrival_ts_;
   std::vector<int64_t> num_tokens_;
   std::vector<bool> finish_sent_;
-  RequestTiming timing_;
-  std::optional<int64_t> cached_tokens_;  // of the first output (--enable-prompt-tokens-details)
   bool first_ = true;
   bool include_usage_ = false;
   bool continuous_usage_ = false;
-  bool failed_ = false;
 };
 
 }  // namespace
@@ -309,12 +257,10 @@ void ChatServing::create_chat_completion(const httplib::Request& req, httplib::R
   streams->add(engine_id, ctx_.submit(engine_id, prompt, chat.params, request));
   auto probe = ConnectionProbe::for_request(req);
   if (request.stream) {
-    auto streamer =
-        std::make_shared<ChatStreamer>(ctx_, std::move(request), std::move(chat),
-                                       std::move(streams), probe, id, created, arrival_ts);
-    set_sse_response(
-        res, [streamer](std::string& out, bool& done) { return streamer->step(out, done); },
-        [streamer] { streamer->on_disconnect(); });
+    SseStreamer::attach(std::make_shared<ChatStreamer>(ctx_, std::move(request), std::move(chat),
+                                                       std::move(streams), probe, id, created,
+                                                       arrival_ts),
+                        res);
     return;
   }
   InFlightGuard guard(ctx_.in_flight());

@@ -132,67 +132,35 @@ OrderedJson completion_response(ServingContext& ctx, const CompletionRequest& re
   return body;
 }
 
-// The SSE producer of one streaming completions request (vLLM's completion_stream_generator).
-class CompletionStreamer {
+// The SSE events of one streaming completions request (vLLM's completion_stream_generator).
+class CompletionStreamer : public SseStreamer {
  public:
   CompletionStreamer(ServingContext& ctx, CompletionRequest request,
                      std::vector<PreparedPrompt> prompts, std::unique_ptr<OutputStreams> streams,
                      std::shared_ptr<ConnectionProbe> probe, std::string id, int64_t created,
                      double arrival_ts)
-      : ctx_(ctx),
-        guard_(ctx.in_flight()),
+      : SseStreamer(ctx, std::move(streams), std::move(probe), request.n, arrival_ts),
         request_(std::move(request)),
         prompts_(std::move(prompts)),
-        streams_(std::move(streams)),
-        probe_(std::move(probe)),
         id_(std::move(id)),
         created_(created),
-        arrival_ts_(arrival_ts),
         num_choices_(request_.n),
         text_lens_(prompts_.size() * num_choices_, 0),
         num_tokens_(prompts_.size() * num_choices_, 0),
-        echoed_(prompts_.size() * num_choices_, false),
-        timings_(prompts_.size()) {
+        echoed_(prompts_.size() * num_choices_, false) {
     const StreamOptions so = request_.stream_options.value_or(StreamOptions{});
     bool force = ctx.config().enable_force_include_usage;
     include_usage_ = force || so.include_usage;
     continuous_usage_ = include_usage_ && so.continuous_usage_stats;
   }
 
-  bool step(std::string& out, bool& done) {
-    size_t index = 0;
-    RequestOutput res;
-    OutputStreams::Status status = streams_->next(index, res, kDisconnectPollInterval);
-    if (status == OutputStreams::Status::kTimeout) {
-      if (probe_->peer_closed()) {
-        on_disconnect();
-        return false;
-      }
-      return true;
-    }
-    if (status == OutputStreams::Status::kDone) {
-      finish(out);
-      done = true;
-      return true;
-    }
-    ctx_.metrics().record_output(timings_[index], res, arrival_ts_);
-    if (!cached_tokens_ && ctx_.config().enable_prompt_tokens_details)
-      cached_tokens_ = res.num_cached_tokens;
-    try {
-      for (const CompletionOutput& output : res.outputs) emit_choice(out, index, res, output);
-    } catch (const std::exception& e) {
-      out += sse_event(error_json(ApiError(500, e.what())));
-      failed_ = true;
-    }
-    return true;
+ private:
+  void emit_output(std::string& out, size_t index, const RequestOutput& res) override {
+    for (const CompletionOutput& output : res.outputs) emit_choice(out, index, res, output);
   }
 
-  void on_disconnect() { ctx_.metrics().record_abort(streams_->abort_unfinished() * request_.n); }
-
- private:
   void emit_choice(std::string& out, size_t prompt_idx, const RequestOutput& res,
                    const CompletionOutput& output) {
-    if (failed_) return;
     size_t i = output.index + prompt_idx * num_choices_;
     bool echo_now = request_.echo && !echoed_[i];
     ChoicePiece piece = choice_piece(request_, prompts_[prompt_idx], res, output, echo_now);
@@ -239,51 +207,29 @@ class CompletionStreamer {
     return chunk;
   }
 
-  void finish(std::string& out) {
-    std::optional<std::string> err = streams_->error();
-    bool aborted = false;
-    for (size_t i = 0; i < streams_->size(); ++i) aborted |= streams_->closed_early(i);
-    if (!failed_ && (err || aborted)) {
-      std::string message = err ? *err : "The server is shutting down; the request was aborted.";
-      if (!err) {
-        int num_closed = 0;
-        for (size_t i = 0; i < streams_->size(); ++i)
-          num_closed += streams_->closed_early(i) ? 1 : 0;
-        ctx_.metrics().record_abort(num_closed * request_.n);
-      }
-      out += sse_event(error_json(ApiError(err ? 500 : 503, message)));
-    } else if (!failed_ && include_usage_) {
-      int64_t prompt_tokens = 0, completion_tokens = 0;
-      for (const PreparedPrompt& p : prompts_)
-        prompt_tokens += static_cast<int64_t>(p.token_ids.size());
-      for (int64_t n : num_tokens_) completion_tokens += n;
-      OrderedJson chunk = chunk_header();
-      chunk["choices"] = OrderedJson::array();
-      chunk["usage"] = usage_json(prompt_tokens, completion_tokens, false, cached_tokens_);
-      out += sse_event(chunk);
-    }
-    out += kSseDone;
+  void emit_usage(std::string& out) override {
+    if (!include_usage_) return;
+    int64_t prompt_tokens = 0, completion_tokens = 0;
+    for (const PreparedPrompt& p : prompts_)
+      prompt_tokens += static_cast<int64_t>(p.token_ids.size());
+    for (int64_t n : num_tokens_) completion_tokens += n;
+    OrderedJson chunk = chunk_header();
+    chunk["choices"] = OrderedJson::array();
+    chunk["usage"] = usage_json(prompt_tokens, completion_tokens, false, cached_tokens_);
+    out += sse_event(chunk);
   }
 
-  ServingContext& ctx_;
-  InFlightGuard guard_;
   CompletionRequest request_;
   std::vector<PreparedPrompt> prompts_;
-  std::unique_ptr<OutputStreams> streams_;
-  std::shared_ptr<ConnectionProbe> probe_;
   std::string id_;
   int64_t created_;
-  double arrival_ts_;
   size_t num_choices_;
   std::vector<int> text_lens_;
   std::vector<int64_t> num_tokens_;
   std::vector<bool> echoed_;
   std::map<size_t, bool> sent_prompt_ids_;
-  std::vector<RequestTiming> timings_;
-  std::optional<int64_t> cached_tokens_;  // of the first output (--enable-prompt-tokens-details)
   bool include_usage_ = false;
   bool continuous_usage_ = false;
-  bool failed_ = false;
 };
 
 }  // namespace
@@ -308,12 +254,10 @@ void CompletionServing::create_completion(const httplib::Request& req, httplib::
   }
   auto probe = ConnectionProbe::for_request(req);
   if (request.stream) {
-    auto streamer =
-        std::make_shared<CompletionStreamer>(ctx_, std::move(request), std::move(prompts),
-                                             std::move(streams), probe, id, created, arrival_ts);
-    set_sse_response(
-        res, [streamer](std::string& out, bool& done) { return streamer->step(out, done); },
-        [streamer] { streamer->on_disconnect(); });
+    SseStreamer::attach(std::make_shared<CompletionStreamer>(ctx_, std::move(request),
+                                                             std::move(prompts), std::move(streams),
+                                                             probe, id, created, arrival_ts),
+                        res);
     return;
   }
   InFlightGuard guard(ctx_.in_flight());

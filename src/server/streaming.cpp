@@ -242,4 +242,65 @@ bool wait_for_final_outputs(OutputStreams& streams, ConnectionProbe& probe, Serv
   return true;
 }
 
+SseStreamer::SseStreamer(ServingContext& ctx, std::unique_ptr<OutputStreams> streams,
+                         std::shared_ptr<ConnectionProbe> probe, int n, double arrival_ts)
+    : ctx_(ctx),
+      guard_(ctx.in_flight()),
+      streams_(std::move(streams)),
+      probe_(std::move(probe)),
+      n_(n),
+      arrival_ts_(arrival_ts),
+      timings_(streams_->size()) {}
+
+void SseStreamer::attach(std::shared_ptr<SseStreamer> streamer, httplib::Response& res) {
+  set_sse_response(
+      res, [streamer](std::string& out, bool& done) { return streamer->step(out, done); },
+      [streamer] { streamer->on_disconnect(); });
+}
+
+bool SseStreamer::step(std::string& out, bool& done) {
+  size_t index = 0;
+  RequestOutput res;
+  OutputStreams::Status status = streams_->next(index, res, kDisconnectPollInterval);
+  if (status == OutputStreams::Status::kTimeout) {
+    if (probe_->peer_closed()) {
+      on_disconnect();
+      return false;
+    }
+    return true;
+  }
+  if (status == OutputStreams::Status::kDone) {
+    finish(out);
+    done = true;
+    return true;
+  }
+  ctx_.metrics().record_output(timings_[index], res, arrival_ts_);
+  if (!cached_tokens_ && ctx_.config().enable_prompt_tokens_details)
+    cached_tokens_ = res.num_cached_tokens;
+  if (failed_) return true;
+  try {
+    emit_output(out, index, res);
+  } catch (const std::exception& e) {
+    out += sse_event(error_json(ApiError(500, e.what())));
+    failed_ = true;
+  }
+  return true;
+}
+
+void SseStreamer::on_disconnect() { ctx_.metrics().record_abort(streams_->abort_unfinished() * n_); }
+
+void SseStreamer::finish(std::string& out) {
+  std::optional<std::string> err = streams_->error();
+  int num_closed = 0;
+  for (size_t i = 0; i < streams_->size(); ++i) num_closed += streams_->closed_early(i) ? 1 : 0;
+  if (!failed_ && (err || num_closed > 0)) {
+    if (!err) ctx_.metrics().record_abort(num_closed * n_);
+    std::string message = err ? *err : "The server is shutting down; the request was aborted.";
+    out += sse_event(error_json(ApiError(err ? 500 : 503, message)));
+  } else if (!failed_) {
+    emit_usage(out);
+  }
+  out += kSseDone;
+}
+
 }  // namespace cvllm::server

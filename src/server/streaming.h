@@ -5,6 +5,7 @@
 //   written (queued requests, non-streaming requests), so the engine can stop early.
 // - SSE framing (`data: <json>\n\n`, `data: [DONE]\n\n`) and the glue that runs an SSE producer
 //   as httplib's chunked content provider, aborting the request when a write fails.
+// - SseStreamer: the producer skeleton every streaming endpoint shares; endpoints format events.
 #pragma once
 
 #include <chrono>
@@ -17,6 +18,8 @@
 
 #include "engine/async_engine.h"
 #include "server/json_util.h"
+#include "server/metrics.h"
+#include "server/serving_context.h"
 
 namespace httplib {
 struct Request;
@@ -86,7 +89,47 @@ using SseStep = std::function<bool(std::string& out, bool& done)>;
 // Sends `step`'s events as a chunked text/event-stream body; a failed write calls `on_disconnect`.
 void set_sse_response(httplib::Response& res, SseStep step, std::function<void()> on_disconnect);
 
-class ServingContext;
+// vLLM's *_stream_generator skeleton: waits for engine output while watching the client (a closed
+// connection aborts the request), records metrics for every output, turns an exception while
+// formatting into an error event (and stops formatting), and ends with an error event (engine
+// failure: 500, aborted by a shutdown: 503) or the usage chunk, then [DONE].
+class SseStreamer {
+ public:
+  // n: choices per prompt (for the abort counts).
+  SseStreamer(ServingContext& ctx, std::unique_ptr<OutputStreams> streams,
+              std::shared_ptr<ConnectionProbe> probe, int n, double arrival_ts);
+  virtual ~SseStreamer() = default;
+  SseStreamer(const SseStreamer&) = delete;
+  SseStreamer& operator=(const SseStreamer&) = delete;
+
+  // Runs `streamer` as the body of `res`.
+  static void attach(std::shared_ptr<SseStreamer> streamer, httplib::Response& res);
+  // One SseStep (see set_sse_response).
+  bool step(std::string& out, bool& done);
+  // The client went away: abort whatever is still running.
+  void on_disconnect();
+
+ protected:
+  // Events for one engine output of stream `index` (the request's prompt `index`). May throw.
+  virtual void emit_output(std::string& out, size_t index, const RequestOutput& res) = 0;
+  // The last chunk when nothing failed (the usage chunk, if the request asked for one).
+  virtual void emit_usage(std::string& out) = 0;
+
+  ServingContext& ctx_;
+  // Cached prompt tokens of the first output (--enable-prompt-tokens-details).
+  std::optional<int64_t> cached_tokens_;
+
+ private:
+  void finish(std::string& out);
+
+  InFlightGuard guard_;
+  std::unique_ptr<OutputStreams> streams_;
+  std::shared_ptr<ConnectionProbe> probe_;
+  int n_;
+  double arrival_ts_;
+  std::vector<RequestTiming> timings_;  // one per stream
+  bool failed_ = false;
+};
 
 // Waits for the final output of every stream of a FINAL_ONLY request, recording metrics. Returns
 // false when the client disconnected first (its requests are aborted). Throws ApiError(500) when
