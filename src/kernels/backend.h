@@ -67,14 +67,17 @@ struct KVCacheLayer {
   int64_t block_size = 16;
 };
 
-// One logits row drawn on the device: greedy, or temperature then min_p over the whole vocabulary
-// with one uniform draw `u` walking the distribution in vocabulary order — the host sampler's
-// path for requests without top-k/top-p, penalties, biases or logprobs (layers/sampler.h).
+// One logits row drawn on the device: greedy, or temperature -> min_p -> top-k -> top-p with one
+// uniform draw `u` walking the distribution (in vocabulary order without top-k/top-p, else in
+// descending probability) — the host sampler's path (layers/sampler.h) for requests without
+// penalties, biases, allowed/bad words, min_tokens or logprobs.
 struct DeviceSampleRow {
   int32_t row = 0;           // row of the logits tensor
   bool greedy = false;       // argmax, the lowest id among equal maxima
   float temperature = 1.0f;  // clamped to >= 0.01 as on the host
   float min_p = 0.0f;
+  int32_t top_k = 0;         // <= 0: off
+  double top_p = 1.0;
   double u = 0.0;            // in [0, 1), from the request's generator
 };
 
@@ -149,7 +152,8 @@ class Backend {
   // Whether sample_on_device works here; when it does, the runner copies back token ids instead
   // of [rows, vocab] logits for the rows it can take.
   virtual bool samples_on_device() const { return false; }
-  // logits: [num_rows, vocab] f32. Returns one token id per entry of `rows`.
+  // logits: [num_rows, vocab] f32. Returns one token id per entry of `rows`, or -1 for a row the
+  // device could not draw (too many top-k/top-p candidates): the caller samples it on the host.
   virtual std::vector<int32_t> sample_on_device(const Tensor& logits,
                                                 std::span<const DeviceSampleRow> rows) {
     (void)logits;

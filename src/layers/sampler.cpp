@@ -213,16 +213,22 @@ Sampler::Candidates Sampler::sampling_candidates(float* logits, int64_t n, const
   return out;
 }
 
-bool Sampler::is_plain_draw(const SamplingState& s, int64_t vocab_size) {
+bool Sampler::is_plain_draw(const SamplingState& s) {
   const SamplingParams& p = *s.params;
   const bool min_tokens_active =
       static_cast<int>(s.output_token_ids.size()) < p.min_tokens && !s.min_tokens_stop_ids.empty();
-  if (p.logprobs || p.allowed_token_ids || !s.bad_words_token_ids.empty() || min_tokens_active ||
-      !p.logit_bias.empty() || p.repetition_penalty != 1.0 || p.frequency_penalty != 0.0 ||
-      p.presence_penalty != 0.0) {
-    return false;
+  return !p.logprobs && !p.allowed_token_ids && s.bad_words_token_ids.empty() &&
+         !min_tokens_active && p.logit_bias.empty() && p.repetition_penalty == 1.0 &&
+         p.frequency_penalty == 0.0 && p.presence_penalty == 0.0;
+}
+
+double Sampler::take_uniform(SamplingState& s) {
+  if (s.preset_uniform) {
+    const double u = *s.preset_uniform;
+    s.preset_uniform.reset();
+    return u;
   }
-  return p.is_greedy() || ((p.top_k <= 0 || p.top_k >= vocab_size) && p.top_p >= 1.0);
+  return uniform_draw(*s.generator);
 }
 
 double Sampler::uniform_draw(std::mt19937_64& generator) {
@@ -267,11 +273,11 @@ SampleResult Sampler::sample_row(float* logits, SamplingState& s) const {
   } else if ((p.top_k <= 0 || p.top_k >= n) && p.top_p >= 1.0) {
     // Neither top-k nor top-p: draw straight from the (min_p-filtered) distribution in vocabulary
     // order — the same draw as through the candidate list, without building it.
-    token = sample_full_vocabulary(logits, n, p, uniform_draw(*s.generator));
+    token = sample_full_vocabulary(logits, n, p, take_uniform(s));
   } else {
     Candidates c = sampling_candidates(logits, n, p);
     // One uniform draw through the cumulative distribution (multinomial sampling).
-    double u = uniform_draw(*s.generator);
+    double u = take_uniform(s);
     token = c.ids.back();
     double cum = 0.0;
     for (size_t i = 0; i < c.ids.size(); ++i) {

@@ -26,6 +26,9 @@ struct SamplingState {
   std::vector<std::vector<int32_t>> bad_words_token_ids;
   std::vector<int32_t> min_tokens_stop_ids;  // EOS + stop_token_ids, masked until min_tokens
   std::mt19937_64* generator = nullptr;      // the request's own (seeded by it or by the engine)
+  // A uniform number already drawn from `generator` for this step (the device could not finish
+  // the draw): the random draw uses it instead of drawing again.
+  std::optional<double> preset_uniform;
 };
 
 struct SampleResult {
@@ -56,10 +59,10 @@ class Sampler {
     std::vector<double> probs;  // sums to 1
   };
   static Candidates sampling_candidates(float* logits, int64_t vocab_size, const SamplingParams& params);
-  // Whether the row's draw is only greedy, or temperature + min_p over the whole vocabulary (no
-  // logits processor, top-k, top-p or logprobs): what a backend may do on the device
+  // Whether the row's draw needs no logits processor and no logprobs (greedy, or temperature ->
+  // min_p -> top-k -> top-p -> one uniform draw): what a backend may do on the device
   // (kernels/backend.h DeviceSampleRow).
-  static bool is_plain_draw(const SamplingState& state, int64_t vocab_size);
+  static bool is_plain_draw(const SamplingState& state);
   // The one uniform number in [0, 1) a random draw takes from the request's generator.
   static double uniform_draw(std::mt19937_64& generator);
   // The draw without top-k/top-p: `u` uniform in [0, 1) walks the cumulative distribution.
@@ -68,6 +71,8 @@ class Sampler {
 
  private:
   SampleResult sample_row(float* logits, SamplingState& state) const;
+  // The step's uniform number: the preset one if any (then cleared), else a fresh draw.
+  static double take_uniform(SamplingState& state);
   int64_t vocab_size_;
 };
 

@@ -151,7 +151,9 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
   }
 
   // Rows drawn on the device when the backend can and the request asks nothing more than a plain
-  // draw; only their token ids come back. Every other logits row is copied to the host.
+  // draw; only their token ids come back. Every other logits row is copied to the host, and so is
+  // a device row the device gave back undrawn (-1), which then uses the uniform number already
+  // taken from its generator.
   std::vector<SamplingState*> states(order.size(), nullptr);
   std::vector<DeviceSampleRow> device_rows;
   std::vector<size_t> device_row_req;  // index into order of each device row
@@ -163,17 +165,26 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
     r.sampling.output_token_ids = std::span<const int32_t>(
         r.token_ids.data() + r.num_prompt_tokens, r.token_ids.size() - r.num_prompt_tokens);
     states[i] = &r.sampling;
-    if (!backend_.samples_on_device() || !Sampler::is_plain_draw(r.sampling, vocab)) continue;
+    if (!backend_.samples_on_device() || !Sampler::is_plain_draw(r.sampling)) continue;
     const SamplingParams& p = *r.params;
     DeviceSampleRow row;
     row.row = sample_rows[i];
     row.greedy = p.is_greedy();
     row.temperature = static_cast<float>(p.temperature);
     row.min_p = static_cast<float>(p.min_p);
+    row.top_k = p.top_k;
+    row.top_p = p.top_p;
     if (!row.greedy) row.u = Sampler::uniform_draw(*r.generator);  // as the host draw would
     device_rows.push_back(row);
     device_row_req.push_back(i);
     on_device[i] = true;
+  }
+  std::vector<int32_t> device_tokens;
+  if (!device_rows.empty()) device_tokens = backend_.sample_on_device(logits, device_rows);
+  for (size_t d = 0; d < device_row_req.size(); ++d) {
+    if (device_tokens[d] >= 0) continue;
+    on_device[device_row_req[d]] = false;
+    states[device_row_req[d]]->preset_uniform = device_rows[d].u;
   }
   std::vector<int32_t> host_rows;               // logits rows the host needs, in copy order
   std::vector<int64_t> host_pos(num_logits, -1);  // logits row -> row of host_logits
@@ -187,8 +198,6 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
     for (int row : prompt_logprob_rows[i]) need_on_host(row);
     if (sample_rows[i] >= 0 && !on_device[i]) need_on_host(sample_rows[i]);
   }
-  std::vector<int32_t> device_tokens;
-  if (!device_rows.empty()) device_tokens = backend_.sample_on_device(logits, device_rows);
   std::vector<float> host_logits;
   if (num_logits > 0 && static_cast<int64_t>(host_rows.size()) == num_logits) {
     host_logits = backend_.to_host(logits);  // host_rows is 0, 1, ... in order
@@ -222,7 +231,9 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
   std::vector<SampleResult> host_samples =
       sampler_.sample(sample_logits.data(), host_states, backend_.host_pool());
   std::vector<SampleResult> samples(order.size());
-  for (size_t d = 0; d < device_row_req.size(); ++d) samples[device_row_req[d]].token_id = device_tokens[d];
+  for (size_t d = 0; d < device_row_req.size(); ++d) {
+    if (device_tokens[d] >= 0) samples[device_row_req[d]].token_id = device_tokens[d];
+  }
   for (size_t i = 0, h = 0; i < order.size(); ++i) {
     if (sample_rows[i] >= 0 && !on_device[i]) samples[i] = std::move(host_samples[h++]);
   }

@@ -211,9 +211,9 @@ TEST_P(CudaTinyLlama, BatchInvariantGemmsGiveIdenticalLogprobs) {
 }
 
 TEST_P(CudaTinyLlama, SamplingOnTheGpuDrawsWhatTheHostSamplerDraws) {
-  // Plain draws (greedy, temperature, min_p; no logprobs) run on the GPU with the uniform number
-  // the host sampler would take from the request's generator: the same seeds give the same tokens
-  // as with every row sent to the host (CVLLM_CUDA_SAMPLING=0), on the same logits.
+  // Plain draws (greedy, temperature, min_p, top-k, top-p; no logprobs) run on the GPU with the
+  // uniform number the host sampler would take from the request's generator: the same seeds give
+  // the same tokens as with every row sent to the host (CVLLM_CUDA_SAMPLING=0), on the same logits.
   nlohmann::json fx = fixture();
   std::vector<Prompt> prompts;
   std::vector<SamplingParams> params;
@@ -224,6 +224,8 @@ TEST_P(CudaTinyLlama, SamplingOnTheGpuDrawsWhatTheHostSamplerDraws) {
       SamplingParams sp;
       sp.temperature = temperature;
       sp.min_p = i % 2 == 0 ? 0.0 : 0.05;
+      if (i % 3 == 1) sp.top_k = 8;
+      if (i % 4 == 2) sp.top_p = 0.8;
       sp.seed = 1000 + i++;
       sp.max_tokens = 24;
       sp.ignore_eos = true;

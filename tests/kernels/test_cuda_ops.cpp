@@ -714,6 +714,78 @@ TEST_F(CudaOps, SamplingOnDeviceMatchesTheHostSampler) {
   EXPECT_TRUE(gpu().sample_on_device(dev({1.0f, 2.0f}, {1, 2}), {}).empty());
 }
 
+TEST_F(CudaOps, TopKTopPOnDeviceMatchesTheHostSampler) {
+  // Rows with top-k and/or top-p against the host's candidate list (Sampler::sampling_candidates)
+  // walked with the same uniform number. Logits have a few strong tokens over a noisy tail, ties
+  // among the strong ones, and masked entries; a flat 128k row leaves too many top-p candidates
+  // and must come back as -1 (the host draws it).
+  struct Case {
+    int top_k;
+    double top_p;
+    float temperature, min_p;
+  };
+  const Case cases[] = {{1, 1.0, 1.0f, 0.0f},   {40, 1.0, 0.8f, 0.0f},  {2000, 1.0, 1.0f, 0.0f},
+                        {0, 0.9, 1.0f, 0.0f},   {0, 0.5, 0.7f, 0.0f},   {50, 0.95, 1.2f, 0.0f},
+                        {20, 0.8, 1.0f, 0.05f}, {0, 0.99, 1.0f, 0.02f}, {3, 1.0, 0.01f, 0.0f}};
+  for (int64_t vocab : {int64_t{7}, int64_t{1000}, int64_t{50257}, int64_t{128256}}) {
+    SCOPED_TRACE(::testing::Message() << "vocab " << vocab);
+    const int64_t rows = 27;
+    std::vector<float> logits = normal(rows * vocab, 1.0f);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = logits.data() + r * vocab;
+      for (int s = 0; s < 24 && s < vocab; ++s) row[(s * 7919 + r) % vocab] = 9.0f + (s % 6);
+      if (r % 3 == 1) {
+        for (int64_t i = 5; i < vocab; i += 11) row[i] = -INFINITY;
+      }
+    }
+    std::vector<DeviceSampleRow> params;
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const Case& c = cases[r % 9];
+      DeviceSampleRow p;
+      p.row = static_cast<int32_t>(r);
+      p.top_k = c.top_k;
+      p.top_p = c.top_p;
+      p.temperature = c.temperature;
+      p.min_p = c.min_p;
+      p.u = r == 4 ? 0.0 : r == 13 ? std::nextafter(1.0, 0.0) : unit(rng_);
+      params.push_back(p);
+    }
+    std::vector<int32_t> got = gpu().sample_on_device(dev(logits, {rows, vocab}), params);
+    ASSERT_EQ(got.size(), params.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      const DeviceSampleRow& p = params[i];
+      std::vector<float> row(logits.begin() + p.row * vocab, logits.begin() + (p.row + 1) * vocab);
+      SamplingParams sp;
+      sp.temperature = p.temperature;
+      sp.min_p = p.min_p;
+      sp.top_k = p.top_k;
+      sp.top_p = p.top_p;
+      Sampler::Candidates c = Sampler::sampling_candidates(row.data(), vocab, sp);
+      int32_t want = c.ids.back();
+      double cum = 0.0;
+      for (size_t j = 0; j < c.ids.size(); ++j) {
+        cum += c.probs[j];
+        if (p.u < cum) {
+          want = c.ids[j];
+          break;
+        }
+      }
+      EXPECT_EQ(got[i], want) << "row " << p.row << " top_k " << p.top_k << " top_p " << p.top_p
+                              << " temperature " << p.temperature << " min_p " << p.min_p
+                              << " u " << p.u << " (" << c.ids.size() << " candidates)";
+    }
+  }
+  // Flat: every token ties, top-p keeps 90% of 128k of them.
+  const int64_t vocab = 128256;
+  DeviceSampleRow flat;
+  flat.top_p = 0.9;
+  flat.u = 0.5;
+  std::vector<int32_t> got = gpu().sample_on_device(dev(std::vector<float>(vocab, 1.0f), {1, vocab}),
+                                                    std::vector<DeviceSampleRow>{flat});
+  EXPECT_EQ(got, std::vector<int32_t>{-1});
+}
+
 TEST_F(CudaOps, RowsToHostPicksRowsInOrder) {
   const int64_t rows = 5, width = 7;
   std::vector<float> v = normal(rows * width);

@@ -674,11 +674,14 @@ std::vector<int32_t> CudaBackend::sample_on_device(const Tensor& logits,
   CVLLM_CHECK(logits.ndim() == 2, "sampled logits must be [rows, vocab], got ", logits.describe());
   if (rows.empty()) return {};
   std::vector<SampleRowParams> params(rows.size());
+  bool any_candidates = false;
   for (size_t i = 0; i < rows.size(); ++i) {
     const DeviceSampleRow& r = rows[i];
     CVLLM_CHECK(r.row >= 0 && r.row < logits.dim(0), "sample row ", r.row, " out of range for ",
                 logits.describe());
-    params[i] = {r.row, r.greedy ? 1 : 0, r.temperature, r.min_p, r.u};
+    params[i] = {r.row, r.greedy ? 1 : 0, r.temperature, r.min_p, r.u, r.top_k, r.top_p};
+    any_candidates = any_candidates ||
+                     (!r.greedy && ((r.top_k > 0 && r.top_k < logits.dim(1)) || r.top_p < 1.0));
   }
   const size_t param_bytes = params.size() * sizeof(SampleRowParams);
   std::shared_ptr<void> device = allocator_->allocate(param_bytes + rows.size() * sizeof(int32_t));
@@ -687,7 +690,7 @@ std::vector<int32_t> CudaBackend::sample_on_device(const Tensor& logits,
   CVLLM_CUDA_CHECK(cudaMemcpyAsync(dev_params, params.data(), param_bytes, cudaMemcpyHostToDevice,
                                    stream_));
   sample_rows(logits.data_as<float>(), logits.dim(1), dev_params,
-              static_cast<int64_t>(rows.size()), dev_ids, stream_);
+              static_cast<int64_t>(rows.size()), any_candidates, dev_ids, stream_);
   const auto* ids = static_cast<const int32_t*>(read_back(dev_ids, rows.size() * sizeof(int32_t)));
   return std::vector<int32_t>(ids, ids + rows.size());
 }

@@ -84,11 +84,17 @@ struct SampleRowParams {
   float temperature = 1.0f;
   float min_p = 0.0f;
   double u = 0.0;
+  int32_t top_k = 0;  // <= 0 or >= vocab: off
+  double top_p = 1.0;
 };
-// out[i] = the token drawn from logits row params[i].row.  logits: [*, vocab] f32;
-// params, out: [num_rows] (device)
+// Rows with top-k or top-p sort their candidates on chip: at most this many may remain above the
+// threshold that top-k/top-p imply, else the row's output is -1 (the caller samples it on the host).
+constexpr int kMaxDeviceCandidates = 2048;
+// out[i] = the token drawn from logits row params[i].row, or -1 (see kMaxDeviceCandidates).
+// logits: [*, vocab] f32; params, out: [num_rows] (device)
+// any_candidates: some row uses top-k or top-p.
 void sample_rows(const float* logits, int64_t vocab, const SampleRowParams* params,
-                 int64_t num_rows, int32_t* out, cudaStream_t stream);
+                 int64_t num_rows, bool any_candidates, int32_t* out, cudaStream_t stream);
 
 // ---- attention.cu ---------------------------------------------------------------------------
 // KV cache layout (per layer, K and V alike): [num_blocks, num_kv_heads, block_size, head_size],

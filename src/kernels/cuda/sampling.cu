@@ -1,7 +1,7 @@
 // Token sampling on the GPU, so a decode step copies back token ids instead of [rows, vocab]
-// logits (131 MB per step for 256 rows of a 128k vocabulary). It reproduces the host sampler's
-// full-vocabulary path (layers/sampler.cpp, Sampler::sample_full_vocabulary) with the same uniform
-// draw: probabilities = softmax(logits / max(temperature, 0.01)), min_p zeroes those below
+// logits (131 MB per step for 256 rows of a 128k vocabulary). sample_top_kernel (below) takes the
+// rows with top-k or top-p; sample_kernel reproduces the host sampler's full-vocabulary path
+// (layers/sampler.cpp, Sampler::sample_full_vocabulary) with the same uniform draw: probabilities = softmax(logits / max(temperature, 0.01)), min_p zeroes those below
 // min_p * max probability, and the token is the first, in vocabulary order, whose cumulative
 // probability passes u * total. Greedy rows take the first maximum. Only the order of the
 // floating-point sums differs from the host, which moves a draw only when u lands within rounding
@@ -79,38 +79,60 @@ __device__ int block_argmax(const float* __restrict__ x, int64_t vocab) {
   return best_id[0];
 }
 
+// The distribution a random draw takes from one logits row, as the host computes it:
+// softmax(x / max(temperature, 0.01)), then min_p zeroes what lies below min_p * max probability.
+struct RowDistribution {
+  const float* x;
+  float temperature, m, inv, threshold;
+  __device__ float prob(int64_t i) const {
+    const float q = expf(x[i] / temperature - m) * inv;
+    return q > 0.0f && q >= threshold ? q : 0.0f;
+  }
+};
+
+__device__ RowDistribution row_distribution(const float* x, int64_t vocab,
+                                            const SampleRowParams& p) {
+  __shared__ float scratch_f[kWarps];
+  __shared__ double scratch_d[kWarps];
+  RowDistribution d;
+  d.x = x;
+  d.temperature = fmaxf(p.temperature, 0.01f);
+  float m = -FLT_MAX;
+  for (int64_t i = threadIdx.x; i < vocab; i += kThreads) m = fmaxf(m, x[i] / d.temperature);
+  d.m = block_max(m, scratch_f);
+  double sum = 0.0;
+  for (int64_t i = threadIdx.x; i < vocab; i += kThreads) sum += expf(x[i] / d.temperature - d.m);
+  sum = block_sum(sum, scratch_d);
+  d.inv = static_cast<float>(1.0 / sum);
+  d.threshold = p.min_p > 0.0f ? p.min_p * d.inv : 0.0f;  // the largest probability is exp(0) * inv
+  return d;
+}
+
+__device__ __forceinline__ bool uses_top_k(const SampleRowParams& p, int64_t vocab) {
+  return p.top_k > 0 && p.top_k < vocab;
+}
+__device__ __forceinline__ bool draws_from_candidates(const SampleRowParams& p, int64_t vocab) {
+  return !p.greedy && (uses_top_k(p, vocab) || p.top_p < 1.0);
+}
+
 __global__ void __launch_bounds__(kThreads)
     sample_kernel(const float* __restrict__ logits, int64_t vocab,
                   const SampleRowParams* __restrict__ params, int32_t* __restrict__ out) {
   const SampleRowParams p = params[blockIdx.x];
+  if (draws_from_candidates(p, vocab)) return;  // sample_top_kernel's row
   const float* x = logits + static_cast<int64_t>(p.row) * vocab;
   if (p.greedy) {
     const int id = block_argmax(x, vocab);
     if (threadIdx.x == 0) out[blockIdx.x] = id;
     return;
   }
-  __shared__ float scratch_f[kWarps];
-  __shared__ double scratch_d[kWarps];
   __shared__ double segment_sum[kWarps];
   __shared__ int last_kept[kWarps];
   __shared__ int chosen_warp, found;
   __shared__ double chosen_base, target;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const float temperature = fmaxf(p.temperature, 0.01f);
-
-  float m = -FLT_MAX;
-  for (int64_t i = threadIdx.x; i < vocab; i += kThreads) m = fmaxf(m, x[i] / temperature);
-  m = block_max(m, scratch_f);
-  double sum = 0.0;
-  for (int64_t i = threadIdx.x; i < vocab; i += kThreads) sum += expf(x[i] / temperature - m);
-  sum = block_sum(sum, scratch_d);
-  const float inv = static_cast<float>(1.0 / sum);
-  // The largest probability is exp(0) * inv.
-  const float threshold = p.min_p > 0.0f ? p.min_p * inv : 0.0f;
-  auto prob = [&](int64_t i) {
-    const float q = expf(x[i] / temperature - m) * inv;
-    return q > 0.0f && q >= threshold ? q : 0.0f;
-  };
+  const RowDistribution d = row_distribution(x, vocab, p);
+  auto prob = [&](int64_t i) { return d.prob(i); };
 
   // Segments of whole 32-token steps.
   const int64_t segment = ((vocab + kWarps - 1) / kWarps + 31) / 32 * 32;
@@ -175,13 +197,158 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Radix select over the float bits of the probabilities (non-negative, so their bits order like
+// their values), 8 bits per pass from the top. by_mass false: the bits of the rank-th largest
+// probability (1-based). by_mass true: the bits of the largest value v such that the probabilities
+// >= v sum to at least `rank` (a probability mass). Every thread gets the result.
+__device__ uint32_t radix_select(const RowDistribution& d, int64_t vocab, double rank,
+                                 bool by_mass) {
+  __shared__ double hist[256];
+  __shared__ uint32_t chosen_bucket;
+  __shared__ double remaining_rank;
+  uint32_t prefix = 0, mask = 0;
+  double remaining = rank;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int b = threadIdx.x; b < 256; b += kThreads) hist[b] = 0.0;
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < vocab; i += kThreads) {
+      const float q = d.prob(i);
+      const uint32_t bits = __float_as_uint(q);
+      if ((bits & mask) == prefix) atomicAdd(&hist[(bits >> shift) & 255u], by_mass ? double(q) : 1.0);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      double above = 0.0;  // count or mass in the buckets above
+      int b = 255;
+      for (; b > 0; --b) {
+        if (above + hist[b] >= remaining) break;
+        above += hist[b];
+      }
+      chosen_bucket = static_cast<uint32_t>(b);
+      remaining_rank = remaining - above;
+    }
+    __syncthreads();
+    prefix |= chosen_bucket << shift;
+    mask |= 255u << shift;
+    remaining = remaining_rank;
+    __syncthreads();  // hist and the shared results are rewritten by the next pass
+  }
+  return prefix;
+}
+
+// temperature -> min_p -> top-k -> top-p -> one uniform draw, exactly as the host's
+// Sampler::sampling_candidates and walk: the candidates above the threshold that top-k (the k-th
+// largest probability) or top-p (where the mass from the top reaches top_p) imply are gathered,
+// sorted by descending probability then ascending id (bitonic sort in shared memory), and thread 0
+// runs the host's sequential top-k / top-p / renormalize / walk over them in double. More than
+// kMaxDeviceCandidates candidates: -1 (the host samples the row).
+__global__ void __launch_bounds__(kThreads)
+    sample_top_kernel(const float* __restrict__ logits, int64_t vocab,
+                      const SampleRowParams* __restrict__ params, int32_t* __restrict__ out) {
+  constexpr int kCap = kMaxDeviceCandidates;
+  static_assert(kCap == 2 * kThreads, "one compare-exchange per thread per sorting step");
+  const SampleRowParams p = params[blockIdx.x];
+  if (!draws_from_candidates(p, vocab)) return;  // sample_kernel's row
+  __shared__ unsigned long long keys[kCap];  // probability bits << 32 | ~id: sorts as the host
+  __shared__ int count;
+  __shared__ double scratch_d[kWarps];
+  const RowDistribution d = row_distribution(logits + static_cast<int64_t>(p.row) * vocab, vocab, p);
+  const bool top_k = uses_top_k(p, vocab);
+  double total = 0.0;  // all probability left after min_p (top-p's reference without top-k)
+  for (int64_t i = threadIdx.x; i < vocab; i += kThreads) total += d.prob(i);
+  total = block_sum(total, scratch_d);
+  // Candidates: probabilities >= threshold_bits (and > 0: zeros never sample, and dropping them
+  // changes neither top-k's nor top-p's sums).
+  uint32_t threshold_bits;
+  if (top_k) {
+    threshold_bits = radix_select(d, vocab, static_cast<double>(p.top_k), false);
+  } else {
+    // A hair past top_p * total, so rounding of these sums cannot leave out the element where the
+    // host's running sum crosses it.
+    threshold_bits = radix_select(d, vocab, fmin(total, p.top_p * total * (1.0 + 1e-5)), true);
+  }
+  if (threadIdx.x == 0) count = 0;
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < vocab; i += kThreads) {
+    const float q = d.prob(i);
+    const uint32_t bits = __float_as_uint(q);
+    if (q > 0.0f && bits >= threshold_bits) {
+      const int slot = atomicAdd(&count, 1);
+      if (slot < kCap) keys[slot] = (static_cast<unsigned long long>(bits) << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(i));
+    }
+  }
+  __syncthreads();
+  const int n = count;
+  if (n > kCap) {
+    if (threadIdx.x == 0) out[blockIdx.x] = -1;
+    return;
+  }
+  for (int i = n + threadIdx.x; i < kCap; i += kThreads) keys[i] = 0;  // padding sorts last
+  for (int size = 2; size <= kCap; size *= 2) {
+    for (int stride = size / 2; stride > 0; stride /= 2) {
+      __syncthreads();
+      const int t = threadIdx.x;
+      const int i = 2 * stride * (t / stride) + t % stride, j = i + stride;
+      const unsigned long long a = keys[i], b = keys[j];
+      const bool descending = (i & size) == 0;
+      if (descending ? a < b : a > b) {
+        keys[i] = b;
+        keys[j] = a;
+      }
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  auto value = [&](int i) { return static_cast<double>(__uint_as_float(static_cast<uint32_t>(keys[i] >> 32))); };
+  auto id = [&](int i) { return static_cast<int32_t>(0xFFFFFFFFu - static_cast<uint32_t>(keys[i])); };
+  if (n == 0) {  // nothing has probability (cannot happen after a softmax): the host's first id
+    out[blockIdx.x] = 0;
+    return;
+  }
+  const int num_cand = top_k ? min(n, p.top_k) : n;
+  double mass = total;
+  if (top_k) {
+    mass = 0.0;
+    for (int i = 0; i < num_cand; ++i) mass += value(i);
+  }
+  int keep = num_cand;
+  if (p.top_p < 1.0) {
+    const double target = p.top_p * mass;
+    double cum = 0.0;
+    for (int i = 0; i < num_cand; ++i) {
+      cum += value(i);
+      if (cum >= target) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  double kept_mass = 0.0;
+  for (int i = 0; i < keep; ++i) kept_mass += value(i);
+  int32_t token = id(keep - 1);
+  double cum = 0.0;
+  for (int i = 0; i < keep; ++i) {
+    cum += value(i) / kept_mass;
+    if (p.u < cum) {
+      token = id(i);
+      break;
+    }
+  }
+  out[blockIdx.x] = token;
+}
+
 }  // namespace
 
 void sample_rows(const float* logits, int64_t vocab, const SampleRowParams* params,
-                 int64_t num_rows, int32_t* out, cudaStream_t stream) {
+                 int64_t num_rows, bool any_candidates, int32_t* out, cudaStream_t stream) {
   if (num_rows == 0) return;
   sample_kernel<<<static_cast<unsigned>(num_rows), kThreads, 0, stream>>>(logits, vocab, params, out);
   CVLLM_CUDA_CHECK_LAUNCH();
+  if (any_candidates) {
+    sample_top_kernel<<<static_cast<unsigned>(num_rows), kThreads, 0, stream>>>(logits, vocab,
+                                                                               params, out);
+    CVLLM_CUDA_CHECK_LAUNCH();
+  }
 }
 
 }  // namespace cvllm::cuda
