@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -67,10 +68,10 @@ struct KVCacheLayer {
   int64_t block_size = 16;
 };
 
-// One logits row drawn on the device: greedy, or temperature -> min_p -> top-k -> top-p with one
-// uniform draw `u` walking the distribution (in vocabulary order without top-k/top-p, else in
-// descending probability) — the host sampler's path (layers/sampler.h) for requests without
-// penalties, biases, allowed/bad words, min_tokens or logprobs.
+// One logits row drawn on the device: its logits processors, then greedy, or temperature -> min_p
+// -> top-k -> top-p with one uniform draw `u` walking the distribution (in vocabulary order without
+// top-k/top-p, else in descending probability) — the host sampler's path (layers/sampler.h) for
+// requests without logprobs.
 struct DeviceSampleRow {
   int32_t row = 0;           // row of the logits tensor
   bool greedy = false;       // argmax, the lowest id among equal maxima
@@ -79,6 +80,21 @@ struct DeviceSampleRow {
   int32_t top_k = 0;         // <= 0: off
   double top_p = 1.0;
   double u = 0.0;            // in [0, 1), from the request's generator
+  // Logits processors, applied first in the host's order: allowed ids (sorted; empty: all) ->
+  // banned ids (bad words, min_tokens) -> biases -> repetition penalty over `seen` (sorted, unique:
+  // prompt and output tokens) -> frequency/presence penalties by `seen_output_counts`.
+  std::span<const int32_t> allowed;
+  std::span<const int32_t> banned;
+  std::span<const std::pair<int32_t, float>> bias;
+  std::span<const int32_t> seen;
+  std::span<const int32_t> seen_output_counts;  // [seen.size()]
+  float repetition_penalty = 1.0f;
+  float frequency_penalty = 0.0f;
+  float presence_penalty = 0.0f;
+  bool has_processors() const {
+    return !allowed.empty() || !banned.empty() || !bias.empty() || repetition_penalty != 1.0f ||
+           frequency_penalty != 0.0f || presence_penalty != 0.0f;
+  }
 };
 
 class Backend {
@@ -152,9 +168,10 @@ class Backend {
   // Whether sample_on_device works here; when it does, the runner copies back token ids instead
   // of [rows, vocab] logits for the rows it can take.
   virtual bool samples_on_device() const { return false; }
-  // logits: [num_rows, vocab] f32. Returns one token id per entry of `rows`, or -1 for a row the
-  // device could not draw (too many top-k/top-p candidates): the caller samples it on the host.
-  virtual std::vector<int32_t> sample_on_device(const Tensor& logits,
+  // logits: [num_rows, vocab] f32; the rows' processors are applied to it in place. Returns one
+  // token id per entry of `rows`, or -1 for a row the device could not draw (too many top-k/top-p
+  // candidates): the caller samples that (already processed) row on the host.
+  virtual std::vector<int32_t> sample_on_device(Tensor& logits,
                                                 std::span<const DeviceSampleRow> rows) {
     (void)logits;
     (void)rows;

@@ -61,33 +61,21 @@ void apply_allowed_token_ids(float* logits, int64_t n, const std::vector<int32_t
   for (size_t i = 0; i < allowed.size(); ++i) logits[allowed[i]] = kept[i];
 }
 
-// Bans the last token of a bad word when the output already ends with the rest of it.
-void apply_bad_words(float* logits, const SamplingState& s) {
-  for (const auto& word : s.bad_words_token_ids) {
-    if (word.empty()) continue;
-    size_t prefix = word.size() - 1;
-    if (prefix > s.output_token_ids.size()) continue;
-    bool match = std::equal(word.begin(), word.end() - 1, s.output_token_ids.end() - prefix);
-    if (match) logits[word.back()] = kNegInf;
-  }
-}
-
+// Repetition penalty on every token seen in the prompt or the output (once each), then frequency
+// and presence penalties on output tokens by their counts.
 void apply_penalties(float* logits, const SamplingState& s) {
   const SamplingParams& p = *s.params;
-  if (p.repetition_penalty != 1.0) {
-    float r = static_cast<float>(p.repetition_penalty);
-    auto penalize = [&](int32_t t) { logits[t] = logits[t] > 0 ? logits[t] / r : logits[t] * r; };
-    // Each token seen in the prompt or the output is penalized once.
-    std::vector<int32_t> seen(s.prompt_token_ids.begin(), s.prompt_token_ids.end());
-    for (const auto& [t, c] : s.output_token_counts) seen.push_back(t);
-    std::sort(seen.begin(), seen.end());
-    seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
-    for (int32_t t : seen) penalize(t);
-  }
-  if (p.frequency_penalty != 0.0 || p.presence_penalty != 0.0) {
-    for (const auto& [t, count] : s.output_token_counts) {
-      logits[t] -= static_cast<float>(p.frequency_penalty) * count;
-      logits[t] -= static_cast<float>(p.presence_penalty) * (count > 0 ? 1.0f : 0.0f);
+  std::vector<int32_t> seen, output_counts;
+  Sampler::seen_tokens(s, seen, output_counts);
+  const float r = static_cast<float>(p.repetition_penalty);
+  const float frequency = static_cast<float>(p.frequency_penalty);
+  const float presence = static_cast<float>(p.presence_penalty);
+  for (size_t j = 0; j < seen.size(); ++j) {
+    float& v = logits[seen[j]];
+    if (p.repetition_penalty != 1.0) v = v > 0 ? v / r : v * r;
+    if (output_counts[j] > 0) {
+      v -= frequency * output_counts[j];
+      v -= presence * 1.0f;
     }
   }
 }
@@ -140,10 +128,7 @@ TokenLogprobs Sampler::gather_logprobs(const float* logits, int64_t n, int32_t t
 void Sampler::apply_logits_processors(float* logits, int64_t n, const SamplingState& s) {
   const SamplingParams& p = *s.params;
   if (p.allowed_token_ids) apply_allowed_token_ids(logits, n, *p.allowed_token_ids);
-  if (!s.bad_words_token_ids.empty()) apply_bad_words(logits, s);
-  if (static_cast<int>(s.output_token_ids.size()) < p.min_tokens) {
-    for (int32_t t : s.min_tokens_stop_ids) logits[t] = kNegInf;
-  }
+  for (int32_t t : banned_tokens(s)) logits[t] = kNegInf;  // bad words, then min_tokens
   for (const auto& [t, bias] : p.logit_bias) logits[t] += static_cast<float>(bias);
   apply_penalties(logits, s);
 }
@@ -213,13 +198,39 @@ Sampler::Candidates Sampler::sampling_candidates(float* logits, int64_t n, const
   return out;
 }
 
-bool Sampler::is_plain_draw(const SamplingState& s) {
+bool Sampler::device_can_draw(const SamplingState& s) { return !s.params->logprobs; }
+
+std::vector<int32_t> Sampler::banned_tokens(const SamplingState& s) {
+  std::vector<int32_t> out;
+  for (const auto& word : s.bad_words_token_ids) {
+    if (word.empty()) continue;
+    const size_t prefix = word.size() - 1;
+    if (prefix > s.output_token_ids.size()) continue;
+    if (std::equal(word.begin(), word.end() - 1, s.output_token_ids.end() - prefix))
+      out.push_back(word.back());
+  }
+  if (static_cast<int>(s.output_token_ids.size()) < s.params->min_tokens) {
+    out.insert(out.end(), s.min_tokens_stop_ids.begin(), s.min_tokens_stop_ids.end());
+  }
+  return out;
+}
+
+void Sampler::seen_tokens(const SamplingState& s, std::vector<int32_t>& seen,
+                          std::vector<int32_t>& output_counts) {
   const SamplingParams& p = *s.params;
-  const bool min_tokens_active =
-      static_cast<int>(s.output_token_ids.size()) < p.min_tokens && !s.min_tokens_stop_ids.empty();
-  return !p.logprobs && !p.allowed_token_ids && s.bad_words_token_ids.empty() &&
-         !min_tokens_active && p.logit_bias.empty() && p.repetition_penalty == 1.0 &&
-         p.frequency_penalty == 0.0 && p.presence_penalty == 0.0;
+  seen.clear();
+  output_counts.clear();
+  if (p.repetition_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0) return;
+  // Frequency and presence penalties look at output tokens only; the repetition penalty at both.
+  if (p.repetition_penalty != 1.0) seen.assign(s.prompt_token_ids.begin(), s.prompt_token_ids.end());
+  for (const auto& [t, c] : s.output_token_counts) seen.push_back(t);
+  std::sort(seen.begin(), seen.end());
+  seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+  output_counts.reserve(seen.size());
+  for (int32_t t : seen) {
+    auto it = s.output_token_counts.find(t);
+    output_counts.push_back(it == s.output_token_counts.end() ? 0 : it->second);
+  }
 }
 
 double Sampler::take_uniform(SamplingState& s) {
@@ -266,7 +277,8 @@ SampleResult Sampler::sample_row(float* logits, SamplingState& s) const {
   std::vector<float> raw_logits;
   if (p.logprobs) raw_logits.assign(logits, logits + n);  // logprobs are of the raw distribution
 
-  apply_logits_processors(logits, n, s);
+  if (!s.logits_processed) apply_logits_processors(logits, n, s);
+  s.logits_processed = false;
   int32_t token;
   if (p.is_greedy()) {
     token = argmax(logits, n);

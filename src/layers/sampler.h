@@ -29,6 +29,8 @@ struct SamplingState {
   // A uniform number already drawn from `generator` for this step (the device could not finish
   // the draw): the random draw uses it instead of drawing again.
   std::optional<double> preset_uniform;
+  // The logits row already went through this step's processors (on the device): skip them.
+  bool logits_processed = false;
 };
 
 struct SampleResult {
@@ -59,10 +61,16 @@ class Sampler {
     std::vector<double> probs;  // sums to 1
   };
   static Candidates sampling_candidates(float* logits, int64_t vocab_size, const SamplingParams& params);
-  // Whether the row's draw needs no logits processor and no logprobs (greedy, or temperature ->
-  // min_p -> top-k -> top-p -> one uniform draw): what a backend may do on the device
+  // Whether the row asks for no logprobs: everything else (processors, greedy, temperature ->
+  // min_p -> top-k -> top-p -> one uniform draw) a backend may do on the device
   // (kernels/backend.h DeviceSampleRow).
-  static bool is_plain_draw(const SamplingState& state);
+  static bool device_can_draw(const SamplingState& state);
+  // The processors' inputs as the device takes them. banned: the bad words' last tokens whose
+  // prefix the output ends with, and min_tokens' stop ids while it applies. seen: the sorted
+  // unique prompt and output tokens (when a penalty applies), with their output counts.
+  static std::vector<int32_t> banned_tokens(const SamplingState& state);
+  static void seen_tokens(const SamplingState& state, std::vector<int32_t>& seen,
+                          std::vector<int32_t>& output_counts);
   // The one uniform number in [0, 1) a random draw takes from the request's generator.
   static double uniform_draw(std::mt19937_64& generator);
   // The draw without top-k/top-p: `u` uniform in [0, 1) walks the cumulative distribution.

@@ -157,6 +157,12 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
   std::vector<SamplingState*> states(order.size(), nullptr);
   std::vector<DeviceSampleRow> device_rows;
   std::vector<size_t> device_row_req;  // index into order of each device row
+  // The device rows' processor inputs (DeviceSampleRow holds spans of them).
+  struct ProcessorInputs {
+    std::vector<int32_t> allowed, banned, seen, seen_output_counts;
+    std::vector<std::pair<int32_t, float>> bias;
+  };
+  std::vector<ProcessorInputs> inputs(order.size());
   std::vector<bool> on_device(order.size(), false);
   for (size_t i = 0; i < order.size(); ++i) {
     if (sample_rows[i] < 0) continue;
@@ -165,9 +171,26 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
     r.sampling.output_token_ids = std::span<const int32_t>(
         r.token_ids.data() + r.num_prompt_tokens, r.token_ids.size() - r.num_prompt_tokens);
     states[i] = &r.sampling;
-    if (!backend_.samples_on_device() || !Sampler::is_plain_draw(r.sampling)) continue;
+    if (!backend_.samples_on_device() || !Sampler::device_can_draw(r.sampling)) continue;
     const SamplingParams& p = *r.params;
     DeviceSampleRow row;
+    ProcessorInputs& in = inputs[i];
+    if (p.allowed_token_ids) {
+      in.allowed = *p.allowed_token_ids;
+      std::sort(in.allowed.begin(), in.allowed.end());
+      in.allowed.erase(std::unique(in.allowed.begin(), in.allowed.end()), in.allowed.end());
+    }
+    in.banned = Sampler::banned_tokens(r.sampling);
+    for (const auto& [t, b] : p.logit_bias) in.bias.emplace_back(t, static_cast<float>(b));
+    Sampler::seen_tokens(r.sampling, in.seen, in.seen_output_counts);
+    row.allowed = in.allowed;
+    row.banned = in.banned;
+    row.bias = in.bias;
+    row.seen = in.seen;
+    row.seen_output_counts = in.seen_output_counts;
+    row.repetition_penalty = static_cast<float>(p.repetition_penalty);
+    row.frequency_penalty = static_cast<float>(p.frequency_penalty);
+    row.presence_penalty = static_cast<float>(p.presence_penalty);
     row.row = sample_rows[i];
     row.greedy = p.is_greedy();
     row.temperature = static_cast<float>(p.temperature);
@@ -185,6 +208,7 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
     if (device_tokens[d] >= 0) continue;
     on_device[device_row_req[d]] = false;
     states[device_row_req[d]]->preset_uniform = device_rows[d].u;
+    states[device_row_req[d]]->logits_processed = true;  // the device applied them in place
   }
   std::vector<int32_t> host_rows;               // logits rows the host needs, in copy order
   std::vector<int64_t> host_pos(num_logits, -1);  // logits row -> row of host_logits

@@ -211,9 +211,10 @@ TEST_P(CudaTinyLlama, BatchInvariantGemmsGiveIdenticalLogprobs) {
 }
 
 TEST_P(CudaTinyLlama, SamplingOnTheGpuDrawsWhatTheHostSamplerDraws) {
-  // Plain draws (greedy, temperature, min_p, top-k, top-p; no logprobs) run on the GPU with the
-  // uniform number the host sampler would take from the request's generator: the same seeds give
-  // the same tokens as with every row sent to the host (CVLLM_CUDA_SAMPLING=0), on the same logits.
+  // Draws without logprobs (penalties, biases, greedy, temperature, min_p, top-k, top-p) run on
+  // the GPU with the uniform number the host sampler would take from the request's generator: the
+  // same seeds give the same tokens as with every row sent to the host (CVLLM_CUDA_SAMPLING=0), on
+  // the same logits.
   nlohmann::json fx = fixture();
   std::vector<Prompt> prompts;
   std::vector<SamplingParams> params;
@@ -226,6 +227,12 @@ TEST_P(CudaTinyLlama, SamplingOnTheGpuDrawsWhatTheHostSamplerDraws) {
       sp.min_p = i % 2 == 0 ? 0.0 : 0.05;
       if (i % 3 == 1) sp.top_k = 8;
       if (i % 4 == 2) sp.top_p = 0.8;
+      if (i % 5 == 3) {
+        sp.repetition_penalty = 1.2;
+        sp.frequency_penalty = 0.3;
+        sp.logit_bias = {{5, 3.0}};
+      }
+      if (i % 5 == 4) sp.presence_penalty = 0.5;
       sp.seed = 1000 + i++;
       sp.max_tokens = 24;
       sp.ignore_eos = true;

@@ -693,7 +693,8 @@ TEST_F(CudaOps, SamplingOnDeviceMatchesTheHostSampler) {
       p.u = r == 3 ? 0.0 : r == 8 ? std::nextafter(1.0, 0.0) : unit(rng_);
       params.push_back(p);
     }
-    std::vector<int32_t> got = gpu().sample_on_device(dev(logits, {rows, vocab}), params);
+    Tensor logits_dev = dev(logits, {rows, vocab});
+    std::vector<int32_t> got = gpu().sample_on_device(logits_dev, params);
     ASSERT_EQ(got.size(), params.size());
     for (size_t i = 0; i < params.size(); ++i) {
       const DeviceSampleRow& p = params[i];
@@ -711,7 +712,8 @@ TEST_F(CudaOps, SamplingOnDeviceMatchesTheHostSampler) {
                               << p.min_p << " u " << p.u;
     }
   }
-  EXPECT_TRUE(gpu().sample_on_device(dev({1.0f, 2.0f}, {1, 2}), {}).empty());
+  Tensor two = dev({1.0f, 2.0f}, {1, 2});
+  EXPECT_TRUE(gpu().sample_on_device(two, {}).empty());
 }
 
 TEST_F(CudaOps, TopKTopPOnDeviceMatchesTheHostSampler) {
@@ -751,7 +753,8 @@ TEST_F(CudaOps, TopKTopPOnDeviceMatchesTheHostSampler) {
       p.u = r == 4 ? 0.0 : r == 13 ? std::nextafter(1.0, 0.0) : unit(rng_);
       params.push_back(p);
     }
-    std::vector<int32_t> got = gpu().sample_on_device(dev(logits, {rows, vocab}), params);
+    Tensor logits_dev = dev(logits, {rows, vocab});
+    std::vector<int32_t> got = gpu().sample_on_device(logits_dev, params);
     ASSERT_EQ(got.size(), params.size());
     for (size_t i = 0; i < params.size(); ++i) {
       const DeviceSampleRow& p = params[i];
@@ -781,9 +784,93 @@ TEST_F(CudaOps, TopKTopPOnDeviceMatchesTheHostSampler) {
   DeviceSampleRow flat;
   flat.top_p = 0.9;
   flat.u = 0.5;
-  std::vector<int32_t> got = gpu().sample_on_device(dev(std::vector<float>(vocab, 1.0f), {1, vocab}),
-                                                    std::vector<DeviceSampleRow>{flat});
+  Tensor flat_logits = dev(std::vector<float>(vocab, 1.0f), {1, vocab});
+  std::vector<int32_t> got = gpu().sample_on_device(flat_logits, std::vector<DeviceSampleRow>{flat});
   EXPECT_EQ(got, std::vector<int32_t>{-1});
+}
+
+TEST_F(CudaOps, LogitsProcessorsOnDeviceMatchTheHost) {
+  // Allowed ids, bad words, min_tokens, biases and the three penalties applied on the device give
+  // the host's processed logits bit for bit, and the draws that follow match the host's.
+  const int64_t vocab = 5000, rows = 8;
+  std::vector<float> logits = normal(rows * vocab, 2.0f);
+  std::vector<int32_t> prompt = {5, 17, 17, 999, 4321, 0};
+  std::vector<int32_t> output = {17, 42, 42, 42, 7, 4999};
+  std::vector<SamplingParams> sp(rows);
+  std::vector<SamplingState> states(rows);
+  struct Inputs {
+    std::vector<int32_t> allowed, banned, seen, counts;
+    std::vector<std::pair<int32_t, float>> bias;
+  };
+  std::vector<Inputs> in(rows);
+  std::vector<DeviceSampleRow> params;
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    SamplingParams& p = sp[r];
+    p.temperature = r % 2 == 0 ? 0.0 : 0.9;
+    p.repetition_penalty = r % 3 == 0 ? 1.3 : 1.0;
+    p.frequency_penalty = r % 4 == 1 ? 0.7 : 0.0;
+    p.presence_penalty = r % 4 == 2 ? -0.4 : 0.0;
+    if (r == 3) p.allowed_token_ids = std::vector<int32_t>{42, 7, 3000, 7, 12};
+    if (r % 2 == 1) p.logit_bias = {{42, 5.0}, {1234, -100.0}, {7, 2.5}};
+    p.min_tokens = r == 5 ? 10 : 0;
+    if (r == 6) p.top_k = 10;
+    SamplingState& st = states[r];
+    st.params = &p;
+    st.prompt_token_ids = prompt;
+    st.output_token_ids = output;
+    for (int32_t t : output) ++st.output_token_counts[t];
+    st.bad_words_token_ids = {{7, 4999, 11}, {99}, {1, 2}};  // ends with 7, 4999: bans 11; 99 always
+    st.min_tokens_stop_ids = {2, 3};
+    Inputs& x = in[r];
+    if (p.allowed_token_ids) {
+      x.allowed = *p.allowed_token_ids;
+      std::sort(x.allowed.begin(), x.allowed.end());
+      x.allowed.erase(std::unique(x.allowed.begin(), x.allowed.end()), x.allowed.end());
+    }
+    x.banned = Sampler::banned_tokens(st);
+    for (const auto& [t, b] : p.logit_bias) x.bias.emplace_back(t, static_cast<float>(b));
+    Sampler::seen_tokens(st, x.seen, x.counts);
+    DeviceSampleRow d;
+    d.row = static_cast<int32_t>(r);
+    d.greedy = p.is_greedy();
+    d.temperature = static_cast<float>(p.temperature);
+    d.top_k = p.top_k;
+    d.u = unit(rng_);
+    d.allowed = x.allowed;
+    d.banned = x.banned;
+    d.bias = x.bias;
+    d.seen = x.seen;
+    d.seen_output_counts = x.counts;
+    d.repetition_penalty = static_cast<float>(p.repetition_penalty);
+    d.frequency_penalty = static_cast<float>(p.frequency_penalty);
+    d.presence_penalty = static_cast<float>(p.presence_penalty);
+    params.push_back(d);
+  }
+  Tensor logits_dev = dev(logits, {rows, vocab});
+  std::vector<int32_t> got = gpu().sample_on_device(logits_dev, params);
+  std::vector<float> processed = back(logits_dev);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<float> row(logits.begin() + r * vocab, logits.begin() + (r + 1) * vocab);
+    Sampler::apply_logits_processors(row.data(), vocab, states[r]);
+    EXPECT_TRUE(test::same_bits(processed.data() + r * vocab, row.data(), vocab)) << "row " << r;
+    int32_t want;
+    if (sp[r].is_greedy()) {
+      want = static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+    } else {
+      Sampler::Candidates c = Sampler::sampling_candidates(row.data(), vocab, sp[r]);
+      want = c.ids.back();
+      double cum = 0.0;
+      for (size_t j = 0; j < c.ids.size(); ++j) {
+        cum += c.probs[j];
+        if (params[r].u < cum) {
+          want = c.ids[j];
+          break;
+        }
+      }
+    }
+    EXPECT_EQ(got[r], want) << "row " << r;
+  }
 }
 
 TEST_F(CudaOps, RowsToHostPicksRowsInOrder) {

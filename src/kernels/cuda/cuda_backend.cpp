@@ -668,31 +668,84 @@ std::vector<float> CudaBackend::rows_to_host(const Tensor& t, const std::vector<
   return to_host(picked);
 }
 
-std::vector<int32_t> CudaBackend::sample_on_device(const Tensor& logits,
+std::vector<int32_t> CudaBackend::sample_on_device(Tensor& logits,
                                                    std::span<const DeviceSampleRow> rows) {
   check_f32(logits, "sampled logits");
   CVLLM_CHECK(logits.ndim() == 2, "sampled logits must be [rows, vocab], got ", logits.describe());
   if (rows.empty()) return {};
+  const int64_t vocab = logits.dim(1);
   std::vector<SampleRowParams> params(rows.size());
-  bool any_candidates = false;
+  std::vector<int32_t> ids;    // the processors' token ids and counts, all rows
+  std::vector<float> values;   // the biases' values, all rows
+  bool any_candidates = false, any_processors = false;
+  auto append = [&](std::span<const int32_t> tokens, bool are_ids, int32_t& begin) {
+    begin = static_cast<int32_t>(ids.size());
+    for (int32_t t : tokens) {
+      CVLLM_CHECK(!are_ids || (t >= 0 && t < vocab), "token id ", t, " out of range [0, ", vocab, ")");
+      ids.push_back(t);
+    }
+    return static_cast<int32_t>(tokens.size());
+  };
   for (size_t i = 0; i < rows.size(); ++i) {
     const DeviceSampleRow& r = rows[i];
     CVLLM_CHECK(r.row >= 0 && r.row < logits.dim(0), "sample row ", r.row, " out of range for ",
                 logits.describe());
-    params[i] = {r.row, r.greedy ? 1 : 0, r.temperature, r.min_p, r.u, r.top_k, r.top_p};
-    any_candidates = any_candidates ||
-                     (!r.greedy && ((r.top_k > 0 && r.top_k < logits.dim(1)) || r.top_p < 1.0));
+    CVLLM_CHECK(r.seen.size() == r.seen_output_counts.size(), "seen tokens without their counts");
+    SampleRowParams& p = params[i];
+    p.row = r.row;
+    p.greedy = r.greedy ? 1 : 0;
+    p.temperature = r.temperature;
+    p.min_p = r.min_p;
+    p.u = r.u;
+    p.top_k = r.top_k;
+    p.top_p = r.top_p;
+    any_candidates = any_candidates || (!r.greedy && ((r.top_k > 0 && r.top_k < vocab) || r.top_p < 1.0));
+    if (!r.has_processors()) continue;
+    any_processors = true;
+    p.has_processors = 1;
+    p.allowed_count = append(r.allowed, true, p.allowed_begin);
+    p.banned_count = append(r.banned, true, p.banned_begin);
+    p.bias_value_begin = static_cast<int32_t>(values.size());
+    p.bias_begin = static_cast<int32_t>(ids.size());
+    for (const auto& [t, b] : r.bias) {
+      CVLLM_CHECK(t >= 0 && t < vocab, "token id ", t, " out of range [0, ", vocab, ")");
+      ids.push_back(t);
+      values.push_back(b);
+    }
+    p.bias_count = static_cast<int32_t>(r.bias.size());
+    p.seen_count = append(r.seen, true, p.seen_begin);
+    append(r.seen_output_counts, false, p.seen_counts_begin);
+    p.repetition_penalty = r.repetition_penalty;
+    p.frequency_penalty = r.frequency_penalty;
+    p.presence_penalty = r.presence_penalty;
   }
+  // One upload: params, then the sampled ids' slots, the processors' ids and values.
   const size_t param_bytes = params.size() * sizeof(SampleRowParams);
-  std::shared_ptr<void> device = allocator_->allocate(param_bytes + rows.size() * sizeof(int32_t));
-  auto* dev_params = static_cast<SampleRowParams*>(device.get());
-  auto* dev_ids = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(device.get()) + param_bytes);
-  CVLLM_CUDA_CHECK(cudaMemcpyAsync(dev_params, params.data(), param_bytes, cudaMemcpyHostToDevice,
-                                   stream_));
-  sample_rows(logits.data_as<float>(), logits.dim(1), dev_params,
-              static_cast<int64_t>(rows.size()), any_candidates, dev_ids, stream_);
-  const auto* ids = static_cast<const int32_t*>(read_back(dev_ids, rows.size() * sizeof(int32_t)));
-  return std::vector<int32_t>(ids, ids + rows.size());
+  const size_t out_bytes = (rows.size() * sizeof(int32_t) + 7) / 8 * 8;
+  const size_t ids_bytes = (ids.size() * sizeof(int32_t) + 7) / 8 * 8;
+  const size_t values_bytes = values.size() * sizeof(float);
+  std::vector<uint8_t> host(param_bytes + out_bytes + ids_bytes + values_bytes);
+  std::memcpy(host.data(), params.data(), param_bytes);
+  if (!ids.empty()) std::memcpy(host.data() + param_bytes + out_bytes, ids.data(), ids.size() * 4);
+  if (!values.empty()) {
+    std::memcpy(host.data() + param_bytes + out_bytes + ids_bytes, values.data(), values_bytes);
+  }
+  std::shared_ptr<void> device = allocator_->allocate(host.size());
+  uint8_t* base = static_cast<uint8_t*>(device.get());
+  CVLLM_CUDA_CHECK(cudaMemcpyAsync(base, host.data(), host.size(), cudaMemcpyHostToDevice, stream_));
+  auto* dev_params = reinterpret_cast<SampleRowParams*>(base);
+  auto* dev_out = reinterpret_cast<int32_t*>(base + param_bytes);
+  const auto* dev_ids = reinterpret_cast<const int32_t*>(base + param_bytes + out_bytes);
+  const auto* dev_values = reinterpret_cast<const float*>(base + param_bytes + out_bytes + ids_bytes);
+  const auto num_rows = static_cast<int64_t>(rows.size());
+  if (any_processors) {
+    wrote(logits);
+    cuda::apply_logits_processors(logits.data_as<float>(), vocab, dev_params, num_rows, dev_ids,
+                                  dev_values, stream_);
+  }
+  sample_rows(logits.data_as<float>(), vocab, dev_params, num_rows, any_candidates, dev_out, stream_);
+  const auto* out = static_cast<const int32_t*>(read_back(dev_out, rows.size() * sizeof(int32_t)));
+  return std::vector<int32_t>(out, out + rows.size());
 }
 
 void CudaBackend::synchronize() { CVLLM_CUDA_CHECK(cudaStreamSynchronize(stream_)); }

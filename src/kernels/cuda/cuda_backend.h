@@ -71,7 +71,7 @@ class CudaBackend : public Backend {
   std::vector<float> to_host(const Tensor& t) override;
   std::vector<float> rows_to_host(const Tensor& t, const std::vector<int32_t>& rows) override;
   bool samples_on_device() const override { return sample_on_device_; }
-  std::vector<int32_t> sample_on_device(const Tensor& logits,
+  std::vector<int32_t> sample_on_device(Tensor& logits,
                                         std::span<const DeviceSampleRow> rows) override;
   void synchronize() override;
 

@@ -86,7 +86,19 @@ struct SampleRowParams {
   double u = 0.0;
   int32_t top_k = 0;  // <= 0 or >= vocab: off
   double top_p = 1.0;
+  // Logits processors (kernels/backend.h DeviceSampleRow), as ranges of the `ids` buffer (and, for
+  // the biases' values, of `values`): allowed, banned, bias ids, seen ids, seen output counts.
+  int32_t has_processors = 0;
+  int32_t allowed_begin = 0, allowed_count = 0;
+  int32_t banned_begin = 0, banned_count = 0;
+  int32_t bias_begin = 0, bias_value_begin = 0, bias_count = 0;
+  int32_t seen_begin = 0, seen_counts_begin = 0, seen_count = 0;
+  float repetition_penalty = 1.0f, frequency_penalty = 0.0f, presence_penalty = 0.0f;
 };
+// Applies each row's logits processors to its logits row in place (rows with none are skipped).
+void apply_logits_processors(float* logits, int64_t vocab, const SampleRowParams* params,
+                             int64_t num_rows, const int32_t* ids, const float* values,
+                             cudaStream_t stream);
 // Rows with top-k or top-p sort their candidates on chip: at most this many may remain above the
 // threshold that top-k/top-p imply, else the row's output is -1 (the caller samples it on the host).
 constexpr int kMaxDeviceCandidates = 2048;

@@ -337,7 +337,56 @@ __global__ void __launch_bounds__(kThreads)
   out[blockIdx.x] = token;
 }
 
+// allowed -> banned -> biases -> repetition / frequency / presence penalties, in the host's
+// order (Sampler::apply_logits_processors); a barrier between steps, since one token may be in
+// several lists.
+__global__ void __launch_bounds__(kThreads)
+    apply_processors_kernel(float* __restrict__ logits, int64_t vocab,
+                            const SampleRowParams* __restrict__ params,
+                            const int32_t* __restrict__ ids, const float* __restrict__ values) {
+  const SampleRowParams p = params[blockIdx.x];
+  if (!p.has_processors) return;
+  float* x = logits + static_cast<int64_t>(p.row) * vocab;
+  if (p.allowed_count > 0) {
+    const int32_t* allowed = ids + p.allowed_begin;
+    for (int64_t i = threadIdx.x; i < vocab; i += kThreads) {
+      int lo = 0, hi = p.allowed_count;  // binary search in the sorted list
+      while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        if (allowed[mid] < i) lo = mid + 1; else hi = mid;
+      }
+      if (lo == p.allowed_count || allowed[lo] != i) x[i] = -INFINITY;
+    }
+  }
+  __syncthreads();
+  for (int j = threadIdx.x; j < p.banned_count; j += kThreads) x[ids[p.banned_begin + j]] = -INFINITY;
+  __syncthreads();
+  for (int j = threadIdx.x; j < p.bias_count; j += kThreads) {
+    x[ids[p.bias_begin + j]] += values[p.bias_value_begin + j];
+  }
+  __syncthreads();
+  for (int j = threadIdx.x; j < p.seen_count; j += kThreads) {
+    float& v = x[ids[p.seen_begin + j]];
+    const float r = p.repetition_penalty;
+    if (r != 1.0f) v = v > 0 ? v / r : v * r;
+    const int32_t count = ids[p.seen_counts_begin + j];
+    if (count > 0) {  // __fmul_rn: no fused multiply-add, so the rounding is the host's
+      v -= __fmul_rn(p.frequency_penalty, static_cast<float>(count));
+      v -= __fmul_rn(p.presence_penalty, 1.0f);
+    }
+  }
+}
+
 }  // namespace
+
+void apply_logits_processors(float* logits, int64_t vocab, const SampleRowParams* params,
+                             int64_t num_rows, const int32_t* ids, const float* values,
+                             cudaStream_t stream) {
+  if (num_rows == 0) return;
+  apply_processors_kernel<<<static_cast<unsigned>(num_rows), kThreads, 0, stream>>>(
+      logits, vocab, params, ids, values);
+  CVLLM_CUDA_CHECK_LAUNCH();
+}
 
 void sample_rows(const float* logits, int64_t vocab, const SampleRowParams* params,
                  int64_t num_rows, bool any_candidates, int32_t* out, cudaStream_t stream) {
