@@ -27,9 +27,9 @@ import sys
 import numpy as np
 import torch
 import transformers
-from transformers import (AutoModelForCausalLM, Gemma3TextConfig, GenerationConfig, GPT2Config,
-                          LlamaConfig, MistralConfig, OPTConfig, Phi3Config, Qwen2Config,
-                          Qwen3Config)
+from transformers import (AutoModelForCausalLM, Gemma3Config, Gemma3TextConfig, GenerationConfig,
+                          GPT2Config, LlamaConfig, MistralConfig, OPTConfig, Phi3Config,
+                          Qwen2Config, Qwen3Config)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP_K = 5
@@ -53,6 +53,24 @@ def opt_base(**overrides):
     kw.update(overrides)
     return kw
 
+
+def gemma3_mm(**top):
+    """Gemma3ForConditionalGeneration (as Gemma 3 4B/12B/27B) with gemma3_f32's text decoder and
+    the smallest SigLIP vision tower transformers builds (1 layer, width 8, one 8x8 image of four
+    4x4 patches). Default image/boi/eoi token ids (262144, 255999, 256000) lie outside the vocab of
+    256, so no prompt token is an image token."""
+    text = VARIANTS["gemma3_f32"][0]().to_dict()
+    vision = dict(hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=1,
+                  image_size=8, patch_size=4)
+    return Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, **top)
+
+
+# transformers 5's module names for Gemma3ForConditionalGeneration (its save_pretrained still
+# writes the older "language_model.model.*" that the hub's checkpoints have).
+GEMMA3_MM_MODULE_NAMES = {"language_model.model.": "model.language_model.",
+                          "language_model.lm_head.": "lm_head.",
+                          "vision_tower.": "model.vision_tower.",
+                          "multi_modal_projector.": "model.multi_modal_projector."}
 
 # name -> (config, dtype of the saved weights, save options)
 VARIANTS = {
@@ -125,6 +143,15 @@ VARIANTS = {
         layer_types=["full_attention", "sliding_attention", "sliding_attention"],
         final_logit_softcapping=4.0, attn_logit_softcapping=1.0)),
         torch.bfloat16, {}),
+    # Gemma3ForConditionalGeneration, tied, float32, under the names save_pretrained writes
+    # ("language_model.model.*", plus "vision_tower.*" and "multi_modal_projector.*"). The
+    # reference runs the whole class on token ids (no images).
+    "gemma3_mm_f32": (lambda: gemma3_mm(), torch.float32, {}),
+    # The same class untied by the top-level tie_word_embeddings (text_config keeps its true: the
+    # top-level one is what transformers ties by), re-saved under transformers 5's module names
+    # ("model.language_model.*", "lm_head.weight").
+    "gemma3_mm_untied_f32": (lambda: gemma3_mm(tie_word_embeddings=False), torch.float32,
+                             {"renames": GEMMA3_MM_MODULE_NAMES}),
     # Re-saves under the base model's names, as the original facebook/opt-* ("decoder.*") and
     # openai-community/gpt2 ("h.0.*", "wte.weight") files have them.
     "opt_f32_bare": (None, torch.float32, {"strip_prefix": "model."}),
@@ -153,15 +180,17 @@ def randomize(model, seed):
     # Gemma 3 scales its norms by (1 + w), so w around 0 gives the same [0.8, 1.2]; it multiplies
     # embeddings by sqrt(hidden_size), so a smaller table keeps them from swamping the layers (a
     # model that only repeats its last token would not test attention).
-    gemma = model.config.model_type == "gemma3_text"
+    gemma = model.config.model_type in ("gemma3_text", "gemma3")
     norm_low = -0.2 if gemma else 0.8
     embedding_std = EMBEDDING_STD / 4 if gemma else EMBEDDING_STD
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
             if name.endswith("norm.weight") or ".ln_" in name or "ln_f." in name:
                 p.copy_(torch.rand(p.shape, generator=g) * 0.4 + norm_low)
-            elif name.endswith(".bias"):
+            elif name.endswith("bias"):  # also SigLIP's in_proj_bias
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+            elif p.dim() == 1:  # SigLIP's layer_norm1/2 weights
+                p.copy_(torch.rand(p.shape, generator=g) * 0.4 + 0.8)
             elif "embed_tokens" in name or ".wte." in name or name == "lm_head.weight":
                 p.copy_(torch.randn(p.shape, generator=g) * embedding_std)
             else:  # GPT-2's Conv1D stores [in, out]; every other matrix [out, in]
@@ -303,6 +332,7 @@ def generate(name, out_dir):
     shutil.rmtree(path, ignore_errors=True)
     save_kw = dict(save_kw)
     strip_prefix = save_kw.pop("strip_prefix", None)
+    renames = {strip_prefix: ""} if strip_prefix else save_kw.pop("renames", None)
     model.save_pretrained(path, **save_kw)
     extra = {}
     if name == "qwen2_f32":
@@ -317,7 +347,8 @@ def generate(name, out_dir):
         scale.fill_(torch.tensor(config.hidden_size ** 0.5).to(dtype).float())
         extra["embed_scale"] = f32(scale)
     rng = np.random.default_rng(1234)
-    prompts = [[int(x) for x in rng.integers(3, config.vocab_size, n)] for n in PROMPT_LENGTHS]
+    vocab_size = config.get_text_config().vocab_size
+    prompts = [[int(x) for x in rng.integers(3, vocab_size, n)] for n in PROMPT_LENGTHS]
     fixture = {
         "generator": "scripts/gen_hf_model_fixtures.py",
         "checkpoint": f"hf/{name}",
@@ -341,12 +372,12 @@ def generate(name, out_dir):
     if name in GGUF_COPIES:
         write_gguf(os.path.join(out_dir, name + ".gguf"), GGUF_COPIES[name], ref.config,
                    AutoModelForCausalLM.from_pretrained(path, dtype=dtype).state_dict())
-    if strip_prefix:  # after the reference ran on the file transformers wrote
+    if renames:  # after the reference ran on the file transformers wrote
         from safetensors.torch import load_file, save_file
         st = os.path.join(path, "model.safetensors")
         tensors = load_file(st)
-        save_file({k[len(strip_prefix):] if k.startswith(strip_prefix) else k: v
-                   for k, v in tensors.items()}, st, metadata={"format": "pt"})
+        save_file({rename_prefix(k, renames): v for k, v in tensors.items()}, st,
+                  metadata={"format": "pt"})
     for f in os.listdir(path):  # save_pretrained makes the weights owner-only
         os.chmod(os.path.join(path, f), 0o644)
     with open(os.path.join(out_dir, name + ".json"), "w") as f:
@@ -355,6 +386,55 @@ def generate(name, out_dir):
     size = sum(os.path.getsize(os.path.join(path, p)) for p in os.listdir(path))
     print(f"{name}: {size / 1024:.0f} KB checkpoint, min greedy margin "
           f"{min(p['greedy_min_margin'] for p in fixture['prompts']):.3f}")
+
+
+def rename_prefix(name, renames):
+    for old, new in renames.items():
+        if name.startswith(old):
+            return new + name[len(old):]
+    return name
+
+
+# Gemma3ForConditionalGeneration config.json files that leave text_config's keys to
+# Gemma3TextConfig's defaults, as the hub's do: Gemma 3 4B's and 27B's text_config, and none at
+# all. Written with what transformers resolves them to.
+GEMMA3_MM_SPARSE_CONFIGS = {
+    "4b": {"text_config": {"hidden_size": 2560, "intermediate_size": 10240,
+                           "model_type": "gemma3_text", "num_hidden_layers": 34,
+                           "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+                           "sliding_window": 1024}},
+    "27b": {"text_config": {"head_dim": 128, "hidden_size": 5376, "intermediate_size": 21504,
+                            "model_type": "gemma3_text", "num_attention_heads": 32,
+                            "num_hidden_layers": 62, "num_key_value_heads": 16,
+                            "query_pre_attn_scalar": 168,
+                            "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+                            "sliding_window": 1024}},
+    "no_text_config": {},
+}
+
+
+def write_gemma3_mm_config_defaults(out_dir):
+    cases = []
+    for name, extra in GEMMA3_MM_SPARSE_CONFIGS.items():
+        config_json = {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+                       **extra}
+        config = Gemma3Config.from_dict(config_json)
+        t = config.text_config
+        full, local = t.rope_parameters["full_attention"], t.rope_parameters["sliding_attention"]
+        resolved = {k: getattr(t, k) for k in (
+            "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+            "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
+            "rms_norm_eps", "query_pre_attn_scalar", "sliding_window", "layer_types",
+            "final_logit_softcapping", "hidden_activation")}
+        resolved.update(tie_word_embeddings=config.tie_word_embeddings,
+                        rope_theta=full["rope_theta"], rope_type=full.get("rope_type", "default"),
+                        rope_factor=full.get("factor", 1.0),
+                        rope_local_base_freq=local["rope_theta"])
+        cases.append({"name": name, "config": config_json, "resolved": resolved})
+    with open(os.path.join(out_dir, "gemma3_mm_config_defaults.json"), "w") as f:
+        json.dump({"generator": "scripts/gen_hf_model_fixtures.py",
+                   "transformers": transformers.__version__, "cases": cases}, f, indent=1)
+        f.write("\n")
 
 
 def safetensors_bytes(header, data):
@@ -411,6 +491,8 @@ def main():
     for name in VARIANTS:
         if args.only is None or args.only == name:
             generate(name, args.out_dir)
+    if args.only is None or args.only == "gemma3_mm_config_defaults":
+        write_gemma3_mm_config_defaults(args.out_dir)
 
 
 if __name__ == "__main__":

@@ -305,14 +305,16 @@ std::vector<int32_t> LLMEngine::tokenize_prompt(const Prompt& prompt, const Samp
   std::vector<int32_t> ids;
   if (prompt.is_tokens()) {
     ids = prompt.token_ids();
-    for (int32_t id : ids) {
-      if (id < 0 || id >= model_config_.vocab_size) {
-        throw ValueError(cat("Token id ", id, " is out of vocabulary"));
-      }
-    }
   } else {
     if (!tokenizer_) throw ValueError("text prompts need a tokenizer (skip_tokenizer_init is set)");
     ids = tokenizer_->encode(*prompt.text(), /*add_special_tokens=*/true);
+  }
+  // Token prompts, and a tokenizer whose vocabulary is larger than the model's, can name ids the
+  // model has no row for.
+  for (int32_t id : ids) {
+    if (id < 0 || id >= model_config_.vocab_size) {
+      throw ValueError(cat("Token id ", id, " is out of vocabulary"));
+    }
   }
   if (params.truncate_prompt_tokens) {
     int k = *params.truncate_prompt_tokens == -1 ? max_model_len_ : *params.truncate_prompt_tokens;

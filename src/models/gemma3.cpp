@@ -38,9 +38,56 @@ ModelConfig local_rope_config(const ModelConfig& config) {
   return local;
 }
 
+// Gemma3ForConditionalGeneration checkpoints hold the decoder under a prefix: the name map gives
+// Gemma3ForCausalLM's names, and this adapter moves them to where the checkpoint has them.
+// - "language_model.model.*", "language_model.lm_head.weight": the hub's checkpoints, and what
+//   transformers 5 still writes (save_pretrained renames its modules back);
+// - "model.language_model.*", "lm_head.weight": transformers 5's module names, which re-saved
+//   checkpoints may carry (vLLM loads both).
+// The embedding table tells which; a GGUF file or Gemma3ForCausalLM checkpoint passes through.
+// Vision tower and projector weights are never asked for.
+class Gemma3TextWeights : public WeightSource {
+ public:
+  explicit Gemma3TextWeights(const WeightSource& inner) : inner_(inner) {
+    if (inner.contains("token_embd.weight")) return;
+    for (const char* prefix : {"language_model.", "model.language_model."}) {
+      prefix_ = prefix;
+      if (inner.contains(located("token_embd.weight"))) return;
+    }
+    prefix_.clear();  // none: the missing-weight error names Gemma3ForCausalLM's names
+  }
+  std::string path() const override { return inner_.path(); }
+  std::optional<Tensor> find(const std::string& name) const override {
+    return inner_.find(located(name));
+  }
+  std::string display_name(const std::string& name) const override {
+    if (prefix_.empty()) return inner_.display_name(name);
+    return cat("'", located(name), "' (", name, ")");
+  }
+
+ private:
+  // The name to ask `inner_` for: the Hugging Face name with the prefix applied (the name map
+  // passes such names through), or `name` as it is.
+  std::string located(const std::string& name) const {
+    if (prefix_.empty()) return name;
+    std::optional<std::string> hf = gemma3_hf_weight_name(name);
+    if (!hf) return name;
+    if (prefix_ == "language_model.") return prefix_ + *hf;
+    if (hf->rfind("model.", 0) == 0) return "model.language_model." + hf->substr(6);
+    return name;  // lm_head.weight keeps its name under transformers 5's modules
+  }
+
+  const WeightSource& inner_;
+  std::string prefix_;  // "" (as asked), "language_model." or "model.language_model."
+};
+
 }  // namespace
 
 std::optional<std::string> gemma3_hf_weight_name(const std::string& gguf_name) {
+  // Gemma3ForConditionalGeneration's decoder names (Gemma3TextWeights asks with them) are final.
+  for (const char* prefix : {"language_model.", "model.language_model."}) {
+    if (gguf_name.rfind(prefix, 0) == 0) return gguf_name;
+  }
   // The three norms whose GGUF names mean something else in the Llama map.
   struct Norm {
     const char* gguf;
@@ -66,9 +113,10 @@ std::optional<std::string> gemma3_hf_weight_name(const std::string& gguf_name) {
   return llama_hf_weight_name(gguf_name);
 }
 
-Gemma3ForCausalLM::Gemma3ForCausalLM(const ModelConfig& config, const WeightSource& w,
+Gemma3ForCausalLM::Gemma3ForCausalLM(const ModelConfig& config, const WeightSource& source,
                                      Backend& backend, float norm_weight_offset)
     : config_(config) {
+  const Gemma3TextWeights w(source);
   const int64_t h = config.hidden_size;
   const int64_t d = config.head_dim;
   const int64_t q_size = config.num_attention_heads * d;

@@ -29,14 +29,18 @@ namespace cvllm {
 // GGUF-style weight name -> Gemma3ForCausalLM's Hugging Face name. Differs from the Llama map in
 // the sandwich norms: "blk.N.post_attention_norm" -> "model.layers.N.post_attention_layernorm",
 // "blk.N.ffn_norm" -> "...pre_feedforward_layernorm", "blk.N.post_ffw_norm" ->
-// "...post_feedforward_layernorm". nullopt for names Gemma 3 does not have.
+// "...post_feedforward_layernorm". nullopt for names Gemma 3 does not have. Names that are already
+// Gemma3ForConditionalGeneration's ("language_model.*", "model.language_model.*") pass through:
+// the model asks with them when the checkpoint is one (see the constructor).
 std::optional<std::string> gemma3_hf_weight_name(const std::string& gguf_name);
 
 class Gemma3ForCausalLM : public CausalLM {
  public:
   // norm_weight_offset: 1 for Hugging Face checkpoints (they store weight - 1), 0 for GGUF files
   // (the converter adds the 1). RoPE is rotate-half for both (llama.cpp does not permute Gemma's
-  // Q/K rows).
+  // Q/K rows). `weights` may also be a Gemma3ForConditionalGeneration checkpoint (Gemma 3
+  // 4B/12B/27B): its decoder is found under either prefix transformers uses, and the vision
+  // tower is left unread.
   Gemma3ForCausalLM(const ModelConfig& config, const WeightSource& weights, Backend& backend,
                     float norm_weight_offset);
 

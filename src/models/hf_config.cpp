@@ -1,7 +1,8 @@
 // config.json -> ModelConfig for Hugging Face checkpoints. Field names and defaults follow
 // transformers' config classes (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, Phi3Config,
-// OPTConfig, GPT2Config, Gemma3TextConfig); both the transformers 5 spelling (`rope_parameters`)
-// and the older one (`rope_theta` + `rope_scaling` with `type` or `rope_type`) are read.
+// OPTConfig, GPT2Config, Gemma3TextConfig, Gemma3Config's text_config); both the transformers 5
+// spelling (`rope_parameters`) and the older one (`rope_theta` + `rope_scaling` with `type` or
+// `rope_type`) are read.
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
@@ -380,6 +381,27 @@ void read_gemma3(const ConfigReader& r, ModelConfig& c) {
     throw Error(cat(path, ": rope bases must be positive"));
 }
 
+// Gemma3ForConditionalGeneration (Gemma 3 4B/12B/27B): Gemma3Config nests the decoder's settings
+// under `text_config`, and the hub's files list only the keys that differ from Gemma3TextConfig's
+// defaults (4B's has five), so read_gemma3's defaults do the rest; an absent text_config is all
+// defaults. The vision tower's settings are ignored (text prompts only). The LM head tie is the
+// top-level tie_word_embeddings (default true), which is the one transformers 5 ties by; when only
+// text_config has one, that is used.
+void read_gemma3_multimodal(const ConfigReader& r, ModelConfig& c) {
+  static const json kEmpty = json::object();
+  const json& j = r.raw();
+  const json* text = &kEmpty;
+  if (r.has("text_config")) {
+    if (!j["text_config"].is_object())
+      throw Error(cat(r.path(), ": field 'text_config' is not an object"));
+    text = &j["text_config"];
+  }
+  const std::string text_path = r.path() + " (text_config)";
+  ConfigReader text_reader(*text, text_path);
+  read_gemma3(text_reader, c);
+  if (r.has("tie_word_embeddings")) c.tie_word_embeddings = r.get_bool("tie_word_embeddings", true);
+}
+
 }  // namespace
 
 ModelConfig model_config_from_hf_json(const std::string& text, const std::string& path) {
@@ -401,7 +423,11 @@ ModelConfig model_config_from_hf_json(const std::string& text, const std::string
   } else if (c.architecture == "gpt2") {
     read_gpt2(r, c);
   } else if (c.architecture == "gemma3") {
-    read_gemma3(r, c);
+    if (j["architectures"][0] == "Gemma3ForConditionalGeneration") {
+      read_gemma3_multimodal(r, c);
+    } else {
+      read_gemma3(r, c);
+    }
   } else {
     read_llama_family(r, c);
   }

@@ -35,6 +35,17 @@ constexpr ArchitectureEntry kArchitectures[] = {
     {"gemma3", "Gemma3ForCausalLM", RopeStyle::kNeox},
 };
 
+// Other Hugging Face classes whose checkpoints hold one of the decoders above. The Gemma 3
+// 4B/12B/27B releases are Gemma3ForConditionalGeneration: the Gemma 3 decoder plus a vision tower
+// and projector, which we never load (text prompts only, as vLLM serves them without images).
+// Its config nests the decoder's settings (hf_config.cpp) and its weight names carry a prefix
+// (Gemma3ForCausalLM's constructor finds which).
+struct HfAlias {
+  const char* hf_class;
+  const char* name;
+};
+constexpr HfAlias kHfAliases[] = {{"Gemma3ForConditionalGeneration", "gemma3"}};
+
 // OPT and GPT-2 models ask for their weights by Hugging Face name (GPT-2 picks llama.cpp's names
 // itself when the file is a GGUF).
 std::optional<std::string> same_name(const std::string& name) { return name; }
@@ -65,12 +76,16 @@ std::vector<std::string> supported_architectures() {
 std::vector<std::string> supported_hf_architectures() {
   std::vector<std::string> out;
   for (const ArchitectureEntry& e : kArchitectures) out.push_back(e.hf_class);
+  for (const HfAlias& a : kHfAliases) out.push_back(a.hf_class);
   return out;
 }
 
 std::optional<std::string> architecture_from_hf(const std::string& hf_class) {
   for (const ArchitectureEntry& e : kArchitectures) {
     if (hf_class == e.hf_class) return e.name;
+  }
+  for (const HfAlias& a : kHfAliases) {
+    if (hf_class == a.hf_class) return a.name;
   }
   return std::nullopt;
 }

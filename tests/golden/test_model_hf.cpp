@@ -5,7 +5,9 @@
 // project_in/out (opt-350m-like) and without biases or LayerNorm affine, GPT-2 (Conv1D weights,
 // fused c_attn), Phi-3 (fused qkv and gate_up, partial rotary, sliding window), Gemma 3 (sandwich
 // (1 + w) norms, scaled embeddings, local/global layers with two RoPE bases, final logit
-// soft-capping); OPT and GPT-2 also under their base models' key names ("decoder.*", "h.0.*").
+// soft-capping), Gemma 3 as Gemma3ForConditionalGeneration (text_config, a vision tower left
+// unread, "language_model.model.*" or "model.language_model.*" names); OPT and GPT-2 also under
+// their base models' key names ("decoder.*", "h.0.*").
 // The forward pass is compared logit by logit; greedy continuations go through the whole engine
 // (cvllm::LLM, token-id prompts, skip_tokenizer_init, all prompts in one batch).
 #include <gtest/gtest.h>
@@ -180,7 +182,8 @@ INSTANTIATE_TEST_SUITE_P(Checkpoints, HfCheckpoint,
                                            "opt_post_ln_bf16", "opt_f32_bare", "opt_plain_f16",
                                            "gpt2_f16",
                                            "gpt2_f16_bare", "phi3_bf16", "gemma3_f32",
-                                           "gemma3_bf16_softcap"),
+                                           "gemma3_bf16_softcap", "gemma3_mm_f32",
+                                           "gemma3_mm_untied_f32"),
                          [](const auto& info) { return info.param; });
 
 // GGUF copies of the Qwen and Gemma 3 checkpoints (same weights, llama.cpp's names and metadata
@@ -464,6 +467,98 @@ TEST(HfCheckpointFiles, Gemma3ConfigAndGgufKeys) {
   EXPECT_DOUBLE_EQ(old.final_logit_softcapping, 0.0);
 }
 
+// Gemma3ForConditionalGeneration configs as the hub has them list only a few text_config keys;
+// the rest are Gemma3TextConfig's defaults. Each case is checked against what transformers
+// resolved it to (gemma3_mm_config_defaults.json).
+TEST(HfCheckpointFiles, Gemma3MultimodalConfigTakesTextConfigDefaults) {
+  nlohmann::json fx = load_json(golden_path("hf/gemma3_mm_config_defaults.json"));
+  ASSERT_GE(fx["cases"].size(), 3u);
+  for (const auto& tc : fx["cases"]) {
+    SCOPED_TRACE(tc["name"].get<std::string>());
+    const nlohmann::json& want = tc["resolved"];
+    ModelConfig c = model_config_from_hf_json(tc["config"].dump(), "mm/config.json");
+    EXPECT_EQ(c.architecture, "gemma3");
+    EXPECT_EQ(c.vocab_size, want["vocab_size"].get<int64_t>());
+    EXPECT_EQ(c.hidden_size, want["hidden_size"].get<int64_t>());
+    EXPECT_EQ(c.intermediate_size, want["intermediate_size"].get<int64_t>());
+    EXPECT_EQ(c.num_hidden_layers, want["num_hidden_layers"].get<int64_t>());
+    EXPECT_EQ(c.num_attention_heads, want["num_attention_heads"].get<int64_t>());
+    EXPECT_EQ(c.num_key_value_heads, want["num_key_value_heads"].get<int64_t>());
+    EXPECT_EQ(c.head_dim, want["head_dim"].get<int64_t>());
+    EXPECT_EQ(c.max_position_embeddings, want["max_position_embeddings"].get<int64_t>());
+    EXPECT_DOUBLE_EQ(c.rms_norm_eps, want["rms_norm_eps"].get<double>());
+    EXPECT_DOUBLE_EQ(c.query_pre_attn_scalar, want["query_pre_attn_scalar"].get<double>());
+    EXPECT_EQ(c.sliding_window, want["sliding_window"].get<int64_t>());
+    std::vector<bool> local;
+    for (const auto& t : want["layer_types"]) local.push_back(t == "sliding_attention");
+    EXPECT_EQ(c.sliding_window_layers, local);
+    EXPECT_DOUBLE_EQ(c.final_logit_softcapping,
+                     want["final_logit_softcapping"].is_null()
+                         ? 0.0
+                         : want["final_logit_softcapping"].get<double>());
+    EXPECT_EQ(want["hidden_activation"], "gelu_pytorch_tanh");
+    EXPECT_EQ(c.hidden_act, "gelu_new");
+    EXPECT_EQ(c.tie_word_embeddings, want["tie_word_embeddings"].get<bool>());
+    EXPECT_DOUBLE_EQ(c.rope_theta, want["rope_theta"].get<double>());
+    EXPECT_DOUBLE_EQ(c.rope_local_base_freq, want["rope_local_base_freq"].get<double>());
+    const std::string rope_type = want["rope_type"];
+    EXPECT_EQ(c.rope_scaling.type, rope_type == "default" ? "" : rope_type);
+    if (rope_type != "default")
+      EXPECT_DOUBLE_EQ(c.rope_scaling.factor, want["rope_factor"].get<double>());
+  }
+  // The fixtures: the tie is the top-level flag, text_config's true notwithstanding.
+  EXPECT_TRUE(model_config_from_hf(checkpoint_dir("gemma3_mm_f32")).tie_word_embeddings);
+  EXPECT_FALSE(model_config_from_hf(checkpoint_dir("gemma3_mm_untied_f32")).tie_word_embeddings);
+  // A text_config that is not an object names the field.
+  try {
+    model_config_from_hf_json(
+        R"({"architectures": ["Gemma3ForConditionalGeneration"], "text_config": 3})", "mm.json");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'text_config' is not an object"), std::string::npos)
+        << e.what();
+  }
+}
+
+// The decoder of a Gemma3ForConditionalGeneration checkpoint loads from its prefix; the vision
+// tower and projector are in the file but never read. A decoder weight missing from the file is
+// an error that names it as the checkpoint spells it.
+TEST(HfCheckpointFiles, Gemma3MultimodalLoadsOnlyTheDecoder) {
+  auto checkpoint = std::make_shared<const SafetensorsCheckpoint>(
+      SafetensorsCheckpoint::open_dir(checkpoint_dir("gemma3_mm_f32")));
+  ModelConfig config = model_config_from_hf(checkpoint_dir("gemma3_mm_f32"));
+  std::vector<std::string> asked;
+  HfWeightNameMap map = hf_weight_name_map(config.architecture);
+  HfWeightSource weights(checkpoint, [&](const std::string& name) {
+    std::optional<std::string> hf = map(name);
+    if (hf) asked.push_back(*hf);
+    return hf;
+  });
+  cpu::CpuBackend backend(1, cpu::MatmulPath::kReference);
+  create_model(config, weights, backend, CheckpointFormat::kHuggingFace);
+  ASSERT_FALSE(asked.empty());
+  for (const std::string& name : asked) {
+    EXPECT_TRUE(name.rfind("language_model.model.", 0) == 0 || name == "model.embed_tokens.weight")
+        << name;  // the one probe under Gemma3ForCausalLM's name
+  }
+  const std::string last_up = "language_model.model.layers.3.mlp.up_proj.weight";
+  EXPECT_NE(std::find(asked.begin(), asked.end(), last_up), asked.end());
+
+  HfWeightSource missing(checkpoint, [&](const std::string& name) -> std::optional<std::string> {
+    std::optional<std::string> hf = map(name);
+    if (hf && hf->find("layers.2.self_attn.k_norm") != std::string::npos) return "nowhere";
+    return hf;
+  });
+  try {
+    create_model(config, missing, backend, CheckpointFormat::kHuggingFace);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("language_model.model.layers.2.self_attn.k_norm.weight"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(HfCheckpointFiles, GenerationConfigGivesDefaultsAndStopIds) {
   LLM llm(engine_args(checkpoint_dir("qwen2_f32")));
   SamplingParams d = llm.get_default_sampling_params();
@@ -510,6 +605,25 @@ TEST(HfCheckpointFiles, TokenizerFromTheDirectory) {
   // Text prompts run end to end.
   std::vector<RequestOutput> outs = llm.generate("Hello, world!", greedy(4), false);
   EXPECT_EQ(outs[0].outputs[0].token_ids.size(), 4u);
+}
+
+// A tokenizer with more tokens than the model has rows (qwen2_f32's 320 for a 256-token Gemma):
+// a prompt that encodes to one of the extra ids is vLLM's ValueError, before any forward pass.
+TEST(HfCheckpointFiles, PromptTokensOutsideTheModelsVocabularyAreAValueError) {
+  EngineArgs args = engine_args(checkpoint_dir("gemma3_mm_f32"));
+  args.skip_tokenizer_init = false;
+  args.tokenizer = checkpoint_dir("qwen2_f32");
+  LLM llm(args);
+  std::vector<int32_t> ids = llm.engine().tokenizer()->encode("Hello", true);
+  ASSERT_TRUE(std::any_of(ids.begin(), ids.end(), [](int32_t id) { return id >= 256; }))
+      << "the probe must encode to an id past the model's vocabulary";
+  try {
+    llm.generate("Hello", greedy(2), false);
+    ADD_FAILURE() << "expected a ValueError";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("is out of vocabulary"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(llm.generate(Prompt(std::vector<int32_t>{1, 256}), greedy(2), false), ValueError);
 }
 
 // A hub id resolves through a Hugging Face cache laid out as huggingface_hub does.
