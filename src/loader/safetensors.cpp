@@ -2,10 +2,8 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "util/error.h"
 #include "util/mapped_file.h"
@@ -23,28 +21,6 @@ struct SafetensorsDType {
 constexpr SafetensorsDType kSupportedDTypes[] = {
     {"F32", DType::kF32}, {"F16", DType::kF16}, {"BF16", DType::kBF16}};
 
-// JSON nesting depth outside strings, so a hostile header cannot drive a recursive parser deep.
-int max_json_depth(std::string_view text) {
-  int depth = 0, max_depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      max_depth = std::max(max_depth, ++depth);
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return max_depth;
-}
 
 uint64_t read_u64_le(const uint8_t* p) {
   uint64_t v = 0;
@@ -145,25 +121,6 @@ void parse_metadata(const std::string& file, const json& value,
   }
 }
 
-json parse_json_text(const std::string& file, std::string_view text, const char* what) {
-  if (max_json_depth(text) > kSafetensorsMaxJsonDepth) {
-    throw Error(cat(file, ": ", what, " nests deeper than ", kSafetensorsMaxJsonDepth, " levels"));
-  }
-  try {
-    return json::parse(text.begin(), text.end());
-  } catch (const json::exception& e) {
-    throw Error(cat(file, ": ", what, " is not valid JSON: ", e.what()));
-  }
-}
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(cat(path, ": cannot open"));
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 }  // namespace
 
 int64_t SafetensorsTensorInfo::num_elements() const {
@@ -207,7 +164,7 @@ void SafetensorsFile::parse_all() {
   }
   data_offset_ = 8 + static_cast<size_t>(header_len);
   std::string_view text(reinterpret_cast<const char*>(data_ + 8), header_len);
-  json header = parse_json_text(name_, text, "header");
+  json header = parse_checkpoint_json(name_, text, "header");
   if (!header.is_object()) throw Error(cat(name_, ": header is not a JSON object"));
 
   const uint64_t data_size = size_ - data_offset_;
@@ -243,69 +200,6 @@ const SafetensorsTensorInfo* SafetensorsFile::find_tensor(std::string_view name)
 
 const uint8_t* SafetensorsFile::tensor_data(const SafetensorsTensorInfo& info) const {
   return data_ + data_offset_ + info.begin;
-}
-
-SafetensorsCheckpoint SafetensorsCheckpoint::from_index(
-    const std::string& index_json, const std::string& index_name,
-    const std::function<std::shared_ptr<SafetensorsFile>(const std::string&)>& shard_loader) {
-  json index = parse_json_text(index_name, index_json, "index");
-  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
-    throw Error(cat(index_name, ": index has no \"weight_map\" object"));
-  }
-  SafetensorsCheckpoint ckpt;
-  ckpt.path_ = index_name;
-  std::unordered_map<std::string, size_t> shard_to_file;
-  for (const auto& item : index["weight_map"].items()) {
-    if (!item.value().is_string()) {
-      throw Error(cat(index_name, ": weight_map entry '", item.key(), "' is not a file name"));
-    }
-    const std::string& shard = item.value().get_ref<const std::string&>();
-    // Shards live next to the index: no directories, so the index cannot point elsewhere.
-    if (shard.empty() || shard == "." || shard == ".." || shard.find('/') != std::string::npos ||
-        shard.find('\\') != std::string::npos || shard.find('\0') != std::string::npos) {
-      throw Error(cat(index_name, ": weight_map entry '", item.key(), "' names shard '", shard,
-                      "', which is not a plain file name"));
-    }
-    auto [it, inserted] = shard_to_file.emplace(shard, ckpt.files_.size());
-    if (inserted) ckpt.files_.push_back(shard_loader(shard));
-    const SafetensorsFile& file = *ckpt.files_[it->second];
-    if (file.find_tensor(item.key()) == nullptr) {
-      throw Error(cat(index_name, ": tensor '", item.key(), "' is listed in shard '", shard,
-                      "', but ", file.path(), " does not contain it"));
-    }
-    ckpt.name_to_file_[item.key()] = it->second;
-  }
-  return ckpt;
-}
-
-SafetensorsCheckpoint SafetensorsCheckpoint::open_dir(const std::string& dir) {
-  namespace fs = std::filesystem;
-  fs::path index = fs::path(dir) / "model.safetensors.index.json";
-  fs::path single = fs::path(dir) / "model.safetensors";
-  std::error_code ec;
-  if (fs::is_regular_file(index, ec)) {
-    return from_index(read_text_file(index.string()), index.string(),
-                      [&](const std::string& shard) {
-                        return SafetensorsFile::open((fs::path(dir) / shard).string());
-                      });
-  }
-  if (!fs::is_regular_file(single, ec)) {
-    throw Error(
-        cat(dir, ": no model.safetensors or model.safetensors.index.json in the directory"));
-  }
-  SafetensorsCheckpoint ckpt;
-  ckpt.path_ = single.string();
-  ckpt.files_.push_back(SafetensorsFile::open(single.string()));
-  for (const SafetensorsTensorInfo& t : ckpt.files_[0]->tensors()) ckpt.name_to_file_[t.name] = 0;
-  return ckpt;
-}
-
-std::pair<const SafetensorsTensorInfo*, const SafetensorsFile*> SafetensorsCheckpoint::find(
-    std::string_view name) const {
-  auto it = name_to_file_.find(std::string(name));
-  if (it == name_to_file_.end()) return {nullptr, nullptr};
-  const SafetensorsFile* file = files_[it->second].get();
-  return {file->find_tensor(name), file};
 }
 
 }  // namespace cvllm

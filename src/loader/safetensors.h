@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "loader/sharded_checkpoint.h"
 #include "tensor/dtype.h"
 
 namespace cvllm {
@@ -31,8 +32,6 @@ class MappedFile;
 
 inline constexpr uint64_t kSafetensorsMaxHeaderBytes = uint64_t{100} << 20;
 inline constexpr size_t kSafetensorsMaxDims = 8;
-// JSON nesting deeper than this is rejected before parsing (a valid header nests 3 levels).
-inline constexpr int kSafetensorsMaxJsonDepth = 16;
 
 struct SafetensorsTensorInfo {
   std::string name;
@@ -74,27 +73,13 @@ class SafetensorsFile {
 };
 
 // All safetensors weights of a checkpoint directory: the shards named by
-// `model.safetensors.index.json` (its "weight_map": tensor name -> shard file), or else the single
-// `model.safetensors`. Shard names must be plain file names inside the directory; every tensor the
-// index lists must be in its shard.
-class SafetensorsCheckpoint {
- public:
-  static SafetensorsCheckpoint open_dir(const std::string& dir);
-  // Parses an index JSON text; `shard_loader` opens a shard by file name (tests, fuzzing).
-  static SafetensorsCheckpoint from_index(
-      const std::string& index_json, const std::string& index_name,
-      const std::function<std::shared_ptr<SafetensorsFile>(const std::string&)>& shard_loader);
-
-  const std::string& path() const { return path_; }  // the index or the single file
-  // The tensor and the file holding it; {nullptr, nullptr} when absent.
-  std::pair<const SafetensorsTensorInfo*, const SafetensorsFile*> find(std::string_view name) const;
-  const std::vector<std::shared_ptr<SafetensorsFile>>& files() const { return files_; }
-  size_t num_tensors() const { return name_to_file_.size(); }
-
- private:
-  std::string path_;
-  std::vector<std::shared_ptr<SafetensorsFile>> files_;
-  std::unordered_map<std::string, size_t> name_to_file_;  // tensor name -> index in files_
+// `model.safetensors.index.json`, or else the single `model.safetensors` (loader/sharded_checkpoint.h).
+struct SafetensorsFormat {
+  using File = SafetensorsFile;
+  using TensorInfo = SafetensorsTensorInfo;
+  static constexpr const char* kSingleName = "model.safetensors";
+  static constexpr const char* kIndexName = "model.safetensors.index.json";
 };
+using SafetensorsCheckpoint = ShardedCheckpoint<SafetensorsFormat>;
 
 }  // namespace cvllm

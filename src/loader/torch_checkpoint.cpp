@@ -4,12 +4,10 @@
 
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iterator>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "util/error.h"
 #include "util/mapped_file.h"
@@ -723,22 +721,6 @@ void Unpickler::step_container(uint8_t op) {
   }
 }
 
-nlohmann::json parse_index_json(const std::string& text, const std::string& name) {
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(cat(name, ": index is not valid JSON: ", e.what()));
-  }
-}
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(cat(path, ": cannot open"));
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 }  // namespace
 
 int64_t TorchTensorInfo::num_elements() const {
@@ -851,69 +833,6 @@ void TorchCheckpointFile::parse_all() {
 const TorchTensorInfo* TorchCheckpointFile::find_tensor(std::string_view name) const {
   auto it = tensor_index_.find(std::string(name));
   return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
-}
-
-TorchCheckpoint TorchCheckpoint::from_index(
-    const std::string& index_json, const std::string& index_name,
-    const std::function<std::shared_ptr<TorchCheckpointFile>(const std::string&)>& shard_loader) {
-  nlohmann::json index = parse_index_json(index_json, index_name);
-  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
-    throw Error(cat(index_name, ": index has no \"weight_map\" object"));
-  }
-  TorchCheckpoint ckpt;
-  ckpt.path_ = index_name;
-  std::unordered_map<std::string, size_t> shard_to_file;
-  for (const auto& item : index["weight_map"].items()) {
-    if (!item.value().is_string()) {
-      throw Error(cat(index_name, ": weight_map entry '", item.key(), "' is not a file name"));
-    }
-    const std::string& shard = item.value().get_ref<const std::string&>();
-    // Shards live next to the index: no directories, so the index cannot point elsewhere.
-    if (shard.empty() || shard == "." || shard == ".." || shard.find('/') != std::string::npos ||
-        shard.find('\\') != std::string::npos || shard.find('\0') != std::string::npos) {
-      throw Error(cat(index_name, ": weight_map entry '", item.key(), "' names shard '", shard,
-                      "', which is not a plain file name"));
-    }
-    auto [it, inserted] = shard_to_file.emplace(shard, ckpt.files_.size());
-    if (inserted) ckpt.files_.push_back(shard_loader(shard));
-    const TorchCheckpointFile& file = *ckpt.files_[it->second];
-    if (file.find_tensor(item.key()) == nullptr) {
-      throw Error(cat(index_name, ": tensor '", item.key(), "' is listed in shard '", shard,
-                      "', but ", file.path(), " does not contain it"));
-    }
-    ckpt.name_to_file_[item.key()] = it->second;
-  }
-  return ckpt;
-}
-
-TorchCheckpoint TorchCheckpoint::open_dir(const std::string& dir) {
-  namespace fs = std::filesystem;
-  fs::path index = fs::path(dir) / "pytorch_model.bin.index.json";
-  fs::path single = fs::path(dir) / "pytorch_model.bin";
-  std::error_code ec;
-  if (fs::is_regular_file(index, ec)) {
-    return from_index(read_text_file(index.string()), index.string(),
-                      [&](const std::string& shard) {
-                        return TorchCheckpointFile::open((fs::path(dir) / shard).string());
-                      });
-  }
-  if (!fs::is_regular_file(single, ec)) {
-    throw Error(
-        cat(dir, ": no pytorch_model.bin or pytorch_model.bin.index.json in the directory"));
-  }
-  TorchCheckpoint ckpt;
-  ckpt.path_ = single.string();
-  ckpt.files_.push_back(TorchCheckpointFile::open(single.string()));
-  for (const TorchTensorInfo& t : ckpt.files_[0]->tensors()) ckpt.name_to_file_[t.name] = 0;
-  return ckpt;
-}
-
-std::pair<const TorchTensorInfo*, const TorchCheckpointFile*> TorchCheckpoint::find(
-    std::string_view name) const {
-  auto it = name_to_file_.find(std::string(name));
-  if (it == name_to_file_.end()) return {nullptr, nullptr};
-  const TorchCheckpointFile* file = files_[it->second].get();
-  return {file->find_tensor(name), file};
 }
 
 TorchWeightSource::TorchWeightSource(std::shared_ptr<const TorchCheckpoint> checkpoint,

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "loader/hf_weight_source.h"
+#include "loader/sharded_checkpoint.h"
 #include "loader/weight_source.h"
 #include "tensor/dtype.h"
 
@@ -89,28 +90,15 @@ class TorchCheckpointFile {
 };
 
 // All torch weights of a checkpoint directory: the shards named by
-// `pytorch_model.bin.index.json` (its "weight_map": tensor name -> shard file), or else the single
-// `pytorch_model.bin`. Shard names must be plain file names inside the directory; every tensor
-// the index lists must be in its shard.
-class TorchCheckpoint {
- public:
-  static TorchCheckpoint open_dir(const std::string& dir);
-  // Parses an index JSON text; `shard_loader` opens a shard by file name (tests, fuzzing).
-  static TorchCheckpoint from_index(
-      const std::string& index_json, const std::string& index_name,
-      const std::function<std::shared_ptr<TorchCheckpointFile>(const std::string&)>& shard_loader);
-
-  const std::string& path() const { return path_; }  // the index or the single file
-  // The tensor and the file holding it; {nullptr, nullptr} when absent.
-  std::pair<const TorchTensorInfo*, const TorchCheckpointFile*> find(std::string_view name) const;
-  const std::vector<std::shared_ptr<TorchCheckpointFile>>& files() const { return files_; }
-  size_t num_tensors() const { return name_to_file_.size(); }
-
- private:
-  std::string path_;
-  std::vector<std::shared_ptr<TorchCheckpointFile>> files_;
-  std::unordered_map<std::string, size_t> name_to_file_;  // tensor name -> index in files_
+// `pytorch_model.bin.index.json`, or else the single `pytorch_model.bin`
+// (loader/sharded_checkpoint.h).
+struct TorchCheckpointFormat {
+  using File = TorchCheckpointFile;
+  using TensorInfo = TorchTensorInfo;
+  static constexpr const char* kSingleName = "pytorch_model.bin";
+  static constexpr const char* kIndexName = "pytorch_model.bin.index.json";
 };
+using TorchCheckpoint = ShardedCheckpoint<TorchCheckpointFormat>;
 
 // Weights of a torch checkpoint under the GGUF-style names models ask for (the same name maps as
 // HfWeightSource). Tensors are views into the mapped files in their stored dtype; a tensor whose
