@@ -16,6 +16,7 @@
 
 #include "cvllm/cvllm.h"
 #include "golden_util.h"
+#include "real_model_checks.h"
 #include "loader/gguf.h"
 #include "loader/model_resolver.h"
 #include "tokenizer/tokenizer.h"
@@ -26,6 +27,9 @@ namespace {
 
 using testing::golden_path;
 using testing::load_json;
+using testing::expect_matches_case;
+using testing::expect_same_up_to_near_tie;
+using testing::greedy_with_logprobs;
 
 constexpr const char* kModelFile = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 // Reference kernels compute what transformers computes, in another summation order (the test
@@ -63,57 +67,6 @@ class Qwen25 : public ::testing::Test {
   }
   nlohmann::json fixture_;
 };
-
-SamplingParams greedy_with_logprobs() {
-  SamplingParams p;
-  p.temperature = 0.0;
-  p.max_tokens = 32;
-  p.ignore_eos = true;
-  p.logprobs = 5;
-  p.prompt_logprobs = 5;
-  return p;
-}
-
-std::optional<double> ref_logprob(const nlohmann::json& top5, int32_t id) {
-  for (const auto& e : top5) {
-    if (e[0].get<int32_t>() == id) return e[1].get<double>();
-  }
-  return std::nullopt;
-}
-
-// Largest |ours - reference| over every logprob both sides list, at every output and prompt
-// position; the greedy tokens must be identical.
-double expect_matches_case(const RequestOutput& output, const nlohmann::json& c) {
-  double worst = 0.0;
-  auto check = [&](double ours, double ref, const std::string& where) {
-    worst = std::max(worst, std::fabs(ours - ref));
-    EXPECT_NEAR(ours, ref, kLogprobAtol) << where;
-  };
-  const CompletionOutput& out = output.outputs[0];
-  EXPECT_EQ(out.token_ids, c["output_token_ids"].get<std::vector<int32_t>>());
-  EXPECT_EQ(out.text, c["output_text"].get<std::string>());
-  EXPECT_TRUE(out.logprobs.has_value());
-  if (!out.logprobs) return worst;
-  for (size_t s = 0; s < out.logprobs->size(); ++s) {
-    for (const auto& [id, lp] : (*out.logprobs)[s]) {
-      if (auto ref = ref_logprob(c["output_top5"][s], id))
-        check(lp.logprob, *ref, cat("output step ", s, " token ", id));
-    }
-  }
-  // prompt_logprobs[p] is the distribution that produced prompt token p, the fixture's
-  // prompt_top5[p - 1].
-  EXPECT_TRUE(output.prompt_logprobs.has_value());
-  if (!output.prompt_logprobs) return worst;
-  const auto& plp = *output.prompt_logprobs;
-  EXPECT_EQ(plp.size(), c["prompt_token_ids"].size());
-  for (size_t p = 1; p < plp.size(); ++p) {
-    for (const auto& [id, lp] : *plp[p]) {
-      if (auto ref = ref_logprob(c["prompt_top5"][p - 1], id))
-        check(lp.logprob, *ref, cat("prompt position ", p, " token ", id));
-    }
-  }
-  return worst;
-}
 
 TEST_F(Qwen25, FixtureIsForThisFile) {
   EXPECT_EQ(fixture_["model_file"].get<std::string>(), kModelFile);
@@ -153,7 +106,7 @@ TEST_F(Qwen25, ReferenceKernelsMatchTransformers) {
   double worst = 0.0;
   for (size_t i = 0; i < outputs.size(); ++i) {
     SCOPED_TRACE("case " + fixture_["cases"][i]["name"].get<std::string>());
-    worst = std::max(worst, expect_matches_case(outputs[i], fixture_["cases"][i]));
+    worst = std::max(worst, expect_matches_case(outputs[i], fixture_["cases"][i], kLogprobAtol));
   }
   std::cout << "[ note ] largest logprob difference from transformers: " << worst << "\n";
 }
@@ -192,28 +145,10 @@ TEST_F(Qwen25, FastKernelsAgreeUpToNearTies) {
   SamplingParams params = greedy_with_logprobs();
   params.prompt_logprobs.reset();
   std::vector<RequestOutput> outputs = llm.generate(token_prompts(), params, false);
+  ASSERT_EQ(outputs.size(), fixture_["cases"].size());
   int diverged = 0;
   for (size_t i = 0; i < outputs.size(); ++i) {
-    const auto& c = fixture_["cases"][i];
-    const std::vector<int32_t>& ours = outputs[i].outputs[0].token_ids;
-    std::vector<int32_t> expected = c["output_token_ids"].get<std::vector<int32_t>>();
-    ASSERT_EQ(ours.size(), expected.size());
-    for (size_t s = 0; s < expected.size(); ++s) {
-      if (ours[s] == expected[s]) continue;
-      double best = c["output_top5"][s][0][1].get<double>();
-      std::optional<double> theirs = ref_logprob(c["output_top5"][s], ours[s]);
-      ASSERT_TRUE(theirs.has_value())
-          << "case " << c["name"] << " step " << s << ": fast kernels chose " << ours[s]
-          << ", outside the reference top-5";
-      double margin = best - *theirs;
-      EXPECT_LT(margin, kFastNearTieMargin)
-          << "case " << c["name"] << " step " << s << ": fast kernels chose " << ours[s]
-          << ", reference " << expected[s] << " (reference margin " << margin << ")";
-      std::cout << "[ note ] case " << c["name"] << ": fast path diverges at step " << s
-                << ", reference margin " << margin << " < " << kFastNearTieMargin << "\n";
-      ++diverged;
-      break;
-    }
+    diverged += expect_same_up_to_near_tie(outputs[i], fixture_["cases"][i], kFastNearTieMargin);
   }
   std::cout << "[ note ] fast kernels: " << outputs.size() - diverged << "/" << outputs.size()
             << " prompts identical to the reference for all 32 tokens\n";

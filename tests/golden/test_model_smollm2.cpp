@@ -9,6 +9,7 @@
 
 #include "cvllm/cvllm.h"
 #include "golden_util.h"
+#include "real_model_checks.h"
 #include "loader/model_resolver.h"
 #include "tokenizer/tokenizer.h"
 
@@ -17,6 +18,9 @@ namespace {
 
 using testing::golden_path;
 using testing::load_json;
+using testing::expect_matches_case;
+using testing::expect_same_up_to_near_tie;
+using testing::greedy_with_logprobs;
 
 // Reference kernels compute what transformers computes, in another summation order.
 constexpr double kLogprobAtol = 2e-3;
@@ -49,24 +53,6 @@ class SmolLM2 : public ::testing::Test {
   nlohmann::json fixture_;
 };
 
-SamplingParams greedy_with_logprobs() {
-  SamplingParams p;
-  p.temperature = 0.0;
-  p.max_tokens = 32;
-  p.ignore_eos = true;
-  p.logprobs = 5;
-  p.prompt_logprobs = 5;
-  return p;
-}
-
-// Reference logprob of `id` in a top-5 list, if listed.
-std::optional<double> ref_logprob(const nlohmann::json& top5, int32_t id) {
-  for (const auto& e : top5) {
-    if (e[0].get<int32_t>() == id) return e[1].get<double>();
-  }
-  return std::nullopt;
-}
-
 TEST_F(SmolLM2, TokenizerMatchesPromptIds) {
   LLM llm(args("reference"));
   for (const auto& c : fixture_["cases"]) {
@@ -81,32 +67,8 @@ TEST_F(SmolLM2, ReferenceKernelsMatchTransformers) {
   std::vector<RequestOutput> outputs = llm.generate(token_prompts(), greedy_with_logprobs(), false);
   ASSERT_EQ(outputs.size(), fixture_["cases"].size());
   for (size_t i = 0; i < outputs.size(); ++i) {
-    const auto& c = fixture_["cases"][i];
-    SCOPED_TRACE("case " + c["name"].get<std::string>());
-    const CompletionOutput& out = outputs[i].outputs[0];
-    EXPECT_EQ(out.token_ids, c["output_token_ids"].get<std::vector<int32_t>>());
-    EXPECT_EQ(out.text, c["output_text"].get<std::string>());
-    ASSERT_TRUE(out.logprobs.has_value());
-    for (size_t s = 0; s < out.logprobs->size(); ++s) {
-      for (const auto& [id, lp] : (*out.logprobs)[s]) {
-        if (auto ref = ref_logprob(c["output_top5"][s], id)) {
-          EXPECT_NEAR(lp.logprob, *ref, kLogprobAtol) << "output step " << s << " token " << id;
-        }
-      }
-    }
-    // prompt_logprobs[p] is the distribution that produced prompt token p (p >= 1), i.e. the
-    // fixture's prompt_top5[p - 1].
-    ASSERT_TRUE(outputs[i].prompt_logprobs.has_value());
-    const auto& plp = *outputs[i].prompt_logprobs;
-    ASSERT_EQ(plp.size(), c["prompt_token_ids"].size());
-    EXPECT_FALSE(plp[0].has_value());
-    for (size_t p = 1; p < plp.size(); ++p) {
-      for (const auto& [id, lp] : *plp[p]) {
-        if (auto ref = ref_logprob(c["prompt_top5"][p - 1], id)) {
-          EXPECT_NEAR(lp.logprob, *ref, kLogprobAtol) << "prompt position " << p << " token " << id;
-        }
-      }
-    }
+    SCOPED_TRACE("case " + fixture_["cases"][i]["name"].get<std::string>());
+    expect_matches_case(outputs[i], fixture_["cases"][i], kLogprobAtol);
   }
 }
 
@@ -138,26 +100,10 @@ TEST_F(SmolLM2, FastKernelsAgreeUpToNearTies) {
   SamplingParams params = greedy_with_logprobs();
   params.prompt_logprobs.reset();
   std::vector<RequestOutput> outputs = llm.generate(token_prompts(), params, false);
+  ASSERT_EQ(outputs.size(), fixture_["cases"].size());
   int diverged = 0;
   for (size_t i = 0; i < outputs.size(); ++i) {
-    const auto& c = fixture_["cases"][i];
-    const std::vector<int32_t>& ours = outputs[i].outputs[0].token_ids;
-    std::vector<int32_t> expected = c["output_token_ids"].get<std::vector<int32_t>>();
-    for (size_t s = 0; s < expected.size(); ++s) {
-      if (ours[s] == expected[s]) continue;
-      double best = c["output_top5"][s][0][1].get<double>();
-      std::optional<double> theirs = ref_logprob(c["output_top5"][s], ours[s]);
-      ASSERT_TRUE(theirs.has_value()) << "case " << c["name"] << " step " << s << ": fast kernels chose "
-                                      << ours[s] << ", outside the reference top-5";
-      double margin = best - *theirs;
-      EXPECT_LT(margin, kFastNearTieMargin)
-          << "case " << c["name"] << " step " << s << ": fast kernels chose " << ours[s]
-          << ", reference " << expected[s] << " (reference margin " << margin << ")";
-      std::cout << "[ note ] case " << c["name"] << ": fast path diverges at step " << s
-                << ", reference margin " << margin << " < " << kFastNearTieMargin << "\n";
-      ++diverged;
-      break;
-    }
+    diverged += expect_same_up_to_near_tie(outputs[i], fixture_["cases"][i], kFastNearTieMargin);
   }
   std::cout << "[ note ] fast kernels: " << outputs.size() - diverged << "/" << outputs.size()
             << " prompts identical to the reference for all 32 tokens\n";
