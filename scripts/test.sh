@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup.sh
+FETCH_TEST_MODELS=1 bash scripts/setup.sh
 ctest --test-dir build -j"$(nproc)" --output-on-failure --timeout 900
 
 if [ "${FUZZ_SECONDS:-60}" != "0" ]; then

@@ -6,7 +6,7 @@
 // with Gemma 3's template. Fast (8-bit activation) kernels: identical until a genuine near-tie. The
 // tokenizer (sentencepiece-style, 262k pieces) encodes and decodes the hard-string corpus as
 // transformers' tokenizer from the same file does. Skipped when the model file is absent
-// (scripts/setup.sh fetches it).
+// (FETCH_TEST_MODELS=1 bash scripts/setup.sh fetches it).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -48,7 +48,7 @@ class Gemma3_270M : public ::testing::Test {
   void SetUp() override {
     if (!std::filesystem::exists(model_path())) {
       GTEST_SKIP() << "Gemma 3 270M not found at " << model_path()
-                   << " (scripts/setup.sh fetches it)";
+                   << " (FETCH_TEST_MODELS=1 bash scripts/setup.sh fetches it)";
     }
   }
   static EngineArgs args(const std::string& kernels) {

@@ -5,8 +5,8 @@
 // own template with jinja2 as transformers' apply_chat_template does. Reference kernels: identical
 // greedy tokens and logprobs within tolerance at every prompt and output position; LLM::chat
 // renders and tokenizes each conversation exactly as transformers did. Fast (8-bit activation)
-// kernels: identical until a genuine near-tie. Skipped when scripts/setup.sh has not fetched the
-// model into the cvllm cache folder.
+// kernels: identical until a genuine near-tie. Skipped when setup (FETCH_TEST_MODELS=1) has not
+// fetched the model into the cvllm cache folder.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -47,7 +47,8 @@ class Qwen25 : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!std::filesystem::exists(model_path())) {
-      GTEST_SKIP() << "model not found at " << model_path() << " (scripts/setup.sh fetches it)";
+      GTEST_SKIP() << "model not found at " << model_path()
+                   << " (FETCH_TEST_MODELS=1 bash scripts/setup.sh fetches it)";
     }
     fixture_ = load_json(golden_path("qwen25_05b_greedy.json"));
   }

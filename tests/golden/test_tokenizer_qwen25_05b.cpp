@@ -3,7 +3,7 @@
 // the same file (tests/golden/data/tokenizer_qwen25_05b.json, made by
 // scripts/gen_golden_qwen25_05b.py): the hard-string corpus of the SmolLM2 tokenizer test plus
 // Qwen's added tokens in context, encoded with and without special tokens, and decoded whole and
-// incrementally. Skipped when scripts/setup.sh has not fetched the model.
+// incrementally. Skipped when setup (FETCH_TEST_MODELS=1) has not fetched the model.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -39,7 +39,8 @@ class TokenizerQwen25 : public ::testing::Test {
   }
   void SetUp() override {
     if (!tokenizer_)
-      GTEST_SKIP() << "model not found at " << model_path() << " (scripts/setup.sh fetches it)";
+      GTEST_SKIP() << "model not found at " << model_path()
+                   << " (FETCH_TEST_MODELS=1 bash scripts/setup.sh fetches it)";
   }
 
   static std::unique_ptr<json> fixture_;
