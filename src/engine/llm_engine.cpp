@@ -60,9 +60,9 @@ std::unique_ptr<Backend> create_backend(const EngineArgs& args) {
 // in use now (weights, loaded before this is called) and an estimate of the largest forward pass:
 // f32 activations of max_num_batched_tokens tokens (the Llama-style layer's hidden, residual,
 // normed, q, k, v, attention output, gate and up), the bf16 GEMM input copy, logits rows for up
-// to max_num_seqs samples, split-KV attention partials (a piece per 1024 keys of context), a
-// quarter of slack for the allocator's size classes, and 512 MiB for cuBLASLt's workspace and the
-// CUDA context's own growth. Returns 0 on the CPU (no device budget).
+// to max_num_seqs samples, split-KV attention partials (cuda_ops.h: pieces of 1024 keys for
+// chunks, 256 for decode tokens), a quarter of slack for the allocator's size classes, and 512 MiB
+// for cuBLASLt's workspace and the CUDA context's own growth. Returns 0 on the CPU (no device budget).
 int64_t device_kv_budget_bytes(Backend& backend, const EngineArgs& args, const ModelConfig& c,
                                int max_model_len) {
 #ifdef CVLLM_HAVE_CUDA
@@ -73,7 +73,11 @@ int64_t device_kv_budget_bytes(Backend& backend, const EngineArgs& args, const M
     const int64_t per_token = 4 * (3 * c.hidden_size + 2 * q + 2 * kv + 2 * c.intermediate_size) +
                               2 * std::max(c.hidden_size, c.intermediate_size);
     const int64_t logits_rows = std::min<int64_t>(tokens, args.max_num_seqs);
-    const int64_t pieces = tokens * (max_model_len / cuda::kSplitKeys + 1);
+    // Chunks split keys by kSplitKeys, decode tokens (at most max_num_seqs) by kDecodeSplitKeys.
+    const int64_t pieces =
+        std::max(tokens * (max_model_len / cuda::kSplitKeys + 1),
+                 std::min<int64_t>(tokens, args.max_num_seqs) *
+                     (max_model_len / cuda::kDecodeSplitKeys + 1));
     const int64_t partials = pieces * c.num_attention_heads * (c.head_dim + 2) * 4;
     const int64_t activations =
         (tokens * per_token + 2 * logits_rows * c.vocab_size * 4 + partials) * 5 / 4 +

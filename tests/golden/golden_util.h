@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -31,6 +32,29 @@ inline nlohmann::json load_json(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot open fixture " + path);
   return nlohmann::json::parse(in);
+}
+
+// Greedy tokens against a fixture prompt's greedy_token_ids (with greedy_top5 per step): equal,
+// or differing first where the reference barely preferred its token (its top-1 within `margin`
+// of the token chosen; a note is printed). After a divergence the continuations are not
+// comparable. `label` names the prompt in messages.
+inline void expect_greedy_up_to_near_tie(const nlohmann::json& ref, const std::vector<int32_t>& ours,
+                                         double margin, const std::string& label) {
+  std::vector<int32_t> expected = ref["greedy_token_ids"].get<std::vector<int32_t>>();
+  EXPECT_EQ(ours.size(), expected.size()) << label;
+  for (size_t s = 0; s < expected.size() && s < ours.size(); ++s) {
+    if (ours[s] == expected[s]) continue;
+    const double best = ref["greedy_top5"][s][0][1].get<double>();
+    double theirs_for_ours = -1e9;
+    for (const auto& entry : ref["greedy_top5"][s]) {
+      if (entry[0].get<int32_t>() == ours[s]) theirs_for_ours = entry[1].get<double>();
+    }
+    EXPECT_LT(best - theirs_for_ours, margin)
+        << label << " step " << s << ": chose " << ours[s] << ", reference " << expected[s];
+    std::cout << "[ note ] " << label << ": diverges at step " << s << " within reference margin "
+              << best - theirs_for_ours << "\n";
+    return;
+  }
 }
 
 inline std::vector<float> to_floats(const nlohmann::json& j) {

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "golden/tokenizer_fixture.h"
 #include "loader/gguf.h"
 #include "loader/model_resolver.h"
 #include "tokenizer/detokenizer.h"
@@ -25,18 +26,11 @@ namespace cvllm {
 namespace {
 
 using nlohmann::json;
+using testing_fixture::decode_mismatches;
+using testing_fixture::encode_mismatches;
+using testing_fixture::join;
 
 const std::string kDataDir = CVLLM_SOURCE_DIR "/tests/golden/data/hf_tokenizers/";
-
-std::string join(const std::vector<int32_t>& ids) {
-  std::string out = "[";
-  for (int32_t id : ids) {
-    out += ' ';
-    out += std::to_string(id);
-  }
-  out += " ]";
-  return out;
-}
 
 class HfTokenizerGolden : public ::testing::TestWithParam<std::string> {
  protected:
@@ -54,58 +48,18 @@ class HfTokenizerGolden : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(HfTokenizerGolden, EncodeMatchesTokenizers) {
-  int num_failures = 0;
-  for (const json& c : cases_["encode"]) {
-    std::string text = c["text"];
-    for (bool add_special : {true, false}) {
-      auto expected =
-          c[add_special ? "with_special" : "without_special"].get<std::vector<int32_t>>();
-      std::vector<int32_t> ids = tokenizer_->encode(text, add_special);
-      if (ids != expected && ++num_failures <= 20) {
-        ADD_FAILURE() << "input " << json(text).dump() << " add_special_tokens=" << add_special
-                      << "\n  expected " << join(expected) << "\n  actual   " << join(ids);
-      }
-    }
-  }
-  EXPECT_EQ(num_failures, 0);
+  EXPECT_EQ(encode_mismatches(*tokenizer_, cases_), 0);
   EXPECT_GT(cases_["encode"].size(), 50u);
 }
 
 TEST_P(HfTokenizerGolden, DecodeMatchesTokenizers) {
-  int num_failures = 0;
-  for (const json& c : cases_["decode"]) {
-    auto ids = c["ids"].get<std::vector<int32_t>>();
-    for (bool skip : {true, false}) {
-      std::string expected = c[skip ? "skip_special" : "keep_special"];
-      std::string text = tokenizer_->decode(ids, skip);
-      if (text != expected && ++num_failures <= 20) {
-        ADD_FAILURE() << "ids " << join(ids) << " skip_special_tokens=" << skip << "\n  expected "
-                      << json(expected).dump() << "\n  actual   " << json(text).dump();
-      }
-    }
-  }
-  EXPECT_EQ(num_failures, 0);
+  EXPECT_EQ(decode_mismatches(*tokenizer_, cases_, /*incremental=*/false), 0);
   EXPECT_GT(cases_["decode"].size(), 50u);
 }
 
 // Streaming the ids one at a time must give the same text as decoding them at once.
 TEST_P(HfTokenizerGolden, IncrementalDecodeMatchesTokenizers) {
-  int num_failures = 0;
-  for (const json& c : cases_["decode"]) {
-    auto ids = c["ids"].get<std::vector<int32_t>>();
-    for (bool skip : {true, false}) {
-      IncrementalDetokenizer detokenizer(*tokenizer_, {}, skip);
-      std::string text;
-      for (int32_t id : ids) text += detokenizer.add_token(id);
-      text += detokenizer.flush();
-      std::string expected = c[skip ? "skip_special" : "keep_special"];
-      if (text != expected && ++num_failures <= 20) {
-        ADD_FAILURE() << "ids " << join(ids) << " skip_special_tokens=" << skip << "\n  expected "
-                      << json(expected).dump() << "\n  actual   " << json(text).dump();
-      }
-    }
-  }
-  EXPECT_EQ(num_failures, 0);
+  EXPECT_EQ(decode_mismatches(*tokenizer_, cases_, /*incremental=*/true), 0);
 }
 
 // The fixtures converted from a GGUF vocabulary (cases.json names it).

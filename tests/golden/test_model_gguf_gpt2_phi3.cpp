@@ -57,7 +57,9 @@ TEST_P(GgufFromHf, ConfigMatchesCheckpoint) {
   EXPECT_EQ(from_gguf.mlp_bias, from_hf.mlp_bias);
   EXPECT_EQ(from_gguf.hidden_act, from_hf.hidden_act);
   EXPECT_FLOAT_EQ(from_gguf.layer_norm_eps, from_hf.layer_norm_eps);
-  if (from_hf.architecture != "gpt2") EXPECT_FLOAT_EQ(from_gguf.rms_norm_eps, from_hf.rms_norm_eps);
+  if (from_hf.architecture != "gpt2") {
+    EXPECT_FLOAT_EQ(from_gguf.rms_norm_eps, from_hf.rms_norm_eps);
+  }
   EXPECT_DOUBLE_EQ(from_gguf.rope_theta, from_hf.rope_theta);
 }
 

@@ -503,8 +503,9 @@ TEST(HfCheckpointFiles, Gemma3MultimodalConfigTakesTextConfigDefaults) {
     EXPECT_DOUBLE_EQ(c.rope_local_base_freq, want["rope_local_base_freq"].get<double>());
     const std::string rope_type = want["rope_type"];
     EXPECT_EQ(c.rope_scaling.type, rope_type == "default" ? "" : rope_type);
-    if (rope_type != "default")
+    if (rope_type != "default") {
       EXPECT_DOUBLE_EQ(c.rope_scaling.factor, want["rope_factor"].get<double>());
+    }
   }
   // The fixtures: the tie is the top-level flag, text_config's true notwithstanding.
   EXPECT_TRUE(model_config_from_hf(checkpoint_dir("gemma3_mm_f32")).tie_word_embeddings);

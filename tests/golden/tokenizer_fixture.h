@@ -83,4 +83,49 @@ inline void expect_incremental_decode_matches(const Tokenizer& tokenizer, const 
   }
 }
 
+// The Hugging Face tokenizer fixtures (scripts/gen_hf_tokenizer_fixtures.py,
+// scripts/gen_torch_bin_fixtures.py) use another layout:
+//   encode: [{text, with_special, without_special}]   decode: [{ids, skip_special, keep_special}]
+// Each check reports its first 20 mismatches and returns how many there were.
+inline int encode_mismatches(const Tokenizer& tokenizer, const json& fixture) {
+  int num_failures = 0;
+  for (const json& c : fixture["encode"]) {
+    const std::string text = c["text"];
+    for (bool add_special : {true, false}) {
+      auto expected = c[add_special ? "with_special" : "without_special"].get<std::vector<int32_t>>();
+      std::vector<int32_t> ids = tokenizer.encode(text, add_special);
+      if (ids != expected && ++num_failures <= 20) {
+        ADD_FAILURE() << "input " << json(text).dump() << " add_special_tokens=" << add_special
+                      << "\n  expected " << join(expected) << "\n  actual   " << join(ids);
+      }
+    }
+  }
+  return num_failures;
+}
+
+// Decoding all ids at once, or (incremental) one at a time through the detokenizer.
+inline int decode_mismatches(const Tokenizer& tokenizer, const json& fixture, bool incremental) {
+  int num_failures = 0;
+  for (const json& c : fixture["decode"]) {
+    auto ids = c["ids"].get<std::vector<int32_t>>();
+    for (bool skip : {true, false}) {
+      const std::string expected = c[skip ? "skip_special" : "keep_special"];
+      std::string text;
+      if (incremental) {
+        IncrementalDetokenizer detokenizer(tokenizer, {}, skip);
+        for (int32_t id : ids) text += detokenizer.add_token(id);
+        text += detokenizer.flush();
+      } else {
+        text = tokenizer.decode(ids, skip);
+      }
+      if (text != expected && ++num_failures <= 20) {
+        ADD_FAILURE() << "ids " << join(ids) << " skip_special_tokens=" << skip
+                      << (incremental ? " (incremental)" : "") << "\n  expected "
+                      << json(expected).dump() << "\n  actual   " << json(text).dump();
+      }
+    }
+  }
+  return num_failures;
+}
+
 }  // namespace cvllm::testing_fixture
