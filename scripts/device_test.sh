@@ -16,7 +16,7 @@
 # Results: $OUT/logs.tgz and $OUT/summary.txt (default ./build-device-logs); the last lines printed are
 # the summary. Knobs: SKIP_TESTS=1, SKIP_BENCH=1, BENCH_SHAPES="smollm2-135m llama-1b",
 # BENCH_EXTRA="in,out,batch,gemm ..." (gemm: per-n | invariant | per-n-glibc), PROFILE=1 (with
-# PROFILE_BS, PROFILE_SKIP, PROFILE_COUNT), TARGETS=1 (issue 8's Llama-3-8B-shape targets).
+# PROFILE_BS, PROFILE_SKIP, PROFILE_COUNT, PROFILE_SHAPES: add llama3-8b, PROFILE_PREFILL=1), TARGETS=1 (issue 8's Llama-3-8B-shape targets).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -85,7 +85,7 @@ status=0
 run_tests() {  # name binary [gtest args]
   local name=$1 bin=$2
   shift 2
-  "$bin" --gtest_color=no "$@" > "$OUT/$name.log" 2>&1
+  timeout "${TEST_TIMEOUT:-240}" "$bin" --gtest_color=no "$@" > "$OUT/$name.log" 2>&1
   local rc=$?
   [[ $rc -ne 0 ]] && status=1
   note "$name: rc=$rc; $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \]' "$OUT/$name.log" | tr '\n' ' ')"
@@ -101,13 +101,13 @@ grep -h "\[ note \]" "$OUT/cuda_tiny_llama.log" | head -40 >> "$OUT/notes.txt"
 # Out-of-bounds accesses and races in the kernels (a subset: the sanitizer is slow).
 if command -v compute-sanitizer >/dev/null; then
   timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 "$TEST_BIN/kernels_test_cuda_ops" \
-    --gtest_filter='*PagedAttentionF32*:*PagedAttentionBf16*:*Embedding*:*RmsNorm*:*Rotary*:*Dequantize*:*Sampling*:*DecodeSized*' > "$OUT/memcheck.log" 2>&1
+    --gtest_filter='*PagedAttentionF32*:*PagedAttentionBf16*:*DecodeAttention*:*GatedLinear*:*Embedding*:*RmsNorm*:*Rotary*:*Dequantize*:*Sampling*:*DecodeSized*' > "$OUT/memcheck.log" 2>&1
   note "memcheck: rc=$? ($(grep -m1 'ERROR SUMMARY' "$OUT/memcheck.log"))"
   timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$TEST_BIN/kernels_test_cuda_ops" \
     --gtest_filter='*SplitAcrossLongContexts*' > "$OUT/memcheck-split.log" 2>&1
   note "memcheck split-KV: rc=$? ($(grep -m1 'ERROR SUMMARY' "$OUT/memcheck-split.log"))"
   timeout 120 compute-sanitizer --tool racecheck --error-exitcode 9 "$TEST_BIN/kernels_test_cuda_ops" \
-    --gtest_filter='*PagedAttentionBf16*:*LayerNorm*' > "$OUT/racecheck.log" 2>&1
+    --gtest_filter='*PagedAttentionBf16*:*DecodeAttention*:*LayerNorm*' > "$OUT/racecheck.log" 2>&1
   note "racecheck: rc=$? ($(grep -m1 'RACECHECK SUMMARY\|ERROR SUMMARY' "$OUT/racecheck.log"))"
 fi
 fi  # SKIP_TESTS
@@ -159,20 +159,37 @@ print(', '.join('%s %.4g' % (k, d[k]) for k in keys if k in d))" 2>/dev/null || 
   lat="bench latency --num-iters 3 --num-iters-warmup 1"
   bench8b decode-bs1 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
   bench8b decode-bs1-no-gemv CVLLM_CUDA_GEMV=0 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
+  bench8b decode-bs1-old-attention CVLLM_CUDA_DECODE_ATTENTION=0 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
+  bench8b decode-bs1-ctx4k -- $lat --input-len 4000 --output-len 128 --batch-size 1 --max-model-len 4200
+  bench8b decode-bs1-ctx4k-old-attention CVLLM_CUDA_DECODE_ATTENTION=0 -- $lat --input-len 4000 --output-len 128 --batch-size 1 --max-model-len 4200
   bench8b decode-bs4 -- $lat --input-len 512 --output-len 128 --batch-size 4 --max-model-len 1024
   bench8b prefill-8000 -- bench latency --num-iters 2 --num-iters-warmup 1 --input-len 8000 --output-len 1 --batch-size 1 --max-model-len 8192
   bench8b prefill-8000-wmma CVLLM_CUDA_FLASH_WMMA=1 -- bench latency --num-iters 2 --num-iters-warmup 1 --input-len 8000 --output-len 1 --batch-size 1 --max-model-len 8192
   bench8b throughput-1000x256 -- bench throughput --num-prompts 1000 --input-len 256 --output-len 256 --max-model-len 1024
 fi
 
-# Per-kernel GPU time of decode steps (Nsight Compute; the prefill's launches are skipped).
+# Per-kernel GPU time of decode steps (Nsight Compute; the prefill's launches are skipped). The
+# clocks and caches are left as they run (--clock-control none --cache-control none), so small
+# kernels are not timed at base clock from a flushed L2.
 if [[ "${PROFILE:-0}" == 1 ]] && command -v ncu >/dev/null; then
-  for shape in smollm2-135m llama-1b; do
-    model=/tmp/random-$shape.gguf
-    [[ -f $model ]] || python3 scripts/gen_random_llama_gguf.py --shape "$shape" "$model" > /dev/null 2>&1
-    timeout 240 ncu --metrics gpu__time_duration.sum --csv --launch-skip "${PROFILE_SKIP:-1500}" \
-      --launch-count "${PROFILE_COUNT:-600}" "$BIN/cvllm" bench latency --model "$model" \
-      --skip-tokenizer-init --device cuda --max-model-len 1024 --input-len 512 --output-len 64 \
+  for shape in ${PROFILE_SHAPES:-smollm2-135m llama-1b}; do
+    if [[ $shape == llama3-8b ]]; then
+      model=/tmp/random-llama3-8b-hf
+      [[ -f $model/config.json ]] || python3 scripts/gen_random_hf_checkpoint.py --shape llama3-8b "$model" > /dev/null 2>&1
+    else
+      model=/tmp/random-$shape.gguf
+      [[ -f $model ]] || python3 scripts/gen_random_llama_gguf.py --shape "$shape" "$model" > /dev/null 2>&1
+    fi
+    # PROFILE_PREFILL=1: every launch of one 8,000-token prefill instead (loading's are skipped).
+    if [[ "${PROFILE_PREFILL:-0}" == 1 ]]; then
+      ncu_args=(--launch-skip 0 --launch-count 3000 --kernel-name-base demangled --kernel-name "regex:^(?!.*dequantize)")
+      run_args=(--max-model-len 8192 --input-len 8000 --output-len 1)
+    else
+      ncu_args=(--launch-skip "${PROFILE_SKIP:-1500}" --launch-count "${PROFILE_COUNT:-600}")
+      run_args=(--max-model-len 1024 --input-len 512 --output-len 64)
+    fi
+    timeout 300 ncu --metrics gpu__time_duration.sum --clock-control none --cache-control none --csv "${ncu_args[@]}" \
+      "$BIN/cvllm" bench latency --model "$model" --skip-tokenizer-init --device cuda "${run_args[@]}" \
       --batch-size "${PROFILE_BS:-1}" --num-iters 1 --num-iters-warmup 0 > "$OUT/ncu-$shape.csv" 2> "$OUT/ncu-$shape.err"
     python3 - "$OUT/ncu-$shape.csv" <<'PY' | tee -a "$SUMMARY"
 import csv, sys, collections

@@ -61,7 +61,7 @@ std::unique_ptr<Backend> create_backend(const EngineArgs& args) {
 // f32 activations of max_num_batched_tokens tokens (the Llama-style layer's hidden, residual,
 // normed, q, k, v, attention output, gate and up), the bf16 GEMM input copy, logits rows for up
 // to max_num_seqs samples, split-KV attention partials (cuda_ops.h: pieces of 1024 keys for
-// chunks, 256 for decode tokens), a quarter of slack for the allocator's size classes, and 512 MiB
+// chunks, 256 for decode tokens, or decode_attention's at most 16 per token), a quarter of slack for the allocator's size classes, and 512 MiB
 // for cuBLASLt's workspace and the CUDA context's own growth. Returns 0 on the CPU (no device budget).
 int64_t device_kv_budget_bytes(Backend& backend, const EngineArgs& args, const ModelConfig& c,
                                int max_model_len) {
@@ -74,10 +74,12 @@ int64_t device_kv_budget_bytes(Backend& backend, const EngineArgs& args, const M
                               2 * std::max(c.hidden_size, c.intermediate_size);
     const int64_t logits_rows = std::min<int64_t>(tokens, args.max_num_seqs);
     // Chunks split keys by kSplitKeys, decode tokens (at most max_num_seqs) by kDecodeSplitKeys.
+    // decode_attention (bf16 caches) keeps at most kMaxDecodePieces per token.
     const int64_t pieces =
-        std::max(tokens * (max_model_len / cuda::kSplitKeys + 1),
-                 std::min<int64_t>(tokens, args.max_num_seqs) *
-                     (max_model_len / cuda::kDecodeSplitKeys + 1));
+        std::max({tokens * (max_model_len / cuda::kSplitKeys + 1),
+                  std::min<int64_t>(tokens, args.max_num_seqs) *
+                      (max_model_len / cuda::kDecodeSplitKeys + 1),
+                  tokens * cuda::kMaxDecodePieces});
     const int64_t partials = pieces * c.num_attention_heads * (c.head_dim + 2) * 4;
     const int64_t activations =
         (tokens * per_token + 2 * logits_rows * c.vocab_size * 4 + partials) * 5 / 4 +

@@ -42,6 +42,7 @@ class StepMetadata {
 };
 
 enum class RopeStyle { kNeox, kInterleaved };
+enum class GatedActivation { kSilu, kGeluTanh };  // silu(gate) * up; gelu_tanh(gate) * up
 
 struct RopeParams {
   int64_t head_size = 0;
@@ -132,6 +133,20 @@ class Backend {
   virtual void rotary(Tensor& q, Tensor& k, const StepMetadata& step, const RopeParams& rope) = 0;
   virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
   virtual void gelu_tanh_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
+  // The gated MLP's first half: out = act(x w_gate^T) * (x w_up^T). gate and up ([T, ffn] f32) hold
+  // the two products where the backend computes them apart; out may alias gate. Backends may fuse
+  // the whole op (the CUDA one does for decode-sized batches).
+  virtual void gated_linear(const Tensor& x, const Tensor& w_gate, const Tensor& w_up,
+                            GatedActivation act, Tensor& gate, Tensor& up, Tensor& out) {
+    const Tensor* ws[] = {&w_gate, &w_up};
+    Tensor* ys[] = {&gate, &up};
+    linear_many(x, ws, ys);
+    if (act == GatedActivation::kSilu) {
+      silu_mul(gate, up, out);
+    } else {
+      gelu_tanh_mul(gate, up, out);
+    }
+  }
   // Non-gated activations (OPT's fc1 -> ReLU, GPT-2's c_fc -> gelu_new, the tanh form).
   // x, out: same shape, f32 (out may alias x)
   virtual void relu(const Tensor& x, Tensor& out) = 0;

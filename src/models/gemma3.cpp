@@ -220,10 +220,8 @@ Tensor Gemma3ForCausalLM::forward(ForwardContext& ctx) {
     layer.o_proj.forward(be, attn, hidden);
     layer.post_attention_layernorm.forward(be, hidden, branch);
     layer.pre_feedforward_layernorm.forward_residual(be, branch, residual, normed);
-    const Tensor* gate_up_w[] = {&layer.gate_proj.weight, &layer.up_proj.weight};
-    Tensor* gate_up[] = {&gate, &up};
-    be.linear_many(normed, gate_up_w, gate_up);
-    be.gelu_tanh_mul(gate, up, gate);
+    be.gated_linear(normed, layer.gate_proj.weight, layer.up_proj.weight,
+                    GatedActivation::kGeluTanh, gate, up, gate);
     layer.down_proj.forward(be, gate, hidden);
     layer.post_feedforward_layernorm.forward(be, hidden, branch);
     if (ctx.dump) {  // the residual stream after this layer, as HF's hidden_states[i + 1]

@@ -207,10 +207,8 @@ Tensor LlamaForCausalLM::forward(ForwardContext& ctx) {
     be.attention(*q_in, *k_in, v, ctx.kv_caches[i], ctx.step, layer.attn, attn);
     layer.o_proj.forward(be, attn, hidden);
     layer.post_attention_layernorm.forward_residual(be, hidden, residual, normed);
-    const Tensor* gate_up_w[] = {&layer.gate_proj.weight, &layer.up_proj.weight};
-    Tensor* gate_up[] = {&gate, &up};
-    be.linear_many(normed, gate_up_w, gate_up);
-    be.silu_mul(gate, up, gate);
+    be.gated_linear(normed, layer.gate_proj.weight, layer.up_proj.weight, GatedActivation::kSilu,
+                    gate, up, gate);
     layer.down_proj.forward(be, gate, hidden);
     if (ctx.dump) {  // the residual stream after this layer, as HF's hidden_states[i + 1]
       Tensor out = copy_of(be, residual);

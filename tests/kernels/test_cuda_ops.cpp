@@ -451,6 +451,52 @@ TEST_F(CudaOps, LinearDecodeSizedMatrixVector) {
   }
 }
 
+TEST_F(CudaOps, GatedLinearFusedForDecodeMatchesTheTwoProducts) {
+  // Decode-sized batches take one matrix-vector pass for gate, up and the activation; it must give
+  // bit for bit what the two products (matrix-vector kernels too) and the element-wise kernel
+  // give, and leave a bf16 copy that the next linear layer reads correctly.
+  CudaBackend be(0, 1, /*batch_invariant_gemm=*/false);
+  for (GatedActivation act : {GatedActivation::kSilu, GatedActivation::kGeluTanh}) {
+    for (auto [ffn, hidden] : {std::pair<int64_t, int64_t>{1000, 264}, {37, 8}, {5632, 2048}}) {
+      std::vector<uint8_t> wg = random_weight(DType::kBF16, ffn, hidden, rng_);
+      std::vector<uint8_t> wu = random_weight(DType::kBF16, ffn, hidden, rng_);
+      std::vector<uint8_t> wdown = random_weight(DType::kBF16, 24, ffn, rng_);
+      std::vector<float> wdown_f32(24 * ffn);
+      cpu::dequantize_row(DType::kBF16, wdown.data(), wdown_f32.data(), 24 * ffn);
+      for (int64_t t = 1; t <= kGemvMaxTokens + 1; ++t) {
+        SCOPED_TRACE(::testing::Message() << "act " << static_cast<int>(act) << " ffn " << ffn
+                                          << " hidden " << hidden << " tokens " << t);
+        std::vector<float> x = normal(t * hidden);
+        auto run = [&](bool fused) {
+          Tensor wgd = be.prepare_weight(Tensor::view(wg.data(), DType::kBF16, {ffn, hidden}));
+          Tensor wud = be.prepare_weight(Tensor::view(wu.data(), DType::kBF16, {ffn, hidden}));
+          Tensor gate = be.upload(std::vector<float>(t * ffn, sentinel()), {t, ffn});
+          Tensor up = be.alloc(DType::kF32, {t, ffn});
+          Tensor xd = be.upload(x, {t, hidden});
+          if (fused) {
+            be.gated_linear(xd, wgd, wud, act, gate, up, gate);
+          } else {
+            be.Backend::gated_linear(xd, wgd, wud, act, gate, up, gate);  // the unfused ops
+          }
+          Tensor wdd = be.prepare_weight(Tensor::view(wdown.data(), DType::kBF16, {24, ffn}));
+          Tensor down = be.upload(std::vector<float>(t * 24, sentinel()), {t, 24});
+          be.linear(gate, wdd, nullptr, down);
+          return std::pair{be.to_host(gate), be.to_host(down)};
+        };
+        auto [fused, fused_down] = run(true);
+        auto [plain, plain_down] = run(false);
+        ASSERT_EQ(fused.size(), plain.size());
+        for (size_t i = 0; i < fused.size(); ++i) {
+          ASSERT_FALSE(is_sentinel(fused[i]));
+          ASSERT_EQ(fused[i], plain[i]) << "element " << i;
+        }
+        // The down projection read the fused op's bf16 copy: the same as converting its output.
+        EXPECT_TRUE(rel_close(fused_down, bf16_product(fused, wdown_f32, t, ffn, 24), 3e-5));
+      }
+    }
+  }
+}
+
 TEST_F(CudaOps, LinearInputWrittenByNormOrActivationIsNeverStale) {
   // Norms and silu_mul leave a bf16 copy of their output for the next linear layer; any later
   // write to that output must make the linear convert again. The reference is the product of the
@@ -911,7 +957,9 @@ class AttentionRunner {
   }
 
   // new_tokens[r] tokens for request r (requests persist across calls, by index).
-  std::pair<std::vector<float>, std::vector<float>> step(const std::vector<int64_t>& new_tokens) {
+  // gpu_out, when given, receives the GPU output tensor.
+  std::pair<std::vector<float>, std::vector<float>> step(const std::vector<int64_t>& new_tokens,
+                                                         Tensor* gpu_out = nullptr) {
     if (blocks_.size() < new_tokens.size()) blocks_.resize(new_tokens.size());
     if (lens_.size() < new_tokens.size()) lens_.resize(new_tokens.size(), 0);
     ForwardBatch b;
@@ -968,7 +1016,9 @@ class AttentionRunner {
     cpu_.attention(host(q, {t, qw}), host(k, {t, kw}), host(v, {t, kw}), cpu_cache_,
                    *cpu_.prepare_step(b), p, ref);
     std::vector<float> want(ref.data_as<float>(), ref.data_as<float>() + ref.numel());
-    return {gpu_.to_host(out), want};
+    std::vector<float> got = gpu_.to_host(out);
+    if (gpu_out != nullptr) *gpu_out = out;
+    return {got, want};
   }
 
  private:
@@ -1022,6 +1072,39 @@ TEST_F(CudaOps, PagedAttentionBf16Cache) {
   check_attention(gpu(), cpu_, {4, 1, 128, 16, 0.0f, -1, DType::kBF16}, rng_);
   check_attention(gpu(), cpu_, {2, 2, 256, 16, 0.0f, -1, DType::kBF16}, rng_);
   check_attention(gpu(), cpu_, {4, 4, 80, 5, 0.0f, -1, DType::kBF16}, rng_);
+}
+
+TEST_F(CudaOps, DecodeAttentionEveryGroupSize) {
+  // decode_attention serves groups of 1..8 query heads per KV head (templates 1, 2, 4, 8, the
+  // odd sizes masked): Qwen2.5-0.5B's 7, SmolLM2's 3, Llama-3's 4.
+  check_attention(gpu(), cpu_, {14, 2, 64, 16, 0.0f, -1, DType::kBF16}, rng_);
+  check_attention(gpu(), cpu_, {16, 2, 128, 16, 0.0f, -1, DType::kBF16}, rng_);
+  check_attention(gpu(), cpu_, {3, 1, 128, 16, 0.0f, -1, DType::kBF16}, rng_);
+  check_attention(gpu(), cpu_, {5, 1, 256, 16, 20.0f, 40, DType::kBF16}, rng_);
+  check_attention(gpu(), cpu_, {8, 8, 64, 32, 0.0f, -1, DType::kBF16}, rng_);
+  check_attention(gpu(), cpu_, {9, 1, 64, 16, 0.0f, -1, DType::kBF16}, rng_);  // > 8: old kernel
+}
+
+TEST_F(CudaOps, DecodeAttentionOutputFeedsTheNextLinear) {
+  // A step without prefill tiles leaves attention's bf16 copy for the output projection; a linear
+  // over the output must equal one over its read-back values, with or without split pieces.
+  const AttnCase c{8, 2, 128, 16, 0.0f, -1, DType::kBF16};
+  const int64_t qw = c.num_heads * c.head_size, out = 48;
+  std::vector<uint8_t> bytes = random_weight(DType::kBF16, out, qw, rng_);
+  std::vector<float> w_f32(out * qw);
+  cpu::dequantize_row(DType::kBF16, bytes.data(), w_f32.data(), out * qw);
+  Tensor wd = gpu().prepare_weight(Tensor::view(bytes.data(), DType::kBF16, {out, qw}));
+  for (int64_t cached : {int64_t{3}, int64_t{1500}}) {
+    AttentionRunner runner(gpu(), cpu_, c, 400, rng_);
+    runner.step({cached, 5});
+    Tensor attn_out;
+    runner.step({1, 1}, &attn_out);
+    const int64_t t = attn_out.dim(0);
+    Tensor y = poisoned({t, out});
+    gpu().linear(attn_out, wd, nullptr, y);
+    EXPECT_TRUE(rel_close(back(y), bf16_product(back(attn_out), w_f32, t, qw, out), 3e-5))
+        << "context " << cached;
+  }
 }
 
 TEST_F(CudaOps, PagedAttentionBf16SlidingWindowAndSoftcap) {

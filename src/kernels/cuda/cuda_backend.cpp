@@ -40,6 +40,8 @@ class CudaStepMetadata : public StepMetadata {
   };
   WorkItems all_work, rest_work;
   FlashTiles flash_tiles;
+  // decode_attention's grid: the most pieces of any token (all tokens / those outside flash tiles).
+  int64_t decode_pieces_all = 0, decode_pieces_rest = 0;
 };
 
 // Host-side lists of attention work items (cuda_ops.h AttentionWork).
@@ -140,6 +142,9 @@ CudaBackend::CudaBackend(int device_index, int num_host_threads,
   // Plain draws on the GPU; CVLLM_CUDA_SAMPLING=0 sends every logits row to the host sampler.
   const char* sampling_env = std::getenv("CVLLM_CUDA_SAMPLING");
   sample_on_device_ = sampling_env == nullptr || std::string(sampling_env) != "0";
+  // Decode tokens on decode_attention; CVLLM_CUDA_DECODE_ATTENTION=0 keeps them on paged_attention.
+  const char* decode_env = std::getenv("CVLLM_CUDA_DECODE_ATTENTION");
+  use_decode_attention_ = decode_env == nullptr || std::string(decode_env) != "0";
 }
 
 CudaBackend::~CudaBackend() {
@@ -234,6 +239,7 @@ std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
   std::vector<int32_t> token_to_req(num_tokens);
   WorkList all_work, rest_work;
   std::vector<int32_t> tile_req, tile_first_token;
+  int64_t decode_pieces_all = 0, decode_pieces_rest = 0;
   for (int64_t r = 0; r < num_reqs; ++r) {
     const int32_t q_start = b.query_start_loc[r], q_len = b.query_start_loc[r + 1] - q_start;
     const bool flash = q_len >= kFlashMinQueries;
@@ -244,6 +250,9 @@ std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
       const int64_t piece = flash ? kSplitKeys : kDecodeSplitKeys;
       all_work.add(t, pos, piece, false);
       rest_work.add(t, pos, piece, flash);
+      const int64_t pieces = decode_pieces(pos + 1);  // without a window: an upper bound
+      decode_pieces_all = std::max(decode_pieces_all, pieces);
+      if (!flash) decode_pieces_rest = std::max(decode_pieces_rest, pieces);
     }
     for (int32_t t = q_start; flash && t < q_start + q_len; t += kFlashTileQueries) {
       tile_req.push_back(static_cast<int32_t>(r));
@@ -316,6 +325,8 @@ std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
   step->flash_tiles.num_tiles = static_cast<int64_t>(tile_req.size());
   step->flash_tiles.tile_req = at(15);
   step->flash_tiles.tile_first_token = at(16);
+  step->decode_pieces_all = decode_pieces_all;
+  step->decode_pieces_rest = decode_pieces_rest;
   return step;
 }
 
@@ -413,6 +424,37 @@ void CudaBackend::linear_many(const Tensor& x, std::span<const Tensor* const> ws
   if (gemv.count > 0) gemv_bf16(gemv, xb, num_tokens, x.dim(-1), stream_);
 }
 
+void CudaBackend::gated_linear(const Tensor& x, const Tensor& w_gate, const Tensor& w_up,
+                               GatedActivation act, Tensor& gate, Tensor& up, Tensor& out) {
+  check_f32(x, "linear input");
+  check_f32(out, "activation output");
+  check_device(w_gate, "gate weight");
+  check_device(w_up, "up weight");
+  const int64_t num_tokens = rows_of(x);
+  const bool fused = use_gemv_ && w_gate.dtype() == DType::kBF16 && w_up.dtype() == DType::kBF16 &&
+                     w_gate.ndim() == 2 && w_gate.shape() == w_up.shape() &&
+                     x.dim(-1) == w_gate.dim(1) && out.dim(-1) == w_gate.dim(0) &&
+                     rows_of(out) == num_tokens;
+  if (!fused) return Backend::gated_linear(x, w_gate, w_up, act, gate, up, out);
+  const bf16* xb = static_cast<const bf16*>(to_bf16_scratch(x));
+  if (!gemv_applies(w_gate.data(), xb, num_tokens, x.dim(-1)) ||
+      !gemv_applies(w_up.data(), xb, num_tokens, x.dim(-1))) {
+    return Backend::gated_linear(x, w_gate, w_up, act, gate, up, out);
+  }
+  // The product is written straight into a second bf16 buffer (the down projection's input),
+  // then that buffer becomes the scratch.
+  wrote(out);
+  Tensor out_bf16 = alloc_uninitialized(DType::kBF16, {out.numel()});
+  gemv_gated_bf16(w_gate.data_as<bf16>(), w_up.data_as<bf16>(),
+                  act == GatedActivation::kSilu ? GatedActivationKind::kSilu
+                                                : GatedActivationKind::kGeluTanh,
+                  xb, num_tokens, w_gate.dim(0), x.dim(-1), out.data_as<float>(),
+                  out_bf16.data_as<bf16>(), stream_);
+  x_bf16_ = std::move(out_bf16);
+  bf16_source_ = out.data();
+  bf16_numel_ = out.numel();
+}
+
 void CudaBackend::rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& y,
                            float weight_offset) {
   check_f32(x, "norm input");
@@ -457,6 +499,14 @@ void CudaBackend::layer_norm(const Tensor& x, const Tensor& w, const Tensor* bia
   wrote(y);
   cuda::layer_norm(x.data_as<float>(), w.data_as<float>(), bias ? bias->data_as<float>() : nullptr,
                    y.data_as<float>(), rows_of(x), x.dim(-1), eps, stream_);
+}
+
+int* CudaBackend::decode_counters(int64_t n) {
+  if (decode_counters_.numel() < n) {
+    decode_counters_ = Tensor();
+    decode_counters_ = alloc(DType::kI32, {std::max<int64_t>(n, 4096)});  // zeroed
+  }
+  return decode_counters_.data_as<int>();
 }
 
 const float* CudaBackend::device_inv_freq(const RopeParams& rope) {
@@ -592,23 +642,48 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, K
   // Prefill chunks go to the tensor-core kernel when it takes this cache and head size; the
   // CUDA-core kernel handles the other tokens (or all of them).
   const bool flash = use_flash_ && s.flash_tiles.num_tiles > 0 && flash_prefill_supports(a);
-  const CudaStepMetadata::WorkItems& items = flash ? s.rest_work : s.all_work;
-  AttentionWork work;
-  work.num_items = items.num_items;
-  work.has_split = items.has_split;
-  work.work_token = items.token;
-  work.key_begin = items.key_begin;
-  work.key_end = items.key_end;
-  work.token_first_work = items.first;
-  Tensor partial_out, partial_ml;  // freed after the call (stream order keeps them valid)
-  if (work.has_split) {
-    partial_out = alloc_uninitialized(DType::kF32, {work.num_items, p.num_heads, p.head_size});
-    partial_ml = alloc_uninitialized(DType::kF32, {work.num_items, p.num_heads, 2});
-    work.partial_out = partial_out.data_as<float>();
-    work.partial_ml = partial_ml.data_as<float>();
+  if (use_decode_attention_ && decode_attention_supports(a)) {
+    DecodeAttentionWork work;
+    work.max_pieces = flash ? s.decode_pieces_rest : s.decode_pieces_all;
+    work.skip_flash_tokens = flash;
+    Tensor partial_out, partial_ml;  // freed after the call (stream order keeps them valid)
+    if (work.max_pieces > 1) {
+      partial_out =
+          alloc_uninitialized(DType::kF32, {num_tokens * work.max_pieces, p.num_heads, p.head_size});
+      partial_ml = alloc_uninitialized(DType::kF32, {num_tokens * work.max_pieces, p.num_heads, 2});
+      work.partial_out = partial_out.data_as<float>();
+      work.partial_ml = partial_ml.data_as<float>();
+      work.counters = decode_counters(num_tokens * p.num_kv_heads);
+    }
+    // With no prefill tile in the step, every output comes from here: the bf16 copy for the
+    // output projection is written on the way.
+    bf16* out_bf16 = flash ? nullptr : bf16_scratch(out.numel());
+    decode_attention(q.data_as<float>(), cache.k.data(), cache.v.data(), out.data_as<float>(),
+                     out_bf16, s.token_to_req, s.query_start_loc, s.seq_lens, s.block_table, work,
+                     a, stream_);
+    if (out_bf16 != nullptr) {
+      bf16_source_ = out.data();
+      bf16_numel_ = out.numel();
+    }
+  } else {
+    const CudaStepMetadata::WorkItems& items = flash ? s.rest_work : s.all_work;
+    AttentionWork work;
+    work.num_items = items.num_items;
+    work.has_split = items.has_split;
+    work.work_token = items.token;
+    work.key_begin = items.key_begin;
+    work.key_end = items.key_end;
+    work.token_first_work = items.first;
+    Tensor partial_out, partial_ml;  // freed after the call (stream order keeps them valid)
+    if (work.has_split) {
+      partial_out = alloc_uninitialized(DType::kF32, {work.num_items, p.num_heads, p.head_size});
+      partial_ml = alloc_uninitialized(DType::kF32, {work.num_items, p.num_heads, 2});
+      work.partial_out = partial_out.data_as<float>();
+      work.partial_ml = partial_ml.data_as<float>();
+    }
+    paged_attention(q.data_as<float>(), cache.k.data(), cache.v.data(), out.data_as<float>(),
+                    s.token_to_req, s.query_start_loc, s.seq_lens, s.block_table, work, a, stream_);
   }
-  paged_attention(q.data_as<float>(), cache.k.data(), cache.v.data(), out.data_as<float>(),
-                  s.token_to_req, s.query_start_loc, s.seq_lens, s.block_table, work, a, stream_);
   if (flash && use_flash_mma_ && flash_prefill_mma_supports(a.head_size)) {
     flash_prefill_attention_mma(q.data_as<float>(), cache.k.data(), cache.v.data(),
                                 out.data_as<float>(), s.query_start_loc, s.seq_lens, s.block_table,

@@ -58,6 +58,8 @@ class CudaBackend : public Backend {
   void rotary(Tensor& q, Tensor& k, const StepMetadata& step, const RopeParams& rope) override;
   void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
   void gelu_tanh_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
+  void gated_linear(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, GatedActivation act,
+                    Tensor& gate, Tensor& up, Tensor& out) override;
   void relu(const Tensor& x, Tensor& out) override;
   void gelu_tanh(const Tensor& x, Tensor& out) override;
   void add(const Tensor& a, Tensor& b) override;
@@ -96,6 +98,8 @@ class CudaBackend : public Backend {
   // the scratch makes that copy stale.
   void wrote(const Tensor& t);
   const float* device_inv_freq(const RopeParams& rope);
+  // decode_attention's per-(token, KV head) counters, at least n of them, all zero.
+  int* decode_counters(int64_t n);
 
   int device_index_;
   std::string device_name_;
@@ -104,6 +108,7 @@ class CudaBackend : public Backend {
   bool use_flash_ = true;  // prefill chunks use flash_prefill_attention where it applies
   bool use_flash_mma_ = true;  // ... its mma.sync version for head sizes 64 and 128
   bool sample_on_device_ = true;  // the runner may draw plain rows with sample_on_device
+  bool use_decode_attention_ = true;  // tokens outside prefill tiles use decode_attention
   CUstream_st* stream_ = nullptr;
   std::shared_ptr<DeviceAllocator> allocator_;
   std::unique_ptr<CublasLtGemm> gemm_;
@@ -123,6 +128,7 @@ class CudaBackend : public Backend {
   const void* bf16_source_ = nullptr;
   int64_t bf16_numel_ = 0;
   Tensor upload_;        // scratch for raw weight bytes before dequantization
+  Tensor decode_counters_;  // see decode_counters(); each launch leaves them at zero
   struct InvFreq {
     std::vector<float> host;
     Tensor device;

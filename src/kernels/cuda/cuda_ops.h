@@ -75,6 +75,12 @@ struct GemvOutputs {
 // aligned.
 bool gemv_applies(const void* w, const void* x, int64_t n, int64_t k);
 void gemv_bf16(const GemvOutputs& outs, const bf16* x, int64_t n, int64_t k, cudaStream_t stream);
+// out = act(x w_gate^T) * (x w_up^T) in one pass (gemv_applies must hold for both weights), and
+// out_bf16 = bf16(out).  w_gate, w_up: [rows, k]; x: [n, k]; out, out_bf16: [n, rows]
+enum class GatedActivationKind { kSilu, kGeluTanh };
+void gemv_gated_bf16(const bf16* w_gate, const bf16* w_up, GatedActivationKind act, const bf16* x,
+                     int64_t n, int64_t rows, int64_t k, float* out, bf16* out_bf16,
+                     cudaStream_t stream);
 
 // ---- sampling.cu ----------------------------------------------------------------------------
 // One row to sample (kernels/backend.h DeviceSampleRow, as the kernel reads it).
@@ -165,12 +171,46 @@ void paged_attention(const float* q, const void* k_cache, const void* v_cache, f
                      const AttentionWork& work, const PagedAttentionArgs& args,
                      cudaStream_t stream);
 
+// ---- decode_attention.cu --------------------------------------------------------------------
+// The same result as paged_attention for every token outside prefill tiles, faster: one block per
+// (token, piece, KV head) serving the KV head's whole query-head group, pieces merged in the same
+// launch. Takes a bf16 cache, head sizes 64/128/256 and at most kDecodeMaxGroup query heads per KV
+// head (decode_attention_supports).
+constexpr int kDecodeMaxGroup = 8;
+// A token attends over n keys (its window, or positions [0, pos]) in pieces of
+// decode_piece_keys(n) keys: multiples of 64, at most kMaxDecodePieces pieces. Depends on n only,
+// so results are batch invariant.
+constexpr int64_t kMaxDecodePieces = 16;
+__host__ __device__ inline int64_t decode_piece_keys(int64_t n) {
+  const int64_t unit = 64 * kMaxDecodePieces;
+  return 64 * ((n + unit - 1) / unit > 0 ? (n + unit - 1) / unit : 1);
+}
+__host__ __device__ inline int64_t decode_pieces(int64_t n) {
+  const int64_t p = decode_piece_keys(n);
+  return (n + p - 1) / p;
+}
+struct DecodeAttentionWork {
+  int64_t max_pieces = 0;  // the grid's pieces per token: >= decode_pieces of every token
+  bool skip_flash_tokens = false;  // tokens of requests with >= kFlashMinQueries new tokens
+  // Scratch when max_pieces > 1:
+  float* partial_out = nullptr;  // [num_tokens, max_pieces, num_heads, head_size]
+  float* partial_ml = nullptr;   // [num_tokens, max_pieces, num_heads, 2]
+  int* counters = nullptr;       // [num_tokens, num_kv_heads], zero before and after each launch
+};
+bool decode_attention_supports(const PagedAttentionArgs& args);
+// out (and out_bf16 when not null) for the tokens taken: q, out: [T, num_heads, head_size] f32.
+void decode_attention(const float* q, const void* k_cache, const void* v_cache, float* out,
+                      bf16* out_bf16, const int32_t* token_to_req, const int32_t* query_start_loc,
+                      const int32_t* seq_lens, const int32_t* block_table,
+                      const DecodeAttentionWork& work, const PagedAttentionArgs& args,
+                      cudaStream_t stream);
+
 // ---- flash_attention.cu ---------------------------------------------------------------------
 // Prefill chunks on tensor cores: requests with at least kFlashMinQueries new tokens are cut into
 // tiles of kFlashTileQueries consecutive tokens; tile i covers tokens [tile_first_token[i],
 // min(tile_first_token[i] + kFlashTileQueries, end of request tile_req[i])).
 constexpr int64_t kFlashMinQueries = 16;
-constexpr int64_t kFlashTileQueries = 64;
+constexpr int64_t kFlashTileQueries = 128;
 struct FlashTiles {
   int64_t num_tiles = 0;
   const int32_t* tile_req = nullptr;          // [num_tiles]

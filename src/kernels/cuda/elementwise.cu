@@ -1,5 +1,6 @@
 // Row-wise and element-wise ops over f32 activations: row gathers (embeddings, logits rows),
 // RMSNorm (with the fused residual add), LayerNorm, RoPE, gated activations, adds.
+#include "kernels/cuda/activations.cuh"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/cuda_util.h"
 
@@ -141,19 +142,14 @@ __global__ void rotary_kernel(float* q, float* k, const int32_t* positions, int 
 __global__ void silu_mul_kernel(const float* gate, const float* up, float* out, bf16* out_bf16,
                                 int64_t n) {
   GRID_STRIDE_LOOP(i, n) {
-    const float g = gate[i];
-    const float v = g / (1.0f + expf(-g)) * up[i];
+    const float v = silu_act(gate[i]) * up[i];
     out[i] = v;
     if (out_bf16 != nullptr) out_bf16[i] = __float2bfloat16_rn(v);
   }
 }
 
 __global__ void gelu_tanh_mul_kernel(const float* gate, const float* up, float* out, int64_t n) {
-  constexpr float kSqrt2OverPi = 0.7978845608028654f;
-  GRID_STRIDE_LOOP(i, n) {
-    const float x = gate[i];
-    out[i] = 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x))) * up[i];
-  }
+  GRID_STRIDE_LOOP(i, n) { out[i] = gelu_tanh_act(gate[i]) * up[i]; }
 }
 
 __global__ void relu_kernel(const float* x, float* out, int64_t n) {
@@ -161,11 +157,7 @@ __global__ void relu_kernel(const float* x, float* out, int64_t n) {
 }
 
 __global__ void gelu_tanh_kernel(const float* x, float* out, int64_t n) {
-  constexpr float kSqrt2OverPi = 0.7978845608028654f;
-  GRID_STRIDE_LOOP(i, n) {
-    const float v = x[i];
-    out[i] = 0.5f * v * (1.0f + tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
-  }
+  GRID_STRIDE_LOOP(i, n) { out[i] = gelu_tanh_act(x[i]); }
 }
 
 __global__ void scale_kernel(float* x, float factor, int64_t n) {

@@ -1,5 +1,5 @@
 // Prefill attention on tensor cores (FlashAttention-2's scheme, written with WMMA): a thread block
-// takes 64 query rows of one request and one query head and walks the request's keys in tiles of
+// takes 64 query rows (half a prefill tile) of one request and one query head and walks the request's keys in tiles of
 // 64 from the paged bf16 cache. Per tile, each of the 4 warps computes its 16 rows of
 // S = Q K^T (bf16 operands, f32 accumulation), applies scale, softcap and the causal / sliding-window
 // mask, updates its rows' running max and sum (online softmax), rescales its rows of the f32
@@ -21,7 +21,8 @@ namespace {
 
 using namespace nvcuda;
 
-constexpr int kRows = kFlashTileQueries;  // query rows per block
+constexpr int kRows = 64;  // query rows per block: half a tile (kFlashTileQueries)
+constexpr int kHalves = kFlashTileQueries / kRows;
 constexpr int kKeys = 64;                 // keys per tile
 constexpr int kWarps = kRows / 16;        // each warp owns 16 query rows
 constexpr int kThreads = kWarps * 32;
@@ -68,13 +69,15 @@ __global__ void __launch_bounds__(kThreads)
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   // Heads vary fastest across blocks: the query heads sharing a KV head read its tiles from L2.
-  const int64_t tile = blockIdx.x / a.num_heads;
+  const int64_t tile = blockIdx.x / (a.num_heads * kHalves);
+  const int64_t half = blockIdx.x / a.num_heads % kHalves;
   const int64_t head = blockIdx.x % a.num_heads;
   const int32_t req = tiles.tile_req[tile];
-  const int64_t q0 = tiles.tile_first_token[tile];  // token index of row 0
+  const int64_t q0 = tiles.tile_first_token[tile] + half * kRows;  // token index of row 0
   const int64_t kv_head = head / (a.num_heads / a.num_kv_heads);
   const int32_t q_start = query_start_loc[req];
   const int32_t q_end = query_start_loc[req + 1];
+  if (q0 >= q_end) return;  // the tile's second half is past the request's end
   const int rows = static_cast<int>(min(static_cast<int64_t>(kRows), q_end - q0));
   const int64_t pos0 = seq_lens[req] - (q_end - q_start) + (q0 - q_start);  // row 0's position
   const int64_t hi = pos0 + rows - 1;                                       // last key needed
@@ -211,7 +214,7 @@ void launch(const float* q, const bf16* k_cache, const bf16* v_cache, float* out
                                           static_cast<int>(bytes)));
     configured = true;
   }
-  const unsigned grid = static_cast<unsigned>(tiles.num_tiles * a.num_heads);
+  const unsigned grid = static_cast<unsigned>(tiles.num_tiles * kHalves * a.num_heads);
   flash_prefill_kernel<D><<<grid, kThreads, bytes, stream>>>(q, k_cache, v_cache, out, query_start_loc,
                                                              seq_lens, block_table, tiles, a);
   CVLLM_CUDA_CHECK_LAUNCH();

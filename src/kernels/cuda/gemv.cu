@@ -4,6 +4,7 @@
 // grid covers every multiprocessor, and each lane keeps four 16-byte weight loads in flight.
 // Weights are read once per step, so their loads bypass L1; the activations (a few rows of k
 // values) are re-read by every warp and stay cached.
+#include "kernels/cuda/activations.cuh"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/cuda_util.h"
 
@@ -84,13 +85,94 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
 }
 
+unsigned grid_for(int64_t rows) {  // one warp per row
+  return static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+}
+
+// The gated MLP's first half: out[t, row] = act(x[t] . w_gate[row]) * (x[t] . w_up[row]). One warp
+// per row reads the row of both weights (their loads interleaved); each product is summed exactly
+// as gemv_kernel sums it, so the result is bit-identical to the two products followed by the
+// element-wise activation kernel.
+template <int N, GatedActivationKind kAct>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    gemv_gated_kernel(const bf16* __restrict__ w_gate, const bf16* __restrict__ w_up,
+                      const bf16* __restrict__ x, int64_t rows, int64_t k, float* __restrict__ out,
+                      bf16* __restrict__ out_bf16) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  if (row >= rows) return;
+  const uint4* g4 = reinterpret_cast<const uint4*>(w_gate + row * k);
+  const uint4* u4 = reinterpret_cast<const uint4*>(w_up + row * k);
+  const uint4* x4 = reinterpret_cast<const uint4*>(x);
+  const int64_t chunks = k / 8;
+  float gacc[N] = {}, uacc[N] = {};
+  int64_t c = lane;
+  for (; c + 32 * (kUnroll - 1) < chunks; c += 32 * kUnroll) {
+    uint4 gv[kUnroll], uv[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      gv[u] = load_streaming(g4 + c + 32 * u);
+      uv[u] = load_streaming(u4 + c + 32 * u);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+#pragma unroll
+      for (int t = 0; t < N; ++t) {
+        const uint4 xv = __ldg(x4 + t * chunks + c + 32 * u);
+        gacc[t] = dot8(gacc[t], gv[u], xv);
+        uacc[t] = dot8(uacc[t], uv[u], xv);
+      }
+    }
+  }
+  for (; c < chunks; c += 32) {
+    const uint4 gv = load_streaming(g4 + c), uv = load_streaming(u4 + c);
+#pragma unroll
+    for (int t = 0; t < N; ++t) {
+      const uint4 xv = __ldg(x4 + t * chunks + c);
+      gacc[t] = dot8(gacc[t], gv, xv);
+      uacc[t] = dot8(uacc[t], uv, xv);
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < N; ++t) {
+    float g = gacc[t], u = uacc[t];
+    for (int off = 16; off > 0; off /= 2) {
+      g += __shfl_xor_sync(0xffffffffu, g, off);
+      u += __shfl_xor_sync(0xffffffffu, u, off);
+    }
+    if (lane == 0) {
+      const float v = (kAct == GatedActivationKind::kSilu ? silu_act(g) : gelu_tanh_act(g)) * u;
+      out[t * rows + row] = v;
+      out_bf16[t * rows + row] = __float2bfloat16_rn(v);
+    }
+  }
+}
+
+template <int N, GatedActivationKind kAct>
+void launch_gated(const bf16* w_gate, const bf16* w_up, const bf16* x, int64_t rows, int64_t k,
+                  float* out, bf16* out_bf16, cudaStream_t stream) {
+  gemv_gated_kernel<N, kAct><<<grid_for(rows), kWarpsPerBlock * 32, 0, stream>>>(
+      w_gate, w_up, x, rows, k, out, out_bf16);
+  CVLLM_CUDA_CHECK_LAUNCH();
+}
+
+template <GatedActivationKind kAct>
+void gated_for(const bf16* w_gate, const bf16* w_up, const bf16* x, int64_t n, int64_t rows,
+               int64_t k, float* out, bf16* out_bf16, cudaStream_t stream) {
+  switch (n) {
+    case 1: return launch_gated<1, kAct>(w_gate, w_up, x, rows, k, out, out_bf16, stream);
+    case 2: return launch_gated<2, kAct>(w_gate, w_up, x, rows, k, out, out_bf16, stream);
+    case 3: return launch_gated<3, kAct>(w_gate, w_up, x, rows, k, out, out_bf16, stream);
+    default: return launch_gated<4, kAct>(w_gate, w_up, x, rows, k, out, out_bf16, stream);
+  }
+}
+
 template <int N>
 void launch(const GemvOutputs& outs, const bf16* x, int64_t k, cudaStream_t stream) {
   int64_t total = 0;
   for (int o = 0; o < outs.count; ++o) total += outs.rows[o];
   if (total == 0) return;
-  const int64_t blocks = (total + kWarpsPerBlock - 1) / kWarpsPerBlock;
-  gemv_kernel<N><<<static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0, stream>>>(outs, x, k);
+  gemv_kernel<N><<<grid_for(total), kWarpsPerBlock * 32, 0, stream>>>(outs, x, k);
   CVLLM_CUDA_CHECK_LAUNCH();
 }
 
@@ -112,6 +194,20 @@ void gemv_bf16(const GemvOutputs& outs, const bf16* x, int64_t n, int64_t k, cud
     case 2: return launch<2>(outs, x, k, stream);
     case 3: return launch<3>(outs, x, k, stream);
     default: return launch<4>(outs, x, k, stream);
+  }
+}
+
+void gemv_gated_bf16(const bf16* w_gate, const bf16* w_up, GatedActivationKind act, const bf16* x,
+                     int64_t n, int64_t rows, int64_t k, float* out, bf16* out_bf16,
+                     cudaStream_t stream) {
+  if (n == 0 || rows == 0) return;
+  if (n > kGemvMaxTokens) {
+    throw_cuda_error(cudaErrorInvalidValue, "gemv_gated_bf16 (too many tokens)", __FILE__, __LINE__);
+  }
+  if (act == GatedActivationKind::kSilu) {
+    gated_for<GatedActivationKind::kSilu>(w_gate, w_up, x, n, rows, k, out, out_bf16, stream);
+  } else {
+    gated_for<GatedActivationKind::kGeluTanh>(w_gate, w_up, x, n, rows, k, out, out_bf16, stream);
   }
 }
 
