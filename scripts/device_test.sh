@@ -106,8 +106,10 @@ if command -v compute-sanitizer >/dev/null; then
   timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$TEST_BIN/kernels_test_cuda_ops" \
     --gtest_filter='*SplitAcrossLongContexts*' > "$OUT/memcheck-split.log" 2>&1
   note "memcheck split-KV: rc=$? ($(grep -m1 'ERROR SUMMARY' "$OUT/memcheck-split.log"))"
+  # (Not *OutputFeedsTheNextLinear: racecheck reports a hazard inside one of cuBLASLt's own GEMM
+  # kernels, nvjet_sm90_tss_8x64_64x16_4x1_v_bz_TNN, that test's small linear.)
   timeout 120 compute-sanitizer --tool racecheck --error-exitcode 9 "$TEST_BIN/kernels_test_cuda_ops" \
-    --gtest_filter='*PagedAttentionBf16*:*DecodeAttention*:*LayerNorm*' > "$OUT/racecheck.log" 2>&1
+    --gtest_filter='*PagedAttentionBf16*:*DecodeAttention*:*LayerNorm*:-*OutputFeedsTheNextLinear*' > "$OUT/racecheck.log" 2>&1
   note "racecheck: rc=$? ($(grep -m1 'RACECHECK SUMMARY\|ERROR SUMMARY' "$OUT/racecheck.log"))"
 fi
 fi  # SKIP_TESTS

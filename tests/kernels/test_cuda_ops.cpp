@@ -451,10 +451,11 @@ TEST_F(CudaOps, LinearDecodeSizedMatrixVector) {
   }
 }
 
-TEST_F(CudaOps, GatedLinearFusedForDecodeMatchesTheTwoProducts) {
+TEST_F(CudaOps, GatedLinearMatchesTheTwoProductsAndTheActivation) {
   // Decode-sized batches take one matrix-vector pass for gate, up and the activation; it must give
   // bit for bit what the two products (matrix-vector kernels too) and the element-wise kernel
-  // give, and leave a bf16 copy that the next linear layer reads correctly.
+  // give. Larger batches run the GEMMs with bf16 outputs (as vLLM's activations): equal up to
+  // that rounding. Either way the bf16 copy left for the next linear layer must be right.
   CudaBackend be(0, 1, /*batch_invariant_gemm=*/false);
   for (GatedActivation act : {GatedActivation::kSilu, GatedActivation::kGeluTanh}) {
     for (auto [ffn, hidden] : {std::pair<int64_t, int64_t>{1000, 264}, {37, 8}, {5632, 2048}}) {
@@ -486,9 +487,11 @@ TEST_F(CudaOps, GatedLinearFusedForDecodeMatchesTheTwoProducts) {
         auto [fused, fused_down] = run(true);
         auto [plain, plain_down] = run(false);
         ASSERT_EQ(fused.size(), plain.size());
-        for (size_t i = 0; i < fused.size(); ++i) {
-          ASSERT_FALSE(is_sentinel(fused[i]));
-          ASSERT_EQ(fused[i], plain[i]) << "element " << i;
+        for (float v : fused) ASSERT_FALSE(is_sentinel(v));
+        if (t <= kGemvMaxTokens) {
+          for (size_t i = 0; i < fused.size(); ++i) ASSERT_EQ(fused[i], plain[i]) << "element " << i;
+        } else {
+          EXPECT_TRUE(rel_close(fused, plain, 1e-2));
         }
         // The down projection read the fused op's bf16 copy: the same as converting its output.
         EXPECT_TRUE(rel_close(fused_down, bf16_product(fused, wdown_f32, t, ffn, 24), 3e-5));
@@ -1086,8 +1089,9 @@ TEST_F(CudaOps, DecodeAttentionEveryGroupSize) {
 }
 
 TEST_F(CudaOps, DecodeAttentionOutputFeedsTheNextLinear) {
-  // A step without prefill tiles leaves attention's bf16 copy for the output projection; a linear
-  // over the output must equal one over its read-back values, with or without split pieces.
+  // Attention leaves a bf16 copy of its output for the output projection; a linear over the
+  // output must equal one over its read-back values: prefill tiles, short chunks, decode with and
+  // without split pieces.
   const AttnCase c{8, 2, 128, 16, 0.0f, -1, DType::kBF16};
   const int64_t qw = c.num_heads * c.head_size, out = 48;
   std::vector<uint8_t> bytes = random_weight(DType::kBF16, out, qw, rng_);
@@ -1096,14 +1100,16 @@ TEST_F(CudaOps, DecodeAttentionOutputFeedsTheNextLinear) {
   Tensor wd = gpu().prepare_weight(Tensor::view(bytes.data(), DType::kBF16, {out, qw}));
   for (int64_t cached : {int64_t{3}, int64_t{1500}}) {
     AttentionRunner runner(gpu(), cpu_, c, 400, rng_);
-    runner.step({cached, 5});
-    Tensor attn_out;
-    runner.step({1, 1}, &attn_out);
-    const int64_t t = attn_out.dim(0);
-    Tensor y = poisoned({t, out});
-    gpu().linear(attn_out, wd, nullptr, y);
-    EXPECT_TRUE(rel_close(back(y), bf16_product(back(attn_out), w_f32, t, qw, out), 3e-5))
-        << "context " << cached;
+    // A prefill (tensor-core tiles from 16 tokens) beside a short chunk, then decode.
+    for (std::vector<int64_t> step : {std::vector<int64_t>{cached, 5}, {1, 1}}) {
+      Tensor attn_out;
+      runner.step(step, &attn_out);
+      const int64_t t = attn_out.dim(0);
+      Tensor y = poisoned({t, out});
+      gpu().linear(attn_out, wd, nullptr, y);
+      EXPECT_TRUE(rel_close(back(y), bf16_product(back(attn_out), w_f32, t, qw, out), 3e-5))
+          << "context " << cached << ", " << t << " tokens";
+    }
   }
 }
 

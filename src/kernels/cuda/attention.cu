@@ -53,22 +53,20 @@ __device__ float block_reduce(float v, bool is_max) {
   return v;
 }
 
+// One block per (token, KV head): its K and V rows (head_size values each) go to its slot.
 template <typename T>
 __global__ void write_kv_kernel(const float* k, const float* v, T* k_cache, T* v_cache,
-                                const int64_t* slot_mapping, int64_t num_kv_heads,
-                                int64_t head_size, int64_t block_size, int64_t total) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t row_size = num_kv_heads * head_size;
-    const int64_t t = i / row_size;
-    const int64_t h = (i % row_size) / head_size;
-    const int64_t e = i % head_size;
-    const int64_t slot = slot_mapping[t];
-    if (slot < 0) continue;
-    const int64_t dst =
-        ((slot / block_size * num_kv_heads + h) * block_size + slot % block_size) * head_size + e;
-    k_cache[dst] = from_float<T>(k[i]);
-    v_cache[dst] = from_float<T>(v[i]);
+                                const int64_t* slot_mapping, int64_t head_size,
+                                int64_t block_size) {
+  const int64_t t = blockIdx.x, h = blockIdx.y, num_kv_heads = gridDim.y;
+  const int64_t slot = slot_mapping[t];
+  if (slot < 0) return;
+  const int64_t dst = ((slot / block_size * num_kv_heads + h) * block_size + slot % block_size) *
+                      head_size;
+  const int64_t src = (t * num_kv_heads + h) * head_size;
+  for (int e = threadIdx.x; e < head_size; e += blockDim.x) {
+    k_cache[dst + e] = from_float<T>(k[src + e]);
+    v_cache[dst + e] = from_float<T>(v[src + e]);
   }
 }
 
@@ -269,18 +267,17 @@ __global__ void merge_pieces_kernel(float* out, AttentionWork work, int64_t num_
 
 void write_kv_cache(const float* k, const float* v, void* k_cache, void* v_cache,
                     const int64_t* slot_mapping, const PagedAttentionArgs& a, cudaStream_t stream) {
-  const int64_t total = a.num_tokens * a.num_kv_heads * a.head_size;
-  if (total == 0) return;
-  int64_t blocks = (total + 255) / 256;
-  const unsigned grid = static_cast<unsigned>(blocks < 65535 * 16 ? blocks : 65535 * 16);
+  if (a.num_tokens == 0 || a.num_kv_heads * a.head_size == 0) return;
+  const dim3 grid(static_cast<unsigned>(a.num_tokens), static_cast<unsigned>(a.num_kv_heads));
+  const unsigned threads = a.head_size >= 256 ? 256 : a.head_size >= 128 ? 128 : 64;
   if (a.cache_is_bf16) {
-    write_kv_kernel<bf16><<<grid, 256, 0, stream>>>(k, v, static_cast<bf16*>(k_cache),
-                                                    static_cast<bf16*>(v_cache), slot_mapping,
-                                                    a.num_kv_heads, a.head_size, a.block_size, total);
+    write_kv_kernel<bf16><<<grid, threads, 0, stream>>>(k, v, static_cast<bf16*>(k_cache),
+                                                        static_cast<bf16*>(v_cache), slot_mapping,
+                                                        a.head_size, a.block_size);
   } else {
-    write_kv_kernel<float><<<grid, 256, 0, stream>>>(k, v, static_cast<float*>(k_cache),
-                                                     static_cast<float*>(v_cache), slot_mapping,
-                                                     a.num_kv_heads, a.head_size, a.block_size, total);
+    write_kv_kernel<float><<<grid, threads, 0, stream>>>(k, v, static_cast<float*>(k_cache),
+                                                         static_cast<float*>(v_cache), slot_mapping,
+                                                         a.head_size, a.block_size);
   }
   CVLLM_CUDA_CHECK_LAUNCH();
 }

@@ -431,25 +431,38 @@ void CudaBackend::gated_linear(const Tensor& x, const Tensor& w_gate, const Tens
   check_device(w_gate, "gate weight");
   check_device(w_up, "up weight");
   const int64_t num_tokens = rows_of(x);
-  const bool fused = use_gemv_ && w_gate.dtype() == DType::kBF16 && w_up.dtype() == DType::kBF16 &&
-                     w_gate.ndim() == 2 && w_gate.shape() == w_up.shape() &&
-                     x.dim(-1) == w_gate.dim(1) && out.dim(-1) == w_gate.dim(0) &&
-                     rows_of(out) == num_tokens;
-  if (!fused) return Backend::gated_linear(x, w_gate, w_up, act, gate, up, out);
+  const bool shapes_ok = w_gate.dtype() == DType::kBF16 && w_up.dtype() == DType::kBF16 &&
+                         w_gate.ndim() == 2 && w_gate.shape() == w_up.shape() &&
+                         x.dim(-1) == w_gate.dim(1) && out.dim(-1) == w_gate.dim(0) &&
+                         rows_of(out) == num_tokens;
+  if (!shapes_ok || num_tokens == 0) return Backend::gated_linear(x, w_gate, w_up, act, gate, up, out);
+  const int64_t ffn = w_gate.dim(0), k = x.dim(-1);
   const bf16* xb = static_cast<const bf16*>(to_bf16_scratch(x));
-  if (!gemv_applies(w_gate.data(), xb, num_tokens, x.dim(-1)) ||
-      !gemv_applies(w_up.data(), xb, num_tokens, x.dim(-1))) {
-    return Backend::gated_linear(x, w_gate, w_up, act, gate, up, out);
-  }
-  // The product is written straight into a second bf16 buffer (the down projection's input),
-  // then that buffer becomes the scratch.
+  const bool gemv = use_gemv_ && gemv_applies(w_gate.data(), xb, num_tokens, k) &&
+                    gemv_applies(w_up.data(), xb, num_tokens, k);
+  // Prefill-sized batches run the GEMMs with bf16 outputs (as vLLM's activations), which halves
+  // the traffic of the products and of the activation kernel that reads them; so does every
+  // batch when all sizes must share one path (batch invariance). Other decode-sized batches
+  // without the matrix-vector kernels keep f32 products.
+  const bool bf16_products = !gemv && (batch_invariant_gemm_ || num_tokens > kGemvMaxTokens);
+  if (!gemv && !bf16_products) return Backend::gated_linear(x, w_gate, w_up, act, gate, up, out);
+  // The activation is written straight into a second bf16 buffer (the down projection's input),
+  // which then becomes the scratch.
   wrote(out);
   Tensor out_bf16 = alloc_uninitialized(DType::kBF16, {out.numel()});
-  gemv_gated_bf16(w_gate.data_as<bf16>(), w_up.data_as<bf16>(),
-                  act == GatedActivation::kSilu ? GatedActivationKind::kSilu
-                                                : GatedActivationKind::kGeluTanh,
-                  xb, num_tokens, w_gate.dim(0), x.dim(-1), out.data_as<float>(),
-                  out_bf16.data_as<bf16>(), stream_);
+  if (gemv) {  // both products and the activation in one matrix-vector pass
+    gemv_gated_bf16(w_gate.data_as<bf16>(), w_up.data_as<bf16>(),
+                    act == GatedActivation::kSilu ? GatedActivationKind::kSilu
+                                                  : GatedActivationKind::kGeluTanh,
+                    xb, num_tokens, ffn, k, out.data_as<float>(), out_bf16.data_as<bf16>(), stream_);
+  } else {
+    Tensor gate_b = alloc_uninitialized(DType::kBF16, {num_tokens, ffn});
+    Tensor up_b = alloc_uninitialized(DType::kBF16, {num_tokens, ffn});
+    gemm_->run(w_gate.data_as<bf16>(), xb, gate_b.data_as<bf16>(), ffn, num_tokens, k);
+    gemm_->run(w_up.data_as<bf16>(), xb, up_b.data_as<bf16>(), ffn, num_tokens, k);
+    gated_bf16(gate_b.data_as<bf16>(), up_b.data_as<bf16>(), act == GatedActivation::kSilu,
+               out.data_as<float>(), out_bf16.data_as<bf16>(), out.numel(), stream_);
+  }
   x_bf16_ = std::move(out_bf16);
   bf16_source_ = out.data();
   bf16_numel_ = out.numel();
@@ -642,7 +655,12 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, K
   // Prefill chunks go to the tensor-core kernel when it takes this cache and head size; the
   // CUDA-core kernel handles the other tokens (or all of them).
   const bool flash = use_flash_ && s.flash_tiles.num_tiles > 0 && flash_prefill_supports(a);
-  if (use_decode_attention_ && decode_attention_supports(a)) {
+  const bool flash_mma = flash && use_flash_mma_ && flash_prefill_mma_supports(a.head_size);
+  const bool decode_kernel = use_decode_attention_ && decode_attention_supports(a);
+  // When every token's output comes from kernels that also write bf16 (decode_attention, the
+  // mma.sync prefill kernel), the output projection's bf16 input is written on the way.
+  bf16* out_bf16 = decode_kernel && (!flash || flash_mma) ? bf16_scratch(out.numel()) : nullptr;
+  if (decode_kernel) {
     DecodeAttentionWork work;
     work.max_pieces = flash ? s.decode_pieces_rest : s.decode_pieces_all;
     work.skip_flash_tokens = flash;
@@ -655,16 +673,9 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, K
       work.partial_ml = partial_ml.data_as<float>();
       work.counters = decode_counters(num_tokens * p.num_kv_heads);
     }
-    // With no prefill tile in the step, every output comes from here: the bf16 copy for the
-    // output projection is written on the way.
-    bf16* out_bf16 = flash ? nullptr : bf16_scratch(out.numel());
     decode_attention(q.data_as<float>(), cache.k.data(), cache.v.data(), out.data_as<float>(),
                      out_bf16, s.token_to_req, s.query_start_loc, s.seq_lens, s.block_table, work,
                      a, stream_);
-    if (out_bf16 != nullptr) {
-      bf16_source_ = out.data();
-      bf16_numel_ = out.numel();
-    }
   } else {
     const CudaStepMetadata::WorkItems& items = flash ? s.rest_work : s.all_work;
     AttentionWork work;
@@ -684,13 +695,17 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, K
     paged_attention(q.data_as<float>(), cache.k.data(), cache.v.data(), out.data_as<float>(),
                     s.token_to_req, s.query_start_loc, s.seq_lens, s.block_table, work, a, stream_);
   }
-  if (flash && use_flash_mma_ && flash_prefill_mma_supports(a.head_size)) {
+  if (flash_mma) {
     flash_prefill_attention_mma(q.data_as<float>(), cache.k.data(), cache.v.data(),
-                                out.data_as<float>(), s.query_start_loc, s.seq_lens, s.block_table,
-                                s.flash_tiles, a, stream_);
+                                out.data_as<float>(), out_bf16, s.query_start_loc, s.seq_lens,
+                                s.block_table, s.flash_tiles, a, stream_);
   } else if (flash) {
     flash_prefill_attention(q.data_as<float>(), cache.k.data(), cache.v.data(), out.data_as<float>(),
                             s.query_start_loc, s.seq_lens, s.block_table, s.flash_tiles, a, stream_);
+  }
+  if (out_bf16 != nullptr) {
+    bf16_source_ = out.data();
+    bf16_numel_ = out.numel();
   }
 }
 

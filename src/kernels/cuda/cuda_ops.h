@@ -48,6 +48,10 @@ void rotary(float* q, float* k, const int32_t* positions, int64_t num_tokens, in
 void silu_mul(const float* gate, const float* up, float* out, bf16* out_bf16, int64_t n,
               cudaStream_t stream);
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream);
+// out = act(gate) * up (silu, else gelu_tanh) from bf16 gate and up, and out_bf16 = bf16(out).
+// All [n].
+void gated_bf16(const bf16* gate, const bf16* up, bool silu, float* out, bf16* out_bf16, int64_t n,
+                cudaStream_t stream);
 // out = relu(x) / gelu_tanh(x) (GPT-2's gelu_new), element-wise over n (out may alias x).
 void relu(const float* x, float* out, int64_t n, cudaStream_t stream);
 void gelu_tanh(const float* x, float* out, int64_t n, cudaStream_t stream);
@@ -227,8 +231,9 @@ void flash_prefill_attention(const float* q, const void* k_cache, const void* v_
                              const int32_t* block_table, const FlashTiles& tiles,
                              const PagedAttentionArgs& args, cudaStream_t stream);
 bool flash_prefill_mma_supports(int64_t head_size);
+// out_bf16, when not null, also receives bf16(out) for the tiles' tokens.
 void flash_prefill_attention_mma(const float* q, const void* k_cache, const void* v_cache,
-                                 float* out, const int32_t* query_start_loc,
+                                 float* out, bf16* out_bf16, const int32_t* query_start_loc,
                                  const int32_t* seq_lens, const int32_t* block_table,
                                  const FlashTiles& tiles, const PagedAttentionArgs& args,
                                  cudaStream_t stream);

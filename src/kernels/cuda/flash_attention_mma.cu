@@ -62,6 +62,13 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
                : "r"(addr));
 }
 
+// 2^x (the approximation __expf is built on; scores are kept in base-2 units).
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // c += a b for one m16n8k16 tile.
 __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
                                          uint32_t b1) {
@@ -86,6 +93,7 @@ template <int D>
 __global__ void __launch_bounds__(kThreads)
     flash_prefill_mma_kernel(const float* __restrict__ q, const bf16* __restrict__ k_cache,
                              const bf16* __restrict__ v_cache, float* __restrict__ out,
+                             bf16* __restrict__ out_bf16,
                              const int32_t* __restrict__ query_start_loc,
                              const int32_t* __restrict__ seq_lens,
                              const int32_t* __restrict__ block_table, FlashTiles tiles,
@@ -114,6 +122,9 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t hi = pos0 + rows - 1;                                       // last key needed
   const int64_t lo = a.sliding_window > 0 ? max(int64_t{0}, pos0 - a.sliding_window + 1) : 0;
   const int32_t* blocks = block_table + static_cast<int64_t>(req) * a.max_blocks_per_req;
+  const unsigned block_size = static_cast<unsigned>(a.block_size);
+  constexpr float kLog2e = 1.4426950408889634f;
+  const float scale_log2 = a.scale * kLog2e;
 
   // Tile `it` covers keys [lo + it * kKeys, ...]; its copies go to stage it % 2.
   const int num_tiles = static_cast<int>((hi - lo) / kKeys + 1);
@@ -126,9 +137,11 @@ __global__ void __launch_bounds__(kThreads)
       const int j = i / (D / 8), c = (i % (D / 8)) * 8;
       int64_t base = 0;  // keys past the end read nothing and are zero-filled
       if (j < n) {
-        const int64_t p = k0 + j;
-        base = ((static_cast<int64_t>(blocks[p / a.block_size]) * a.num_kv_heads + kv_head) *
-                    a.block_size + p % a.block_size) * D + c;
+        // 32-bit index math: a 64-bit division by the runtime block size costs ~100 instructions.
+        const unsigned p = static_cast<unsigned>(k0 + j);
+        const unsigned block = p / block_size;
+        base = ((static_cast<int64_t>(blocks[block]) * a.num_kv_heads + kv_head) * block_size +
+                (p - block * block_size)) * D + c;
       }
       cp_async_16(ks + j * kLd + c, k_cache + base, j < n ? 16 : 0);
       cp_async_16(vs + j * kLd + c, v_cache + base, j < n ? 16 : 0);
@@ -206,8 +219,9 @@ __global__ void __launch_bounds__(kThreads)
         }
       }
 
-      // Scale, softcap and mask; the rows' new maxima over the quad that shares them. Most tiles
-      // lie wholly before every row's position and inside every row's window: no mask.
+      // Scale (in base-2 units: exp(x) = 2^(x log2 e), one multiply saved per score), softcap
+      // and mask; the rows' new maxima over the quad that shares them. Most tiles lie wholly
+      // before every row's position and inside every row's window: no mask.
       const bool whole_tile = n == kKeys && k0 + kKeys - 1 <= pos0 + warp_row0 &&
                               (a.sliding_window <= 0 || k0 > hi - a.sliding_window);
 #pragma unroll
@@ -218,8 +232,10 @@ __global__ void __launch_bounds__(kThreads)
         for (int j = 0; j < kKeys / 8; ++j) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            float v = s[mt][j][e] * a.scale;
-            if (a.logit_softcap > 0.0f) v = a.logit_softcap * tanhf(v / a.logit_softcap);
+            float v = s[mt][j][e] * scale_log2;
+            if (a.logit_softcap > 0.0f) {
+              v = a.logit_softcap * tanhf(s[mt][j][e] * a.scale / a.logit_softcap) * kLog2e;
+            }
             if (!whole_tile) {
               const int col = j * 8 + 2 * t4 + (e & 1);
               const int64_t kpos = k0 + col;
@@ -238,16 +254,16 @@ __global__ void __launch_bounds__(kThreads)
         mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
         mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
         const float new_m0 = fmaxf(m[mt][0], mx0), new_m1 = fmaxf(m[mt][1], mx1);
-        const float corr0 = __expf(m[mt][0] - new_m0), corr1 = __expf(m[mt][1] - new_m1);
+        const float corr0 = exp2_approx(m[mt][0] - new_m0), corr1 = exp2_approx(m[mt][1] - new_m1);
         m[mt][0] = new_m0;
         m[mt][1] = new_m1;
         float sum0 = 0.0f, sum1 = 0.0f;
 #pragma unroll
         for (int j = 0; j < kKeys / 8; ++j) {
-          s[mt][j][0] = __expf(s[mt][j][0] - new_m0);  // exp(-inf) = 0 for masked keys
-          s[mt][j][1] = __expf(s[mt][j][1] - new_m0);
-          s[mt][j][2] = __expf(s[mt][j][2] - new_m1);
-          s[mt][j][3] = __expf(s[mt][j][3] - new_m1);
+          s[mt][j][0] = exp2_approx(s[mt][j][0] - new_m0);  // 2^-inf = 0 for masked keys
+          s[mt][j][1] = exp2_approx(s[mt][j][1] - new_m0);
+          s[mt][j][2] = exp2_approx(s[mt][j][2] - new_m1);
+          s[mt][j][3] = exp2_approx(s[mt][j][3] - new_m1);
           sum0 += s[mt][j][0] + s[mt][j][1];
           sum1 += s[mt][j][2] + s[mt][j][3];
         }
@@ -306,14 +322,23 @@ __global__ void __launch_bounds__(kThreads)
     float* out_r1 = out + ((q0 + r1) * a.num_heads + head) * D + 2 * t4;
 #pragma unroll
     for (int j = 0; j < D / 8; ++j) {
-      if (r0 < rows) *reinterpret_cast<float2*>(out_r0 + j * 8) = make_float2(o[mt][j][0] * inv0, o[mt][j][1] * inv0);
-      if (r1 < rows) *reinterpret_cast<float2*>(out_r1 + j * 8) = make_float2(o[mt][j][2] * inv1, o[mt][j][3] * inv1);
+      const float2 v0 = make_float2(o[mt][j][0] * inv0, o[mt][j][1] * inv0);
+      const float2 v1 = make_float2(o[mt][j][2] * inv1, o[mt][j][3] * inv1);
+      if (r0 < rows) *reinterpret_cast<float2*>(out_r0 + j * 8) = v0;
+      if (r1 < rows) *reinterpret_cast<float2*>(out_r1 + j * 8) = v1;
+      if (out_bf16 != nullptr) {  // the output projection's input
+        const int64_t offset = ((q0 + r0) * a.num_heads + head) * D + 2 * t4 + j * 8;
+        if (r0 < rows) *reinterpret_cast<uint32_t*>(out_bf16 + offset) = pack_bf16(v0.x, v0.y);
+        if (r1 < rows) {
+          *reinterpret_cast<uint32_t*>(out_bf16 + offset + 8 * a.num_heads * D) = pack_bf16(v1.x, v1.y);
+        }
+      }
     }
   }
 }
 
 template <int D>
-void launch(const float* q, const bf16* k_cache, const bf16* v_cache, float* out,
+void launch(const float* q, const bf16* k_cache, const bf16* v_cache, float* out, bf16* out_bf16,
             const int32_t* query_start_loc, const int32_t* seq_lens, const int32_t* block_table,
             const FlashTiles& tiles, const PagedAttentionArgs& a, cudaStream_t stream) {
   constexpr size_t bytes = MmaLayout<D>::kBytes;
@@ -325,7 +350,7 @@ void launch(const float* q, const bf16* k_cache, const bf16* v_cache, float* out
     configured = true;
   }
   const unsigned grid = static_cast<unsigned>(tiles.num_tiles * a.num_heads);
-  flash_prefill_mma_kernel<D><<<grid, kThreads, bytes, stream>>>(q, k_cache, v_cache, out,
+  flash_prefill_mma_kernel<D><<<grid, kThreads, bytes, stream>>>(q, k_cache, v_cache, out, out_bf16,
                                                              query_start_loc, seq_lens,
                                                              block_table, tiles, a);
   CVLLM_CUDA_CHECK_LAUNCH();
@@ -336,7 +361,7 @@ void launch(const float* q, const bf16* k_cache, const bf16* v_cache, float* out
 bool flash_prefill_mma_supports(int64_t head_size) { return head_size == 64 || head_size == 128; }
 
 void flash_prefill_attention_mma(const float* q, const void* k_cache, const void* v_cache,
-                                 float* out, const int32_t* query_start_loc,
+                                 float* out, bf16* out_bf16, const int32_t* query_start_loc,
                                  const int32_t* seq_lens, const int32_t* block_table,
                                  const FlashTiles& tiles, const PagedAttentionArgs& a,
                                  cudaStream_t stream) {
@@ -344,10 +369,10 @@ void flash_prefill_attention_mma(const float* q, const void* k_cache, const void
   const auto* k = static_cast<const bf16*>(k_cache);
   const auto* v = static_cast<const bf16*>(v_cache);
   if (a.head_size == 64) {
-    return launch<64>(q, k, v, out, query_start_loc, seq_lens, block_table, tiles, a, stream);
+    return launch<64>(q, k, v, out, out_bf16, query_start_loc, seq_lens, block_table, tiles, a, stream);
   }
   if (a.head_size == 128) {
-    return launch<128>(q, k, v, out, query_start_loc, seq_lens, block_table, tiles, a, stream);
+    return launch<128>(q, k, v, out, out_bf16, query_start_loc, seq_lens, block_table, tiles, a, stream);
   }
   throw_cuda_error(cudaErrorInvalidValue, "flash_prefill_attention_mma (head size not 64 or 128)",
                    __FILE__, __LINE__);

@@ -93,14 +93,15 @@ bool CublasLtGemm::heuristic(cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
 }
 
 const cublasLtMatmulAlgo_t* CublasLtGemm::reference_algo(int64_t m, int64_t k, int align_w,
-                                                         int align_x, int align_y) {
-  auto key = std::make_tuple(m, k, align_w, align_x, align_y);
+                                                         int align_x, int align_y,
+                                                         cudaDataType out_type) {
+  auto key = std::make_tuple(m, k, align_w, align_x, align_y, static_cast<int>(out_type));
   auto it = reference_algos_.find(key);
   if (it == reference_algos_.end()) {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     CVLLM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a, CUDA_R_16BF, k, m, k));
     CVLLM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&b, CUDA_R_16BF, k, kReferenceTokens, k));
-    CVLLM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&c, CUDA_R_32F, m, kReferenceTokens, m));
+    CVLLM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&c, out_type, m, kReferenceTokens, m));
     cublasLtMatmulAlgo_t algo{};
     bool ok = heuristic(a, b, c, align_w, align_x, align_y, &algo);
     cublasLtMatrixLayoutDestroy(a);
@@ -114,14 +115,16 @@ const cublasLtMatmulAlgo_t* CublasLtGemm::reference_algo(int64_t m, int64_t k, i
 CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second;
-  const auto [m, n, k, align_w, align_x, align_y] = key;
+  const auto [m, n, k, align_w, align_x, align_y, out_type] = key;
   Plan plan;
   CVLLM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.a, CUDA_R_16BF, k, m, k));
   CVLLM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.b, CUDA_R_16BF, k, n, k));
-  CVLLM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.c, CUDA_R_32F, m, n, m));
+  CVLLM_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&plan.c, static_cast<cudaDataType>(out_type), m, n, m));
   bool chosen = false;
   if (batch_invariant_) {
-    if (const cublasLtMatmulAlgo_t* ref = reference_algo(m, k, align_w, align_x, align_y)) {
+    if (const cublasLtMatmulAlgo_t* ref = reference_algo(m, k, align_w, align_x, align_y,
+                                                         static_cast<cudaDataType>(out_type))) {
       cublasLtMatmulHeuristicResult_t check{};
       if (cublasLtMatmulAlgoCheck(handle_, desc_, plan.a, plan.b, plan.c, plan.c, ref, &check) ==
               CUBLAS_STATUS_SUCCESS &&
@@ -144,12 +147,24 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
 
 void CublasLtGemm::run(const __nv_bfloat16* w, const __nv_bfloat16* x, float* y, int64_t m,
                        int64_t n, int64_t k) {
+  run_any(w, x, y, CUDA_R_32F, m, n, k);
+}
+
+void CublasLtGemm::run(const __nv_bfloat16* w, const __nv_bfloat16* x, __nv_bfloat16* y, int64_t m,
+                       int64_t n, int64_t k) {
+  run_any(w, x, y, CUDA_R_16BF, m, n, k);
+}
+
+void CublasLtGemm::run_any(const __nv_bfloat16* w, const __nv_bfloat16* x, void* y,
+                           cudaDataType out_type, int64_t m, int64_t n, int64_t k) {
   if (m == 0 || n == 0) return;
-  if (k == 0) {  // an empty sum
-    CVLLM_CUDA_CHECK(cudaMemsetAsync(y, 0, static_cast<size_t>(m * n) * sizeof(float), stream_));
+  if (k == 0) {  // an empty sum (bf16 zero is all-zero bytes too)
+    const size_t element = out_type == CUDA_R_32F ? sizeof(float) : sizeof(__nv_bfloat16);
+    CVLLM_CUDA_CHECK(cudaMemsetAsync(y, 0, static_cast<size_t>(m * n) * element, stream_));
     return;
   }
-  Plan& plan = plan_for(Key{m, n, k, alignment_of(w), alignment_of(x), alignment_of(y)});
+  Plan& plan = plan_for(Key{m, n, k, alignment_of(w), alignment_of(x), alignment_of(y),
+                            static_cast<int>(out_type)});
   const float alpha = 1.0f, beta = 0.0f;
   CVLLM_CUBLAS_CHECK(cublasLtMatmul(handle_, desc_, &alpha, w, plan.a, x, plan.b, &beta, y, plan.c,
                                     y, plan.c, &plan.algo, workspace_.get(), workspace_bytes_,

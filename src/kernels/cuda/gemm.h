@@ -1,4 +1,5 @@
-// GEMMs through cuBLASLt: y[n, m] (f32) = x[n, k] (bf16) . W[m, k]^T (bf16), f32 accumulation.
+// GEMMs through cuBLASLt: y[n, m] (f32 or bf16) = x[n, k] (bf16) . W[m, k]^T (bf16), f32
+// accumulation.
 // Layouts and algorithms are cached per shape and pointer alignment; split-K and other
 // cross-block reductions are excluded.
 //
@@ -36,20 +37,27 @@ class CublasLtGemm {
   // w: [m, k] bf16 row-major; x: [n, k] bf16 row-major; y: [n, m] f32 row-major.
   void run(const __nv_bfloat16* w, const __nv_bfloat16* x, float* y, int64_t m, int64_t n,
            int64_t k);
+  // The same with y in bf16 (rounded once from the f32 accumulator): half the output traffic.
+  void run(const __nv_bfloat16* w, const __nv_bfloat16* x, __nv_bfloat16* y, int64_t m, int64_t n,
+           int64_t k);
 
  private:
   struct Plan {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
   };
-  using Key = std::tuple<int64_t, int64_t, int64_t, int, int, int>;  // m, n, k, alignments
+  // m, n, k, alignments, output type (cudaDataType)
+  using Key = std::tuple<int64_t, int64_t, int64_t, int, int, int, int>;
   Plan& plan_for(const Key& key);
+  void run_any(const __nv_bfloat16* w, const __nv_bfloat16* x, void* y, cudaDataType out_type,
+               int64_t m, int64_t n, int64_t k);
   // The best algorithm without split-K for these layouts; false when cuBLASLt has none.
   bool heuristic(cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
                  int align_w, int align_x, int align_y, cublasLtMatmulAlgo_t* algo);
-  // The batch-invariant algorithm for (m, k, alignments), chosen at kReferenceTokens rows.
+  // The batch-invariant algorithm for (m, k, alignments, output type), chosen at kReferenceTokens
+  // rows.
   const cublasLtMatmulAlgo_t* reference_algo(int64_t m, int64_t k, int align_w, int align_x,
-                                             int align_y);
+                                             int align_y, cudaDataType out_type);
 
   std::shared_ptr<DeviceAllocator> allocator_;
   cudaStream_t stream_;
@@ -59,8 +67,9 @@ class CublasLtGemm {
   size_t workspace_bytes_ = 0;
   std::map<Key, Plan> plans_;
   bool batch_invariant_ = false;
-  // (m, k, alignments) -> algorithm chosen at kReferenceTokens rows (nullopt: none found).
-  std::map<std::tuple<int64_t, int64_t, int, int, int>, std::optional<cublasLtMatmulAlgo_t>> reference_algos_;
+  // (m, k, alignments, output type) -> algorithm chosen at kReferenceTokens rows (nullopt: none).
+  std::map<std::tuple<int64_t, int64_t, int, int, int, int>, std::optional<cublasLtMatmulAlgo_t>>
+      reference_algos_;
 };
 
 }  // namespace cvllm::cuda
