@@ -57,48 +57,53 @@ std::unique_ptr<Backend> create_backend(const EngineArgs& args) {
 }
 
 // CUDA KV-cache budget (vLLM's rule): gpu_memory_utilization of the GPU's memory, minus what is
-// in use now (weights, loaded before this is called) and an estimate of the largest forward pass:
-// f32 activations of max_num_batched_tokens tokens (the Llama-style layer's hidden, residual,
-// normed, q, k, v, attention output, gate and up), the bf16 GEMM input copy, logits rows for up
-// to max_num_seqs samples, split-KV attention partials (cuda_ops.h: pieces of 1024 keys for
-// chunks, 256 for decode tokens, or decode_attention's at most 16 per token), a quarter of slack for the allocator's size classes, and 512 MiB
-// for cuBLASLt's workspace and the CUDA context's own growth. Returns 0 on the CPU (no device budget).
-int64_t device_kv_budget_bytes(Backend& backend, const EngineArgs& args, const ModelConfig& c,
-                               int max_model_len) {
+// in use now (weights, loaded before this is called) and the activations' peak, measured by a
+// forward pass of max_num_batched_tokens dummy tokens over max_num_seqs prompts with their logits
+// (ModelRunner::profile_forward). On top of the peak: what the pass made the device use outside
+// our allocator (cuBLASLt, the CUDA context), decode attention's split-KV partials for
+// max_num_seqs tokens at max_model_len (a prefill-shaped pass has none), a quarter of slack for the
+// allocator's size classes (decode steps allocate other sizes than prefill), and 512 MiB for the
+// context's own growth. Returns 0 on the CPU (no device budget).
+int64_t device_kv_budget_bytes(Backend& backend, CausalLM& model, const EngineArgs& args,
+                               const ModelConfig& c, int max_model_len, DType kv_dtype) {
 #ifdef CVLLM_HAVE_CUDA
   if (auto* gpu = dynamic_cast<cuda::CudaBackend*>(&backend)) {
-    cuda::CudaBackend::MemoryInfo mem = gpu->memory_info();
-    const int64_t tokens = args.max_num_batched_tokens;
-    const int64_t q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
-    const int64_t per_token = 4 * (3 * c.hidden_size + 2 * q + 2 * kv + 2 * c.intermediate_size) +
-                              2 * std::max(c.hidden_size, c.intermediate_size);
-    const int64_t logits_rows = std::min<int64_t>(tokens, args.max_num_seqs);
-    // Chunks split keys by kSplitKeys, decode tokens (at most max_num_seqs) by kDecodeSplitKeys.
-    // decode_attention (bf16 caches) keeps at most kMaxDecodePieces per token.
-    const int64_t pieces =
-        std::max({tokens * (max_model_len / cuda::kSplitKeys + 1),
-                  std::min<int64_t>(tokens, args.max_num_seqs) *
-                      (max_model_len / cuda::kDecodeSplitKeys + 1),
-                  tokens * cuda::kMaxDecodePieces});
-    const int64_t partials = pieces * c.num_attention_heads * (c.head_dim + 2) * 4;
-    const int64_t activations =
-        (tokens * per_token + 2 * logits_rows * c.vocab_size * 4 + partials) * 5 / 4 +
-        (int64_t{512} << 20);
-    const int64_t in_use = mem.total_bytes - mem.free_bytes - mem.cached_bytes;
+    gpu->synchronize();
+    const cuda::CudaBackend::MemoryInfo before = gpu->memory_info();
+    gpu->reset_peak_memory();
+    const int64_t tokens = std::min<int64_t>(args.max_num_batched_tokens,
+                                             int64_t{args.max_num_seqs} * max_model_len);
+    const double start = monotonic_seconds();
+    ModelRunner::profile_forward(model, backend, tokens, args.max_num_seqs, args.block_size, kv_dtype);
+    const cuda::CudaBackend::MemoryInfo after = gpu->memory_info();
+    const int64_t peak = after.peak_in_use_bytes - before.in_use_bytes;
+    auto outside_allocator = [](const cuda::CudaBackend::MemoryInfo& m) {
+      return m.total_bytes - m.free_bytes - m.cached_bytes - m.in_use_bytes;
+    };
+    const int64_t growth = std::max<int64_t>(outside_allocator(after) - outside_allocator(before), 0);
+    const int64_t decode_partials = std::min<int64_t>(tokens, args.max_num_seqs) *
+                                    cuda::kMaxDecodePieces * c.num_attention_heads *
+                                    (c.head_dim + 2) * 4;
+    const int64_t activations = (peak + decode_partials) * 5 / 4 + growth + (int64_t{512} << 20);
+    const int64_t in_use = before.total_bytes - before.free_bytes - before.cached_bytes;
     const int64_t budget = static_cast<int64_t>(args.gpu_memory_utilization *
-                                                static_cast<double>(mem.total_bytes)) -
+                                                static_cast<double>(before.total_bytes)) -
                            in_use - activations;
-    LOG_INFO("GPU memory: ", mem.total_bytes >> 20, " MiB total, ", in_use >> 20,
-             " MiB in use after loading, ", activations >> 20, " MiB kept for activations; KV "
-             "cache budget ", std::max<int64_t>(budget, 0) >> 20, " MiB (gpu_memory_utilization ",
+    LOG_INFO("GPU memory: ", before.total_bytes >> 20, " MiB total, ", in_use >> 20,
+             " MiB in use after loading; a forward pass of ", tokens, " tokens peaked at ",
+             peak >> 20, " MiB of activations (", (monotonic_seconds() - start) * 1e3,
+             " ms), so ", activations >> 20, " MiB are kept for them; KV cache budget ",
+             std::max<int64_t>(budget, 0) >> 20, " MiB (gpu_memory_utilization ",
              args.gpu_memory_utilization, ")");
     return std::max<int64_t>(budget, 1);
   }
 #endif
   (void)backend;
+  (void)model;
   (void)args;
   (void)c;
   (void)max_model_len;
+  (void)kv_dtype;
   return 0;
 }
 
@@ -262,7 +267,8 @@ LLMEngine::LLMEngine(const EngineArgs& args) : args_(args) {
   int64_t block_bytes = ModelRunner::kv_block_bytes(*model_, args.block_size, kv_dtype);
   EngineArgs kv_args = args;
   if (on_gpu && kv_args.kv_cache_memory_bytes <= 0) {
-    kv_args.kv_cache_memory_bytes = device_kv_budget_bytes(*backend_, args, model_config_, max_model_len_);
+    kv_args.kv_cache_memory_bytes =
+        device_kv_budget_bytes(*backend_, *model_, args, model_config_, max_model_len_, kv_dtype);
   }
   int num_blocks = plan_num_kv_blocks(kv_args, block_bytes, max_model_len_);
 

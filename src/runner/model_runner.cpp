@@ -12,6 +12,49 @@ int64_t ModelRunner::kv_block_bytes(const CausalLM& model, int block_size, DType
   return 2 * model.num_layers() * block_size * per_token;
 }
 
+void ModelRunner::profile_forward(CausalLM& model, Backend& backend, int64_t num_tokens,
+                                  int64_t num_seqs, int block_size, DType kv_cache_dtype) {
+  num_seqs = std::clamp<int64_t>(num_seqs, 1, std::max<int64_t>(num_tokens, 1));
+  ForwardBatch batch;
+  batch.query_start_loc.push_back(0);
+  int64_t longest = 0;
+  for (int64_t r = 0; r < num_seqs; ++r) {
+    const int64_t len = num_tokens / num_seqs + (r < num_tokens % num_seqs ? 1 : 0);
+    for (int64_t i = 0; i < len; ++i) {
+      batch.input_ids.push_back(0);
+      batch.positions.push_back(static_cast<int32_t>(i));
+      batch.slot_mapping.push_back(-1);  // nothing is written to the cache
+    }
+    batch.query_start_loc.push_back(static_cast<int32_t>(batch.input_ids.size()));
+    batch.seq_lens.push_back(static_cast<int32_t>(len));
+    if (len > 0) batch.logits_indices.push_back(static_cast<int32_t>(batch.input_ids.size() - 1));
+    longest = std::max(longest, len);
+  }
+  // Every block-table entry names the one block of a one-block cache: attention reads keys
+  // there (zeros), wherever the positions fall.
+  batch.max_blocks_per_req = std::max<int64_t>((longest + block_size - 1) / block_size, 1);
+  batch.block_table.assign(static_cast<size_t>(num_seqs * batch.max_blocks_per_req), 0);
+  std::vector<KVCacheLayer> caches;
+  for (int64_t i = 0; i < model.num_layers(); ++i) {
+    KVCacheLayer layer;
+    std::vector<int64_t> shape = {1, model.num_kv_heads(), block_size, model.head_size()};
+    layer.k = backend.alloc(kv_cache_dtype, shape);
+    layer.v = backend.alloc(kv_cache_dtype, shape);
+    layer.block_size = block_size;
+    caches.push_back(std::move(layer));
+  }
+  std::unique_ptr<StepMetadata> step = backend.prepare_step(batch);
+  ForwardContext ctx{backend, *step, caches, nullptr};
+  Tensor hidden = model.forward(ctx);
+  if (!batch.logits_indices.empty()) {
+    Tensor selected =
+        backend.alloc(DType::kF32, {static_cast<int64_t>(batch.logits_indices.size()), hidden.dim(1)});
+    backend.gather_rows(hidden, batch.logits_indices, selected);
+    Tensor logits = model.compute_logits(backend, selected);
+  }
+  backend.synchronize();
+}
+
 ModelRunner::ModelRunner(CausalLM& model, Backend& backend, const RunnerConfig& config)
     : model_(model),
       backend_(backend),

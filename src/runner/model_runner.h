@@ -36,6 +36,11 @@ class ModelRunner {
 
   // Bytes one KV block takes across all layers (K and V).
   static int64_t kv_block_bytes(const CausalLM& model, int block_size, DType kv_cache_dtype);
+  // One forward pass of dummy tokens shaped like the largest step the scheduler can make (num_tokens
+  // over num_seqs prompts, logits for each), writing no KV cache: for measuring the activations'
+  // peak memory before the cache is sized. Waits for the device.
+  static void profile_forward(CausalLM& model, Backend& backend, int64_t num_tokens,
+                              int64_t num_seqs, int block_size, DType kv_cache_dtype);
   int num_requests() const { return static_cast<int>(requests_.size()); }
 
   // Optional hook receiving every named intermediate of the forward pass (golden tests).

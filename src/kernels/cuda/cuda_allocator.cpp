@@ -2,6 +2,8 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "kernels/cuda/cuda_util.h"
 
 namespace cvllm::cuda {
@@ -45,6 +47,7 @@ std::shared_ptr<void> DeviceAllocator::allocate(size_t bytes) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     in_use_bytes_ += size;
+    peak_in_use_bytes_ = std::max(peak_in_use_bytes_, in_use_bytes_);
   }
   std::shared_ptr<DeviceAllocator> self = shared_from_this();
   return std::shared_ptr<void>(ptr, [self, size](void* p) { self->give_back(p, size); });
@@ -79,6 +82,16 @@ size_t DeviceAllocator::cached_bytes() const {
 size_t DeviceAllocator::in_use_bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
   return in_use_bytes_;
+}
+
+size_t DeviceAllocator::peak_in_use_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return peak_in_use_bytes_;
+}
+
+void DeviceAllocator::reset_peak() {
+  std::lock_guard<std::mutex> lock(mu_);
+  peak_in_use_bytes_ = in_use_bytes_;
 }
 
 }  // namespace cvllm::cuda

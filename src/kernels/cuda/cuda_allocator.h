@@ -28,6 +28,9 @@ class DeviceAllocator : public std::enable_shared_from_this<DeviceAllocator> {
   void release_cached();
   size_t cached_bytes() const;
   size_t in_use_bytes() const;
+  // The most in use at once since the last reset_peak() (or creation).
+  size_t peak_in_use_bytes() const;
+  void reset_peak();
 
   // Requests are rounded up to a size class (4 per power of two below 64 MiB, 2 MiB steps above),
   // so at most a quarter is wasted and repeated shapes hit the cache.
@@ -41,6 +44,7 @@ class DeviceAllocator : public std::enable_shared_from_this<DeviceAllocator> {
   std::unordered_map<size_t, std::vector<void*>> free_;  // size class -> cached blocks
   size_t cached_bytes_ = 0;
   size_t in_use_bytes_ = 0;
+  size_t peak_in_use_bytes_ = 0;
 };
 
 }  // namespace cvllm::cuda

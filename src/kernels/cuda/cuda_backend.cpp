@@ -847,7 +847,11 @@ CudaBackend::MemoryInfo CudaBackend::memory_info() const {
   info.free_bytes = static_cast<int64_t>(free_bytes);
   info.total_bytes = static_cast<int64_t>(total_bytes);
   info.cached_bytes = static_cast<int64_t>(allocator_->cached_bytes());
+  info.in_use_bytes = static_cast<int64_t>(allocator_->in_use_bytes());
+  info.peak_in_use_bytes = static_cast<int64_t>(allocator_->peak_in_use_bytes());
   return info;
 }
+
+void CudaBackend::reset_peak_memory() { allocator_->reset_peak(); }
 
 }  // namespace cvllm::cuda

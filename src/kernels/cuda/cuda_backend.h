@@ -83,8 +83,11 @@ class CudaBackend : public Backend {
     int64_t free_bytes = 0;    // free on the device (cudaMemGetInfo)
     int64_t total_bytes = 0;   // the device's memory
     int64_t cached_bytes = 0;  // held by our allocator's free lists (reusable by us)
+    int64_t in_use_bytes = 0;  // handed out by our allocator now
+    int64_t peak_in_use_bytes = 0;  // the most handed out at once since reset_peak_memory()
   };
   MemoryInfo memory_info() const;
+  void reset_peak_memory();
 
  private:
   // Uninitialized device memory for a tensor of this shape.
