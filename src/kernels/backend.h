@@ -6,11 +6,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <utility>
 #include <string>
 #include <vector>
 
+#include "core/sched_output.h"
 #include "tensor/tensor.h"
 #include "util/error.h"
 
@@ -73,6 +75,12 @@ struct KVCacheLayer {
 // -> top-k -> top-p with one uniform draw `u` walking the distribution (in vocabulary order without
 // top-k/top-p, else in descending probability) — the host sampler's path (layers/sampler.h) for
 // requests without logprobs.
+// What the device drew for one DeviceSampleRow.
+struct DeviceSample {
+  int32_t token_id = -1;  // -1: not drawn (see Backend::sample_on_device)
+  std::optional<TokenLogprobs> logprobs;  // rows with num_logprobs >= 0
+};
+
 struct DeviceSampleRow {
   int32_t row = 0;           // row of the logits tensor
   bool greedy = false;       // argmax, the lowest id among equal maxima
@@ -92,6 +100,9 @@ struct DeviceSampleRow {
   float repetition_penalty = 1.0f;
   float frequency_penalty = 0.0f;
   float presence_penalty = 0.0f;
+  // >= 0: also the drawn token's raw logprob, rank and the top num_logprobs (at most
+  // Backend::max_device_logprobs()), as Sampler::gather_logprobs computes them.
+  int32_t num_logprobs = -1;
   bool has_processors() const {
     return !allowed.empty() || !banned.empty() || !bias.empty() || repetition_penalty != 1.0f ||
            frequency_penalty != 0.0f || presence_penalty != 0.0f;
@@ -180,14 +191,18 @@ class Backend {
     }
     return out;
   }
-  // Whether sample_on_device works here; when it does, the runner copies back token ids instead
-  // of [rows, vocab] logits for the rows it can take.
+  // Whether sample_on_device works here; when it does, the runner copies back token ids (and
+  // requested logprobs) instead of [rows, vocab] logits for the rows it can take.
   virtual bool samples_on_device() const { return false; }
+  // The most logprobs per row sample_on_device computes (0: rows asking for logprobs stay on the
+  // host).
+  virtual int max_device_logprobs() const { return 0; }
   // logits: [num_rows, vocab] f32; the rows' processors are applied to it in place. Returns one
-  // token id per entry of `rows`, or -1 for a row the device could not draw (too many top-k/top-p
-  // candidates): the caller samples that (already processed) row on the host.
-  virtual std::vector<int32_t> sample_on_device(Tensor& logits,
-                                                std::span<const DeviceSampleRow> rows) {
+  // sample per entry of `rows`; token_id -1 marks a row the device could not draw (more top-k /
+  // top-p candidates than it sorts; never a row with logprobs): the caller samples that (already
+  // processed) row on the host.
+  virtual std::vector<DeviceSample> sample_on_device(Tensor& logits,
+                                                     std::span<const DeviceSampleRow> rows) {
     (void)logits;
     (void)rows;
     throw Error(cat("the ", name(), " backend does not sample on the device"));

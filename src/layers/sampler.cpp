@@ -198,7 +198,12 @@ Sampler::Candidates Sampler::sampling_candidates(float* logits, int64_t n, const
   return out;
 }
 
-bool Sampler::device_can_draw(const SamplingState& s) { return !s.params->logprobs; }
+bool Sampler::device_can_draw(const SamplingState& s, int max_logprobs) {
+  const SamplingParams& p = *s.params;
+  if (!p.logprobs) return true;
+  const bool always_drawn = p.is_greedy() || (p.top_k <= 0 && p.top_p >= 1.0);
+  return *p.logprobs >= 0 && *p.logprobs <= max_logprobs && always_drawn;
+}
 
 std::vector<int32_t> Sampler::banned_tokens(const SamplingState& s) {
   std::vector<int32_t> out;

@@ -61,10 +61,12 @@ class Sampler {
     std::vector<double> probs;  // sums to 1
   };
   static Candidates sampling_candidates(float* logits, int64_t vocab_size, const SamplingParams& params);
-  // Whether the row asks for no logprobs: everything else (processors, greedy, temperature ->
-  // min_p -> top-k -> top-p -> one uniform draw) a backend may do on the device
-  // (kernels/backend.h DeviceSampleRow).
-  static bool device_can_draw(const SamplingState& state);
+  // Whether a backend may draw the row on the device (kernels/backend.h DeviceSampleRow):
+  // processors, greedy, temperature -> min_p -> top-k -> top-p -> one uniform draw, all of them;
+  // logprobs only up to max_logprobs per row, and only for rows whose draw the device always
+  // finishes (greedy, or no top-k / top-p), since a row handed back to the host no longer has its
+  // raw logits there.
+  static bool device_can_draw(const SamplingState& state, int max_logprobs);
   // The processors' inputs as the device takes them. banned: the bad words' last tokens whose
   // prefix the output ends with, and min_tokens' stop ids while it applies. seen: the sorted
   // unique prompt and output tokens (when a penalty applies), with their output counts.

@@ -214,7 +214,10 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
     r.sampling.output_token_ids = std::span<const int32_t>(
         r.token_ids.data() + r.num_prompt_tokens, r.token_ids.size() - r.num_prompt_tokens);
     states[i] = &r.sampling;
-    if (!backend_.samples_on_device() || !Sampler::device_can_draw(r.sampling)) continue;
+    if (!backend_.samples_on_device() ||
+        !Sampler::device_can_draw(r.sampling, backend_.max_device_logprobs())) {
+      continue;
+    }
     const SamplingParams& p = *r.params;
     DeviceSampleRow row;
     ProcessorInputs& in = inputs[i];
@@ -241,14 +244,15 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
     row.top_k = p.top_k;
     row.top_p = p.top_p;
     if (!row.greedy) row.u = Sampler::uniform_draw(*r.generator);  // as the host draw would
+    row.num_logprobs = p.logprobs ? *p.logprobs : -1;
     device_rows.push_back(row);
     device_row_req.push_back(i);
     on_device[i] = true;
   }
-  std::vector<int32_t> device_tokens;
-  if (!device_rows.empty()) device_tokens = backend_.sample_on_device(logits, device_rows);
+  std::vector<DeviceSample> device_samples;
+  if (!device_rows.empty()) device_samples = backend_.sample_on_device(logits, device_rows);
   for (size_t d = 0; d < device_row_req.size(); ++d) {
-    if (device_tokens[d] >= 0) continue;
+    if (device_samples[d].token_id >= 0) continue;
     on_device[device_row_req[d]] = false;
     states[device_row_req[d]]->preset_uniform = device_rows[d].u;
     states[device_row_req[d]]->logits_processed = true;  // the device applied them in place
@@ -299,7 +303,9 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
       sampler_.sample(sample_logits.data(), host_states, backend_.host_pool());
   std::vector<SampleResult> samples(order.size());
   for (size_t d = 0; d < device_row_req.size(); ++d) {
-    if (device_tokens[d] >= 0) samples[device_row_req[d]].token_id = device_tokens[d];
+    if (device_samples[d].token_id < 0) continue;
+    samples[device_row_req[d]].token_id = device_samples[d].token_id;
+    samples[device_row_req[d]].logprobs = std::move(device_samples[d].logprobs);
   }
   for (size_t i = 0, h = 0; i < order.size(); ++i) {
     if (sample_rows[i] >= 0 && !on_device[i]) samples[i] = std::move(host_samples[h++]);

@@ -195,10 +195,10 @@ TEST_P(CudaTinyLlama, BatchInvariantGemmsGiveIdenticalLogprobs) {
 }
 
 TEST_P(CudaTinyLlama, SamplingOnTheGpuDrawsWhatTheHostSamplerDraws) {
-  // Draws without logprobs (penalties, biases, greedy, temperature, min_p, top-k, top-p) run on
-  // the GPU with the uniform number the host sampler would take from the request's generator: the
-  // same seeds give the same tokens as with every row sent to the host (CVLLM_CUDA_SAMPLING=0), on
-  // the same logits.
+  // Draws (penalties, biases, greedy, temperature, min_p, top-k, top-p, and logprobs where no
+  // top-k/top-p applies) run on the GPU with the uniform number the host sampler would take from
+  // the request's generator: the same seeds give the same tokens and logprobs as with every row
+  // sent to the host (CVLLM_CUDA_SAMPLING=0), on the same logits.
   nlohmann::json fx = fixture();
   std::vector<Prompt> prompts;
   std::vector<SamplingParams> params;
@@ -217,6 +217,7 @@ TEST_P(CudaTinyLlama, SamplingOnTheGpuDrawsWhatTheHostSamplerDraws) {
         sp.logit_bias = {{5, 3.0}};
       }
       if (i % 5 == 4) sp.presence_penalty = 0.5;
+      if (i % 3 != 1 && i % 4 != 2 && i % 2 == 0) sp.logprobs = i % 8;  // 0..6, device-drawn
       sp.seed = 1000 + i++;
       sp.max_tokens = 24;
       sp.ignore_eos = true;
@@ -227,13 +228,29 @@ TEST_P(CudaTinyLlama, SamplingOnTheGpuDrawsWhatTheHostSamplerDraws) {
     if (!on_device) setenv("CVLLM_CUDA_SAMPLING", "0", 1);
     LLM llm(cuda_args(gguf()));
     unsetenv("CVLLM_CUDA_SAMPLING");
-    std::vector<std::vector<int32_t>> tokens;
-    for (const RequestOutput& o : llm.generate(prompts, params, false)) tokens.push_back(o.outputs[0].token_ids);
-    return tokens;
+    return llm.generate(prompts, params, false);
   };
-  std::vector<std::vector<int32_t>> device = run(true), host = run(false);
+  std::vector<RequestOutput> device = run(true), host = run(false);
   ASSERT_EQ(device.size(), host.size());
-  for (size_t r = 0; r < device.size(); ++r) EXPECT_EQ(device[r], host[r]) << "request " << r;
+  int with_logprobs = 0;
+  for (size_t r = 0; r < device.size(); ++r) {
+    const CompletionOutput &d = device[r].outputs[0], &h = host[r].outputs[0];
+    EXPECT_EQ(d.token_ids, h.token_ids) << "request " << r;
+    ASSERT_EQ(d.logprobs.has_value(), h.logprobs.has_value()) << "request " << r;
+    if (!d.logprobs || d.token_ids != h.token_ids) continue;
+    ++with_logprobs;
+    ASSERT_EQ(d.logprobs->size(), h.logprobs->size());
+    for (size_t t = 0; t < d.logprobs->size(); ++t) {
+      const PositionLogprobs &dp = (*d.logprobs)[t], &hp = (*h.logprobs)[t];
+      ASSERT_EQ(dp.size(), hp.size()) << "request " << r << " position " << t;
+      for (size_t j = 0; j < dp.size(); ++j) {
+        EXPECT_EQ(dp[j].first, hp[j].first) << "request " << r << " position " << t;
+        EXPECT_NEAR(dp[j].second.logprob, hp[j].second.logprob, 1e-4);
+        EXPECT_EQ(dp[j].second.rank, hp[j].second.rank);
+      }
+    }
+  }
+  EXPECT_GT(with_logprobs, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, CudaTinyLlama,

@@ -81,6 +81,12 @@ class CudaOps : public ::testing::Test {
     return dev(std::vector<float>(n, sentinel()), std::move(shape));
   }
   std::vector<float> back(const Tensor& t) { return gpu().to_host(t); }
+  // The token ids sample_on_device draws.
+  std::vector<int32_t> draw(Tensor& logits, const std::vector<DeviceSampleRow>& rows) {
+    std::vector<int32_t> ids;
+    for (const DeviceSample& s : gpu().sample_on_device(logits, rows)) ids.push_back(s.token_id);
+    return ids;
+  }
   static std::vector<float> values(const Tensor& t) {
     return std::vector<float>(t.data_as<float>(), t.data_as<float>() + t.numel());
   }
@@ -743,7 +749,7 @@ TEST_F(CudaOps, SamplingOnDeviceMatchesTheHostSampler) {
       params.push_back(p);
     }
     Tensor logits_dev = dev(logits, {rows, vocab});
-    std::vector<int32_t> got = gpu().sample_on_device(logits_dev, params);
+    std::vector<int32_t> got = draw(logits_dev, params);
     ASSERT_EQ(got.size(), params.size());
     for (size_t i = 0; i < params.size(); ++i) {
       const DeviceSampleRow& p = params[i];
@@ -803,7 +809,7 @@ TEST_F(CudaOps, TopKTopPOnDeviceMatchesTheHostSampler) {
       params.push_back(p);
     }
     Tensor logits_dev = dev(logits, {rows, vocab});
-    std::vector<int32_t> got = gpu().sample_on_device(logits_dev, params);
+    std::vector<int32_t> got = draw(logits_dev, params);
     ASSERT_EQ(got.size(), params.size());
     for (size_t i = 0; i < params.size(); ++i) {
       const DeviceSampleRow& p = params[i];
@@ -834,7 +840,7 @@ TEST_F(CudaOps, TopKTopPOnDeviceMatchesTheHostSampler) {
   flat.top_p = 0.9;
   flat.u = 0.5;
   Tensor flat_logits = dev(std::vector<float>(vocab, 1.0f), {1, vocab});
-  std::vector<int32_t> got = gpu().sample_on_device(flat_logits, std::vector<DeviceSampleRow>{flat});
+  std::vector<int32_t> got = draw(flat_logits, {flat});
   EXPECT_EQ(got, std::vector<int32_t>{-1});
 }
 
@@ -897,7 +903,7 @@ TEST_F(CudaOps, LogitsProcessorsOnDeviceMatchTheHost) {
     params.push_back(d);
   }
   Tensor logits_dev = dev(logits, {rows, vocab});
-  std::vector<int32_t> got = gpu().sample_on_device(logits_dev, params);
+  std::vector<int32_t> got = draw(logits_dev, params);
   std::vector<float> processed = back(logits_dev);
   for (int64_t r = 0; r < rows; ++r) {
     std::vector<float> row(logits.begin() + r * vocab, logits.begin() + (r + 1) * vocab);
@@ -919,6 +925,55 @@ TEST_F(CudaOps, LogitsProcessorsOnDeviceMatchTheHost) {
       }
     }
     EXPECT_EQ(got[r], want) << "row " << r;
+  }
+}
+
+TEST_F(CudaOps, LogprobsOnDeviceMatchTheHost) {
+  // Rows asking for logprobs get the drawn token's raw logprob (before any processor), its rank
+  // and the top k, as the host's Sampler::gather_logprobs computes them; rows without get none.
+  for (int64_t vocab : {int64_t{5000}, int64_t{128256}}) {
+    const int64_t rows = 6;
+    std::vector<float> logits = normal(rows * vocab, 3.0f);
+    logits[2 * vocab + 7] = logits[2 * vocab + 9] = 40.0f;  // a tie at the top: smaller id first
+    std::vector<std::pair<int32_t, float>> bias = {{11, 30.0f}};  // moves the draw, not the logprobs
+    const int k_of[rows] = {0, 1, 5, kMaxDeviceLogprobs, -1, 3};
+    std::vector<DeviceSampleRow> params;
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    for (int64_t r = 0; r < rows; ++r) {
+      DeviceSampleRow p;
+      p.row = static_cast<int32_t>(r);
+      p.greedy = r % 2 == 0;
+      p.temperature = p.greedy ? 0.0f : 0.8f;
+      p.u = unit(rng_);
+      p.num_logprobs = k_of[r];
+      if (r == 5) p.bias = bias;
+      params.push_back(p);
+    }
+    Tensor logits_dev = dev(logits, {rows, vocab});
+    std::vector<DeviceSample> got = gpu().sample_on_device(logits_dev, params);
+    ASSERT_EQ(got.size(), params.size());
+    for (int64_t r = 0; r < rows; ++r) {
+      SCOPED_TRACE(::testing::Message() << "vocab " << vocab << " row " << r);
+      ASSERT_GE(got[r].token_id, 0);
+      if (k_of[r] < 0) {
+        EXPECT_FALSE(got[r].logprobs.has_value());
+        continue;
+      }
+      ASSERT_TRUE(got[r].logprobs.has_value());
+      const TokenLogprobs& lp = *got[r].logprobs;
+      TokenLogprobs want =
+          Sampler::gather_logprobs(logits.data() + r * vocab, vocab, got[r].token_id, k_of[r]);
+      EXPECT_EQ(lp.sampled_token_id, got[r].token_id);
+      EXPECT_NEAR(lp.sampled_logprob, want.sampled_logprob, 1e-4);
+      EXPECT_EQ(lp.sampled_rank, want.sampled_rank);
+      EXPECT_EQ(lp.top_ids, want.top_ids);
+      ASSERT_EQ(lp.top_logprobs.size(), want.top_logprobs.size());
+      for (size_t j = 0; j < lp.top_logprobs.size(); ++j) {
+        EXPECT_NEAR(lp.top_logprobs[j], want.top_logprobs[j], 1e-4) << "place " << j;
+      }
+    }
+    EXPECT_EQ(got[5].token_id, 11) << "the bias decides the greedy draw";
+    EXPECT_EQ(got[2].logprobs->top_ids[0], 7);
   }
 }
 

@@ -758,8 +758,8 @@ std::vector<float> CudaBackend::rows_to_host(const Tensor& t, const std::vector<
   return to_host(picked);
 }
 
-std::vector<int32_t> CudaBackend::sample_on_device(Tensor& logits,
-                                                   std::span<const DeviceSampleRow> rows) {
+std::vector<DeviceSample> CudaBackend::sample_on_device(Tensor& logits,
+                                                       std::span<const DeviceSampleRow> rows) {
   check_f32(logits, "sampled logits");
   CVLLM_CHECK(logits.ndim() == 2, "sampled logits must be [rows, vocab], got ", logits.describe());
   if (rows.empty()) return {};
@@ -767,6 +767,8 @@ std::vector<int32_t> CudaBackend::sample_on_device(Tensor& logits,
   std::vector<SampleRowParams> params(rows.size());
   std::vector<int32_t> ids;    // the processors' token ids and counts, all rows
   std::vector<float> values;   // the biases' values, all rows
+  std::vector<int32_t> lp_rows, lp_samples;  // rows asking for logprobs: logits row, entry index
+  int lp_k = 0;                // the most logprobs any row asks for
   bool any_candidates = false, any_processors = false;
   auto append = [&](std::span<const int32_t> tokens, bool are_ids, int32_t& begin) {
     begin = static_cast<int32_t>(ids.size());
@@ -789,7 +791,16 @@ std::vector<int32_t> CudaBackend::sample_on_device(Tensor& logits,
     p.u = r.u;
     p.top_k = r.top_k;
     p.top_p = r.top_p;
-    any_candidates = any_candidates || (!r.greedy && ((r.top_k > 0 && r.top_k < vocab) || r.top_p < 1.0));
+    const bool candidates = !r.greedy && ((r.top_k > 0 && r.top_k < vocab) || r.top_p < 1.0);
+    any_candidates = any_candidates || candidates;
+    if (r.num_logprobs >= 0) {
+      CVLLM_CHECK(r.num_logprobs <= kMaxDeviceLogprobs && !candidates,
+                  "logprobs on the device need at most ", kMaxDeviceLogprobs,
+                  " per row and no top-k/top-p, got ", r.num_logprobs);
+      lp_rows.push_back(r.row);
+      lp_samples.push_back(static_cast<int32_t>(i));
+      lp_k = std::max<int>(lp_k, r.num_logprobs);
+    }
     if (!r.has_processors()) continue;
     any_processors = true;
     p.has_processors = 1;
@@ -809,33 +820,84 @@ std::vector<int32_t> CudaBackend::sample_on_device(Tensor& logits,
     p.frequency_penalty = r.frequency_penalty;
     p.presence_penalty = r.presence_penalty;
   }
-  // One upload: params, then the sampled ids' slots, the processors' ids and values.
-  const size_t param_bytes = params.size() * sizeof(SampleRowParams);
-  const size_t out_bytes = (rows.size() * sizeof(int32_t) + 7) / 8 * 8;
-  const size_t ids_bytes = (ids.size() * sizeof(int32_t) + 7) / 8 * 8;
-  const size_t values_bytes = values.size() * sizeof(float);
-  std::vector<uint8_t> host(param_bytes + out_bytes + ids_bytes + values_bytes);
-  std::memcpy(host.data(), params.data(), param_bytes);
-  if (!ids.empty()) std::memcpy(host.data() + param_bytes + out_bytes, ids.data(), ids.size() * 4);
-  if (!values.empty()) {
-    std::memcpy(host.data() + param_bytes + out_bytes + ids_bytes, values.data(), values_bytes);
-  }
-  std::shared_ptr<void> device = allocator_->allocate(host.size());
-  uint8_t* base = static_cast<uint8_t*>(device.get());
-  CVLLM_CUDA_CHECK(cudaMemcpyAsync(base, host.data(), host.size(), cudaMemcpyHostToDevice, stream_));
-  auto* dev_params = reinterpret_cast<SampleRowParams*>(base);
-  auto* dev_out = reinterpret_cast<int32_t*>(base + param_bytes);
-  const auto* dev_ids = reinterpret_cast<const int32_t*>(base + param_bytes + out_bytes);
-  const auto* dev_values = reinterpret_cast<const float*>(base + param_bytes + out_bytes + ids_bytes);
+  // One allocation: the inputs (params, processor ids and values, logprob rows), uploaded at
+  // once, then the outputs (tokens, logprobs), read back at once.
   const auto num_rows = static_cast<int64_t>(rows.size());
+  const auto num_lp = static_cast<int64_t>(lp_rows.size());
+  auto padded = [](size_t bytes) { return (bytes + 15) / 16 * 16; };
+  size_t in_bytes = 0, out_bytes = 0;
+  auto take = [&padded](size_t& total, size_t bytes) {
+    const size_t at = total;
+    total += padded(bytes);
+    return at;
+  };
+  const size_t at_params = take(in_bytes, params.size() * sizeof(SampleRowParams));
+  const size_t at_ids = take(in_bytes, ids.size() * sizeof(int32_t));
+  const size_t at_values = take(in_bytes, values.size() * sizeof(float));
+  const size_t at_lp_rows = take(in_bytes, lp_rows.size() * sizeof(int32_t));
+  const size_t at_lp_samples = take(in_bytes, lp_samples.size() * sizeof(int32_t));
+  const size_t at_tokens = take(out_bytes, rows.size() * sizeof(int32_t));
+  const size_t at_lp = take(out_bytes, num_lp * sizeof(float));
+  const size_t at_rank = take(out_bytes, num_lp * sizeof(int32_t));
+  const size_t at_top_ids = take(out_bytes, num_lp * lp_k * sizeof(int32_t));
+  const size_t at_top_lp = take(out_bytes, num_lp * lp_k * sizeof(float));
+  std::vector<uint8_t> host(in_bytes);
+  auto put = [&](size_t at, const auto& v) {
+    if (!v.empty()) std::memcpy(host.data() + at, v.data(), v.size() * sizeof(v[0]));
+  };
+  put(at_params, params);
+  put(at_ids, ids);
+  put(at_values, values);
+  put(at_lp_rows, lp_rows);
+  put(at_lp_samples, lp_samples);
+  std::shared_ptr<void> device = allocator_->allocate(in_bytes + out_bytes);
+  uint8_t* base = static_cast<uint8_t*>(device.get());
+  uint8_t* outputs = base + in_bytes;
+  CVLLM_CUDA_CHECK(cudaMemcpyAsync(base, host.data(), in_bytes, cudaMemcpyHostToDevice, stream_));
+  auto* dev_params = reinterpret_cast<SampleRowParams*>(base + at_params);
+  auto* dev_tokens = reinterpret_cast<int32_t*>(outputs + at_tokens);
+  // Logprobs are of the raw logits: copy those rows before the processors change them.
+  Tensor raw;
+  if (num_lp > 0) {
+    raw = alloc_uninitialized(DType::kF32, {num_lp, vocab});
+    cuda::gather_rows(logits.data(), false, reinterpret_cast<const int32_t*>(base + at_lp_rows),
+                      num_lp, vocab, raw.data_as<float>(), stream_);
+  }
   if (any_processors) {
     wrote(logits);
-    cuda::apply_logits_processors(logits.data_as<float>(), vocab, dev_params, num_rows, dev_ids,
-                                  dev_values, stream_);
+    cuda::apply_logits_processors(logits.data_as<float>(), vocab, dev_params, num_rows,
+                                  reinterpret_cast<const int32_t*>(base + at_ids),
+                                  reinterpret_cast<const float*>(base + at_values), stream_);
   }
-  sample_rows(logits.data_as<float>(), vocab, dev_params, num_rows, any_candidates, dev_out, stream_);
-  const auto* out = static_cast<const int32_t*>(read_back(dev_out, rows.size() * sizeof(int32_t)));
-  return std::vector<int32_t>(out, out + rows.size());
+  sample_rows(logits.data_as<float>(), vocab, dev_params, num_rows, any_candidates, dev_tokens,
+              stream_);
+  if (num_lp > 0) {
+    gather_logprobs(raw.data_as<float>(), vocab, num_lp,
+                    reinterpret_cast<const int32_t*>(base + at_lp_samples), dev_tokens, lp_k,
+                    reinterpret_cast<float*>(outputs + at_lp),
+                    reinterpret_cast<int32_t*>(outputs + at_rank),
+                    reinterpret_cast<int32_t*>(outputs + at_top_ids),
+                    reinterpret_cast<float*>(outputs + at_top_lp), stream_);
+  }
+  const auto* out = static_cast<const uint8_t*>(read_back(outputs, out_bytes));
+  const auto* tokens = reinterpret_cast<const int32_t*>(out + at_tokens);
+  const auto* sampled_lp = reinterpret_cast<const float*>(out + at_lp);
+  const auto* ranks = reinterpret_cast<const int32_t*>(out + at_rank);
+  const auto* top_ids = reinterpret_cast<const int32_t*>(out + at_top_ids);
+  const auto* top_lp = reinterpret_cast<const float*>(out + at_top_lp);
+  std::vector<DeviceSample> samples(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) samples[i].token_id = tokens[i];
+  for (int64_t j = 0; j < num_lp; ++j) {
+    const int32_t i = lp_samples[j];
+    TokenLogprobs lp;
+    lp.sampled_token_id = tokens[i];
+    lp.sampled_logprob = sampled_lp[j];
+    lp.sampled_rank = ranks[j];
+    lp.top_ids.assign(top_ids + j * lp_k, top_ids + j * lp_k + rows[i].num_logprobs);
+    lp.top_logprobs.assign(top_lp + j * lp_k, top_lp + j * lp_k + rows[i].num_logprobs);
+    samples[i].logprobs = std::move(lp);
+  }
+  return samples;
 }
 
 void CudaBackend::synchronize() { CVLLM_CUDA_CHECK(cudaStreamSynchronize(stream_)); }

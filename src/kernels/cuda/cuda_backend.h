@@ -73,8 +73,9 @@ class CudaBackend : public Backend {
   std::vector<float> to_host(const Tensor& t) override;
   std::vector<float> rows_to_host(const Tensor& t, const std::vector<int32_t>& rows) override;
   bool samples_on_device() const override { return sample_on_device_; }
-  std::vector<int32_t> sample_on_device(Tensor& logits,
-                                        std::span<const DeviceSampleRow> rows) override;
+  int max_device_logprobs() const override { return sample_on_device_ ? kMaxDeviceLogprobs : 0; }
+  std::vector<DeviceSample> sample_on_device(Tensor& logits,
+                                             std::span<const DeviceSampleRow> rows) override;
   void synchronize() override;
 
   // Host-side helpers (tests, KV-cache sizing).

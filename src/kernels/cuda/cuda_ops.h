@@ -117,6 +117,13 @@ constexpr int kMaxDeviceCandidates = 2048;
 // any_candidates: some row uses top-k or top-p.
 void sample_rows(const float* logits, int64_t vocab, const SampleRowParams* params,
                  int64_t num_rows, bool any_candidates, int32_t* out, cudaStream_t stream);
+// Requested logprobs of drawn tokens: row r of `raw` ([num_rows, vocab], the logits before any
+// processor) and the token tokens[row_token[r]] give sampled_logprob[r], sampled_rank[r] (1-based)
+// and the k best (top_ids, top_logprobs: [num_rows, k]), as Sampler::gather_logprobs computes them.
+constexpr int kMaxDeviceLogprobs = 20;  // vLLM's default max_logprobs
+void gather_logprobs(const float* raw, int64_t vocab, int64_t num_rows, const int32_t* row_token,
+                     const int32_t* tokens, int k, float* sampled_logprob, int32_t* sampled_rank,
+                     int32_t* top_ids, float* top_logprobs, cudaStream_t stream);
 
 // ---- attention.cu ---------------------------------------------------------------------------
 // KV cache layout (per layer, K and V alike): [num_blocks, num_kv_heads, block_size, head_size],

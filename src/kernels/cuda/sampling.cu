@@ -377,7 +377,84 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Raw logprobs of one drawn token (Sampler::gather_logprobs's definition): one block per row of
+// `raw` (copies of the logits taken before any processor ran). log_sum = max + log(sum exp(x -
+// max)) as on the host (the sum in double); logprob = x - log_sum; rank = 1 + the tokens with a
+// larger logprob; then the top k by logprob, ties to the smaller id, one block-wide argmax per
+// place, each over the tokens that come after the previous place in that order.
+__global__ void __launch_bounds__(kThreads)
+    logprobs_kernel(const float* __restrict__ raw, int64_t vocab, const int32_t* __restrict__ row_token,
+                    const int32_t* __restrict__ tokens, int k, float* __restrict__ sampled_logprob,
+                    int32_t* __restrict__ sampled_rank, int32_t* __restrict__ top_ids,
+                    float* __restrict__ top_logprobs) {
+  __shared__ float max_scratch[kWarps];
+  __shared__ double sum_scratch[kWarps];
+  __shared__ float best_v[kWarps];
+  __shared__ int best_id[kWarps];
+  __shared__ int rank_count;
+  const int64_t r = blockIdx.x;
+  const float* x = raw + r * vocab;
+  const int32_t token = tokens[row_token[r]];
+  float m = -INFINITY;
+  for (int64_t i = threadIdx.x; i < vocab; i += kThreads) m = fmaxf(m, x[i]);
+  m = block_max(m, max_scratch);
+  double sum = 0.0;
+  for (int64_t i = threadIdx.x; i < vocab; i += kThreads) sum += expf(x[i] - m);
+  sum = block_sum(sum, sum_scratch);
+  const float log_sum = static_cast<float>(log(sum)) + m;
+  const float token_lp = x[token] - log_sum;
+  if (threadIdx.x == 0) rank_count = 0;
+  __syncthreads();
+  int above = 0;
+  for (int64_t i = threadIdx.x; i < vocab; i += kThreads) above += x[i] - log_sum > token_lp ? 1 : 0;
+  for (int off = 16; off > 0; off /= 2) above += __shfl_xor_sync(0xffffffffu, above, off);
+  if (threadIdx.x % 32 == 0) atomicAdd(&rank_count, above);
+  float prev_v = INFINITY;
+  int prev_id = -1;
+  for (int place = 0; place < k; ++place) {
+    float v = -INFINITY;
+    int id = INT_MAX;
+    for (int64_t i = threadIdx.x; i < vocab; i += kThreads) {
+      const float lp = x[i] - log_sum;
+      const bool after = lp < prev_v || (lp == prev_v && static_cast<int>(i) > prev_id);
+      if (after) keep_best(v, id, lp, static_cast<int>(i));
+    }
+    for (int off = 16; off > 0; off /= 2) {
+      keep_best(v, id, __shfl_xor_sync(0xffffffffu, v, off), __shfl_xor_sync(0xffffffffu, id, off));
+    }
+    __syncthreads();  // the previous place's winners have been read
+    if (threadIdx.x % 32 == 0) {
+      best_v[threadIdx.x / 32] = v;
+      best_id[threadIdx.x / 32] = id;
+    }
+    __syncthreads();
+    v = best_v[0];
+    id = best_id[0];
+    for (int w = 1; w < kWarps; ++w) keep_best(v, id, best_v[w], best_id[w]);
+    if (threadIdx.x == 0) {
+      top_ids[r * k + place] = id == INT_MAX ? 0 : id;
+      top_logprobs[r * k + place] = v;
+    }
+    prev_v = v;
+    prev_id = id;
+  }
+  __syncthreads();  // rank_count is complete
+  if (threadIdx.x == 0) {
+    sampled_logprob[r] = token_lp;
+    sampled_rank[r] = 1 + rank_count;
+  }
+}
+
 }  // namespace
+
+void gather_logprobs(const float* raw, int64_t vocab, int64_t num_rows, const int32_t* row_token,
+                     const int32_t* tokens, int k, float* sampled_logprob, int32_t* sampled_rank,
+                     int32_t* top_ids, float* top_logprobs, cudaStream_t stream) {
+  if (num_rows == 0) return;
+  logprobs_kernel<<<static_cast<unsigned>(num_rows), kThreads, 0, stream>>>(
+      raw, vocab, row_token, tokens, k, sampled_logprob, sampled_rank, top_ids, top_logprobs);
+  CVLLM_CUDA_CHECK_LAUNCH();
+}
 
 void apply_logits_processors(float* logits, int64_t vocab, const SampleRowParams* params,
                              int64_t num_rows, const int32_t* ids, const float* values,
