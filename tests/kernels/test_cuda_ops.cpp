@@ -556,7 +556,7 @@ TEST_F(CudaOps, LinearInputWrittenByNormOrActivationIsNeverStale) {
 
 TEST_F(CudaOps, RmsNormAndFusedResidual) {
   for (int64_t rows : {0, 1, 5}) {
-    for (int64_t n : {1, 64, 577, 2048}) {
+    for (int64_t n : {1, 64, 577, 2048, 4096, 8192, 8196}) {  // 16-byte rows up to 8192: vector path
       for (float offset : {0.0f, 1.0f}) {
         SCOPED_TRACE(::testing::Message() << rows << "x" << n << " offset " << offset);
         std::vector<float> x = normal(rows * n, 3.0f), w = normal(n), res = normal(rows * n);
