@@ -207,6 +207,18 @@ class Backend {
     (void)rows;
     throw Error(cat("the ", name(), " backend does not sample on the device"));
   }
+  // Raw logprobs (Sampler::gather_logprobs's) of token tokens[i] under logits row rows[i], with
+  // the top k (0 <= k <= max_device_logprobs()); logits are left as they are. Prompt logprobs
+  // use it, so only these values come back instead of the rows.
+  virtual std::vector<TokenLogprobs> logprobs_on_device(const Tensor& logits,
+                                                        std::span<const int32_t> rows,
+                                                        std::span<const int32_t> tokens, int k) {
+    (void)logits;
+    (void)rows;
+    (void)tokens;
+    (void)k;
+    throw Error(cat("the ", name(), " backend does not compute logprobs on the device"));
+  }
   virtual void synchronize() {}
 };
 

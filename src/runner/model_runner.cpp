@@ -265,8 +265,16 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
       host_rows.push_back(row);
     }
   };
+  // Prompt logprobs come from the device when it computes that many per row: then only their
+  // values come back, not the rows (a whole prompt's worth of [vocab] rows otherwise).
+  auto prompt_on_device = [&](const RequestState& r) {
+    const std::optional<int>& k = r.params->prompt_logprobs;
+    return k && *k >= 0 && *k <= backend_.max_device_logprobs();
+  };
   for (size_t i = 0; i < order.size(); ++i) {
-    for (int row : prompt_logprob_rows[i]) need_on_host(row);
+    if (!prompt_on_device(*order[i])) {
+      for (int row : prompt_logprob_rows[i]) need_on_host(row);
+    }
     if (sample_rows[i] >= 0 && !on_device[i]) need_on_host(sample_rows[i]);
   }
   std::vector<float> host_logits;
@@ -277,15 +285,25 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
   }
   auto host_row = [&](int row) { return host_logits.data() + host_pos[row] * vocab; };
 
-  // Prompt logprobs read the raw logits, before the sampler modifies its rows in place.
+  // Prompt logprobs read the raw logits (their rows are never sampled rows, which the sampler
+  // modifies in place). Row j predicts prompt token num_computed_tokens + j + 1.
   for (size_t i = 0; i < order.size(); ++i) {
     RequestState& r = *order[i];
     if (!r.params->prompt_logprobs) continue;
+    const std::vector<int>& rows = prompt_logprob_rows[i];
+    std::vector<int32_t> targets;
+    for (size_t j = 0; j < rows.size(); ++j) {
+      targets.push_back(r.token_ids[r.num_computed_tokens + static_cast<int>(j) + 1]);
+    }
     std::vector<TokenLogprobs> entries;
-    for (size_t j = 0; j < prompt_logprob_rows[i].size(); ++j) {
-      int pos = r.num_computed_tokens + static_cast<int>(j);
-      entries.push_back(Sampler::gather_logprobs(host_row(prompt_logprob_rows[i][j]), vocab,
-                                                 r.token_ids[pos + 1], *r.params->prompt_logprobs));
+    if (prompt_on_device(r)) {
+      entries = backend_.logprobs_on_device(logits, std::vector<int32_t>(rows.begin(), rows.end()),
+                                            targets, *r.params->prompt_logprobs);
+    } else {
+      for (size_t j = 0; j < rows.size(); ++j) {
+        entries.push_back(Sampler::gather_logprobs(host_row(rows[j]), vocab, targets[j],
+                                                   *r.params->prompt_logprobs));
+      }
     }
     out.prompt_logprobs[r.request_id] = std::move(entries);
   }

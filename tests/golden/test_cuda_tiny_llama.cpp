@@ -196,7 +196,7 @@ TEST_P(CudaTinyLlama, BatchInvariantGemmsGiveIdenticalLogprobs) {
 
 TEST_P(CudaTinyLlama, SamplingOnTheGpuDrawsWhatTheHostSamplerDraws) {
   // Draws (penalties, biases, greedy, temperature, min_p, top-k, top-p, and logprobs where no
-  // top-k/top-p applies) run on the GPU with the uniform number the host sampler would take from
+  // top-k/top-p applies) and prompt logprobs run on the GPU with the uniform number the host sampler would take from
   // the request's generator: the same seeds give the same tokens and logprobs as with every row
   // sent to the host (CVLLM_CUDA_SAMPLING=0), on the same logits.
   nlohmann::json fx = fixture();
@@ -218,6 +218,7 @@ TEST_P(CudaTinyLlama, SamplingOnTheGpuDrawsWhatTheHostSamplerDraws) {
       }
       if (i % 5 == 4) sp.presence_penalty = 0.5;
       if (i % 3 != 1 && i % 4 != 2 && i % 2 == 0) sp.logprobs = i % 8;  // 0..6, device-drawn
+      if (i % 4 == 1) sp.prompt_logprobs = i % 3;  // from the device whatever the draw
       sp.seed = 1000 + i++;
       sp.max_tokens = 24;
       sp.ignore_eos = true;
@@ -232,8 +233,27 @@ TEST_P(CudaTinyLlama, SamplingOnTheGpuDrawsWhatTheHostSamplerDraws) {
   };
   std::vector<RequestOutput> device = run(true), host = run(false);
   ASSERT_EQ(device.size(), host.size());
-  int with_logprobs = 0;
+  int with_logprobs = 0, with_prompt_logprobs = 0;
+  auto expect_same = [](const PositionLogprobs& dp, const PositionLogprobs& hp) {
+    ASSERT_EQ(dp.size(), hp.size());
+    for (size_t j = 0; j < dp.size(); ++j) {
+      EXPECT_EQ(dp[j].first, hp[j].first);
+      EXPECT_NEAR(dp[j].second.logprob, hp[j].second.logprob, 1e-4);
+      EXPECT_EQ(dp[j].second.rank, hp[j].second.rank);
+    }
+  };
   for (size_t r = 0; r < device.size(); ++r) {
+    ASSERT_EQ(device[r].prompt_logprobs.has_value(), host[r].prompt_logprobs.has_value());
+    if (device[r].prompt_logprobs) {
+      ++with_prompt_logprobs;
+      const auto &dp = *device[r].prompt_logprobs, &hp = *host[r].prompt_logprobs;
+      ASSERT_EQ(dp.size(), hp.size()) << "request " << r;
+      for (size_t t = 0; t < dp.size(); ++t) {
+        SCOPED_TRACE(::testing::Message() << "request " << r << " prompt position " << t);
+        ASSERT_EQ(dp[t].has_value(), hp[t].has_value());
+        if (dp[t]) expect_same(*dp[t], *hp[t]);
+      }
+    }
     const CompletionOutput &d = device[r].outputs[0], &h = host[r].outputs[0];
     EXPECT_EQ(d.token_ids, h.token_ids) << "request " << r;
     ASSERT_EQ(d.logprobs.has_value(), h.logprobs.has_value()) << "request " << r;
@@ -241,16 +261,12 @@ TEST_P(CudaTinyLlama, SamplingOnTheGpuDrawsWhatTheHostSamplerDraws) {
     ++with_logprobs;
     ASSERT_EQ(d.logprobs->size(), h.logprobs->size());
     for (size_t t = 0; t < d.logprobs->size(); ++t) {
-      const PositionLogprobs &dp = (*d.logprobs)[t], &hp = (*h.logprobs)[t];
-      ASSERT_EQ(dp.size(), hp.size()) << "request " << r << " position " << t;
-      for (size_t j = 0; j < dp.size(); ++j) {
-        EXPECT_EQ(dp[j].first, hp[j].first) << "request " << r << " position " << t;
-        EXPECT_NEAR(dp[j].second.logprob, hp[j].second.logprob, 1e-4);
-        EXPECT_EQ(dp[j].second.rank, hp[j].second.rank);
-      }
+      SCOPED_TRACE(::testing::Message() << "request " << r << " position " << t);
+      expect_same((*d.logprobs)[t], (*h.logprobs)[t]);
     }
   }
   EXPECT_GT(with_logprobs, 0);
+  EXPECT_GT(with_prompt_logprobs, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, CudaTinyLlama,

@@ -977,6 +977,38 @@ TEST_F(CudaOps, LogprobsOnDeviceMatchTheHost) {
   }
 }
 
+TEST_F(CudaOps, PromptLogprobsOnDeviceMatchTheHost) {
+  // Given tokens at given rows (repeated, out of order), with 0, 5 and kMaxDeviceLogprobs best;
+  // the logits stay untouched.
+  const int64_t vocab = 32000, rows = 5;
+  std::vector<float> logits = normal(rows * vocab, 2.0f);
+  Tensor logits_dev = dev(logits, {rows, vocab});
+  const std::vector<int32_t> at = {3, 0, 3, 4, 1};
+  std::vector<int32_t> tokens;
+  for (size_t i = 0; i < at.size(); ++i) tokens.push_back(uniform_int(0, static_cast<int>(vocab) - 1));
+  tokens[1] = static_cast<int32_t>(std::max_element(logits.begin(), logits.begin() + vocab) -
+                                   logits.begin());  // rank 1
+  for (int k : {0, 5, kMaxDeviceLogprobs}) {
+    std::vector<TokenLogprobs> got = gpu().logprobs_on_device(logits_dev, at, tokens, k);
+    ASSERT_EQ(got.size(), at.size());
+    for (size_t i = 0; i < at.size(); ++i) {
+      SCOPED_TRACE(::testing::Message() << "k " << k << " entry " << i);
+      TokenLogprobs want = Sampler::gather_logprobs(logits.data() + at[i] * vocab, vocab, tokens[i], k);
+      EXPECT_EQ(got[i].sampled_token_id, tokens[i]);
+      EXPECT_NEAR(got[i].sampled_logprob, want.sampled_logprob, 1e-4);
+      EXPECT_EQ(got[i].sampled_rank, want.sampled_rank);
+      EXPECT_EQ(got[i].top_ids, want.top_ids);
+      ASSERT_EQ(got[i].top_logprobs.size(), want.top_logprobs.size());
+      for (size_t j = 0; j < want.top_logprobs.size(); ++j) {
+        EXPECT_NEAR(got[i].top_logprobs[j], want.top_logprobs[j], 1e-4);
+      }
+    }
+    EXPECT_EQ(got[1].sampled_rank, 1);
+  }
+  EXPECT_TRUE(test::same_bits(back(logits_dev).data(), logits.data(), rows * vocab));
+  EXPECT_TRUE(gpu().logprobs_on_device(logits_dev, {}, {}, 3).empty());
+}
+
 TEST_F(CudaOps, RowsToHostPicksRowsInOrder) {
   const int64_t rows = 5, width = 7;
   std::vector<float> v = normal(rows * width);

@@ -900,6 +900,57 @@ std::vector<DeviceSample> CudaBackend::sample_on_device(Tensor& logits,
   return samples;
 }
 
+std::vector<TokenLogprobs> CudaBackend::logprobs_on_device(const Tensor& logits,
+                                                           std::span<const int32_t> rows,
+                                                           std::span<const int32_t> tokens, int k) {
+  check_f32(logits, "logits");
+  CVLLM_CHECK(logits.ndim() == 2, "logits must be [rows, vocab], got ", logits.describe());
+  CVLLM_CHECK(rows.size() == tokens.size(), rows.size(), " rows for ", tokens.size(), " tokens");
+  CVLLM_CHECK(k >= 0 && k <= kMaxDeviceLogprobs, "logprobs on the device take 0 to ",
+              kMaxDeviceLogprobs, " per row, got ", k);
+  const int64_t vocab = logits.dim(1), n = static_cast<int64_t>(rows.size());
+  for (int64_t i = 0; i < n; ++i) {
+    CVLLM_CHECK(rows[i] >= 0 && rows[i] < logits.dim(0), "row ", rows[i], " out of range for ",
+                logits.describe());
+    CVLLM_CHECK(tokens[i] >= 0 && tokens[i] < vocab, "token id ", tokens[i], " out of range [0, ",
+                vocab, ")");
+  }
+  if (n == 0) return {};
+  // Inputs: the tokens, then each row's index into them (the identity); outputs after them.
+  std::vector<int32_t> inputs(tokens.begin(), tokens.end());
+  for (int64_t i = 0; i < n; ++i) inputs.push_back(static_cast<int32_t>(i));
+  const size_t in_bytes = inputs.size() * sizeof(int32_t);
+  const size_t out_bytes = static_cast<size_t>(n) * (2 + 2 * k) * 4;  // logprob, rank, top ids, top
+  std::shared_ptr<void> device = allocator_->allocate(in_bytes + out_bytes);
+  auto* base = static_cast<uint8_t*>(device.get());
+  CVLLM_CUDA_CHECK(cudaMemcpyAsync(base, inputs.data(), in_bytes, cudaMemcpyHostToDevice, stream_));
+  const auto* dev_tokens = reinterpret_cast<const int32_t*>(base);
+  uint8_t* outputs = base + in_bytes;
+  auto* sampled_lp = reinterpret_cast<float*>(outputs);
+  auto* ranks = reinterpret_cast<int32_t*>(sampled_lp + n);
+  auto* top_ids = ranks + n;
+  auto* top_lp = reinterpret_cast<float*>(top_ids + n * k);
+  Tensor raw = alloc_uninitialized(DType::kF32, {n, vocab});
+  gather_rows(logits, std::vector<int32_t>(rows.begin(), rows.end()), raw);
+  gather_logprobs(raw.data_as<float>(), vocab, n, dev_tokens + n, dev_tokens, k, sampled_lp, ranks,
+                  top_ids, top_lp, stream_);
+  const auto* out = static_cast<const uint8_t*>(read_back(outputs, out_bytes));
+  const auto* h_lp = reinterpret_cast<const float*>(out);
+  const auto* h_rank = reinterpret_cast<const int32_t*>(h_lp + n);
+  const auto* h_ids = h_rank + n;
+  const auto* h_top = reinterpret_cast<const float*>(h_ids + n * k);
+  std::vector<TokenLogprobs> result(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    TokenLogprobs& lp = result[i];
+    lp.sampled_token_id = tokens[i];
+    lp.sampled_logprob = h_lp[i];
+    lp.sampled_rank = h_rank[i];
+    lp.top_ids.assign(h_ids + i * k, h_ids + (i + 1) * k);
+    lp.top_logprobs.assign(h_top + i * k, h_top + (i + 1) * k);
+  }
+  return result;
+}
+
 void CudaBackend::synchronize() { CVLLM_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
 CudaBackend::MemoryInfo CudaBackend::memory_info() const {

@@ -76,6 +76,8 @@ class CudaBackend : public Backend {
   int max_device_logprobs() const override { return sample_on_device_ ? kMaxDeviceLogprobs : 0; }
   std::vector<DeviceSample> sample_on_device(Tensor& logits,
                                              std::span<const DeviceSampleRow> rows) override;
+  std::vector<TokenLogprobs> logprobs_on_device(const Tensor& logits, std::span<const int32_t> rows,
+                                                std::span<const int32_t> tokens, int k) override;
   void synchronize() override;
 
   // Host-side helpers (tests, KV-cache sizing).
