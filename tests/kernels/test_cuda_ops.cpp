@@ -1243,6 +1243,9 @@ TEST_F(CudaOps, PagedAttentionSplitAcrossLongContexts) {
   check_long_attention(gpu(), cpu_, {2, 2, 64, 16, 20.0f, -1, DType::kBF16}, rng_);
   check_long_attention(gpu(), cpu_, {4, 1, 128, 16, 0.0f, -1, DType::kBF16}, rng_);
   check_long_attention(gpu(), cpu_, {4, 2, 128, 16, 0.0f, 500, DType::kBF16}, rng_);
+  // A window just under 1,024 keys at positions just past 1,024: the window's keys take more
+  // pieces (16 of 64) than the position's would (9 of 128).
+  check_long_attention(gpu(), cpu_, {4, 2, 128, 16, 0.0f, 1000, DType::kBF16}, rng_);
 }
 
 TEST_F(CudaOps, PagedAttentionEmptyBatch) {

@@ -250,7 +250,7 @@ std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
       const int64_t piece = flash ? kSplitKeys : kDecodeSplitKeys;
       all_work.add(t, pos, piece, false);
       rest_work.add(t, pos, piece, flash);
-      const int64_t pieces = decode_pieces(pos + 1);  // without a window: an upper bound
+      const int64_t pieces = decode_max_pieces(pos + 1);  // for any sliding window too
       decode_pieces_all = std::max(decode_pieces_all, pieces);
       if (!flash) decode_pieces_rest = std::max(decode_pieces_rest, pieces);
     }

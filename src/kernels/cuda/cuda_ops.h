@@ -200,8 +200,15 @@ __host__ __device__ inline int64_t decode_pieces(int64_t n) {
   const int64_t p = decode_piece_keys(n);
   return (n + p - 1) / p;
 }
+// The most pieces of any n' <= n: a token whose layer has a sliding window attends over fewer keys
+// than its position, and fewer keys can mean more pieces (1,024 keys take 16 of 64, 1,025 take 9
+// of 128), so a grid sized by the position alone could miss some.
+__host__ __device__ inline int64_t decode_max_pieces(int64_t n) {
+  const int64_t pieces = (n + 63) / 64;
+  return pieces < kMaxDecodePieces ? pieces : kMaxDecodePieces;
+}
 struct DecodeAttentionWork {
-  int64_t max_pieces = 0;  // the grid's pieces per token: >= decode_pieces of every token
+  int64_t max_pieces = 0;  // the grid's pieces per token: decode_max_pieces of the latest position
   bool skip_flash_tokens = false;  // tokens of requests with >= kFlashMinQueries new tokens
   // Scratch when max_pieces > 1:
   float* partial_out = nullptr;  // [num_tokens, max_pieces, num_heads, head_size]

@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t pos = seq_lens[req] - q_len + (t - q_start);
   const int64_t lo = a.sliding_window > 0 ? max(int64_t{0}, pos - a.sliding_window + 1) : 0;
   const int64_t piece_keys = decode_piece_keys(pos - lo + 1);
-  const int pieces = static_cast<int>((pos - lo + piece_keys) / piece_keys);
+  const int pieces = static_cast<int>(decode_pieces(pos - lo + 1));
   if (piece >= pieces) return;
   const int64_t k_begin = lo + piece * piece_keys;
   const int64_t k_end = min(pos, k_begin + piece_keys - 1);

@@ -395,6 +395,17 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t r = blockIdx.x;
   const float* x = raw + r * vocab;
   const int32_t token = tokens[row_token[r]];
+  if (token < 0) {  // not drawn here (the caller never asks for such rows; stay in bounds anyway)
+    if (threadIdx.x == 0) {
+      sampled_logprob[r] = -INFINITY;
+      sampled_rank[r] = 0;
+    }
+    for (int place = threadIdx.x; place < k; place += kThreads) {
+      top_ids[r * k + place] = 0;
+      top_logprobs[r * k + place] = -INFINITY;
+    }
+    return;
+  }
   float m = -INFINITY;
   for (int64_t i = threadIdx.x; i < vocab; i += kThreads) m = fmaxf(m, x[i]);
   m = block_max(m, max_scratch);
