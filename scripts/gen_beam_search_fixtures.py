@@ -15,17 +15,17 @@ Needs: torch, transformers, gguf, numpy, accelerate (transformers' GGUF loader a
 """
 
 import argparse
-import hashlib
 import json
 import os
-import platform
 import sys
 from dataclasses import dataclass, field
-from importlib import metadata
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import golden_fixture_util as fx  # noqa: E402
+from golden_fixture_util import float32_value  # noqa: E402
 
 REPO = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 GOLDEN = os.path.join(REPO, "tests", "golden", "data")
@@ -66,11 +66,6 @@ SMOLLM2_CASES = [
     ("code", 1, False), ("code", 4, False),
 ]
 CHAT_USER_MESSAGE = slice(24, 33)  # "What is the tallest mountain in the world?" in chat's ids
-
-
-def float32_value(x):
-    """The float32 value `x` as the shortest decimal that reads back to the same float32."""
-    return float(str(np.float32(x)))
 
 
 @dataclass
@@ -207,35 +202,13 @@ def check_case(case, greedy_ids=None, greedy_logprobs=None):
     assert all(abs(a - b) < 1e-4 for a, b in zip(case["beams"][0]["logprobs"], greedy_logprobs)), case["name"]
 
 
-def versions():
-    out = {n: metadata.version(n) for n in ["torch", "transformers", "gguf", "numpy", "accelerate"]}
-    out["python"] = platform.python_version()
-    return out
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def load(path):
-    model_dir, model_file = os.path.split(os.path.abspath(path))
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir, gguf_file=model_file, dtype=torch.float32, attn_implementation="eager")
-    model.eval()
-    return model
-
-
 def case_name(prompt_name, width, length_penalty, ignore_eos):
     return f"{prompt_name}_w{width}_lp{length_penalty}" + ("_ignore_eos" if ignore_eos else "")
 
 
 def tiny_fixture(variant):
     model_file = f"tiny_llama_{variant}.gguf"
-    model = load(os.path.join(GOLDEN, model_file))
+    model = fx.load_gguf_model(os.path.join(GOLDEN, model_file))
     cases = []
     for width, length_penalty, ignore_eos in TINY_EOS_CASES:
         name = case_name("eos6", width, length_penalty, ignore_eos)
@@ -254,7 +227,7 @@ def tiny_fixture(variant):
 
 
 def smollm2_fixture(path):
-    model = load(path)
+    model = fx.load_gguf_model(path)
     with open(os.path.join(GOLDEN, "smollm2_q4_1_greedy.json"), encoding="utf-8") as f:
         golden = {c["name"]: c for c in json.load(f)["cases"]}
     chat, question = golden["chat"]["prompt_token_ids"], golden["question"]["prompt_token_ids"]
@@ -278,20 +251,16 @@ def smollm2_fixture(path):
 def write_fixture(out_dir, out_name, model_file, model_path, cases):
     fixture = {
         "generator": "scripts/gen_beam_search_fixtures.py",
-        "versions": versions(),
+        "versions": fx.versions(["torch", "transformers", "gguf", "numpy", "accelerate"]),
         "model_file": model_file,
-        "model_sha256": sha256_of(model_path),
+        "model_sha256": fx.sha256_of(model_path),
         "dtype": "float32",
         "attn_implementation": "eager",
         "temperature": 0.0,
         "near_tie_gap": NEAR_TIE_GAP,
         "cases": cases,
     }
-    out = os.path.join(out_dir, out_name)
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(fixture, f, separators=(",", ":"))
-        f.write("\n")
-    print(f"wrote {out} ({os.path.getsize(out)} bytes)", file=sys.stderr)
+    fx.write_json(os.path.join(out_dir, out_name), fixture, ensure_ascii=True)
     for c in cases:
         gaps = [c[k] for k in ("min_keep_gap", "min_order_gap", "min_topk_gap") if c[k] is not None]
         flag = "  NEAR TIE" if gaps and min(gaps) < NEAR_TIE_GAP else ""
@@ -307,9 +276,7 @@ def main():
     parser.add_argument("--only", help="one fixture: a tiny variant name or 'smollm2'")
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    torch.set_num_threads(1)  # one fixed reduction order, so reruns give the same bytes
-    torch.use_deterministic_algorithms(True)
+    fx.deterministic_torch()
     os.makedirs(args.out_dir, exist_ok=True)
 
     for variant in TINY_EOS_PROMPTS:

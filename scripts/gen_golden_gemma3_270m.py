@@ -24,21 +24,16 @@ Needs: torch, transformers, tokenizers, gguf, numpy, jinja2.
 """
 
 import argparse
-import hashlib
-import json
 import os
-import platform
 import sys
-from importlib import metadata
 
-import numpy as np
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers import AutoTokenizer
 
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(SCRIPTS)
 sys.path.insert(0, SCRIPTS)
 import gen_tokenizer_fixtures as tokfix  # noqa: E402  (the shared hard-string corpus)
+import golden_fixture_util as fx  # noqa: E402
 
 NUM_NEW_TOKENS = 32
 TOP_K = 5
@@ -80,57 +75,6 @@ GEMMA_SPECIALS_IN_TEXT = [
 ]
 
 
-def f32(x):
-    """The float32 value `x` as the shortest decimal that reads back to the same float32."""
-    return float(str(np.float32(x)))
-
-
-def top_k_entries(logprobs):  # [vocab_size]
-    values, indices = torch.topk(logprobs, TOP_K)
-    return [[int(i), f32(v)] for i, v in zip(indices.tolist(), values.tolist())]
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@torch.no_grad()
-def run_case(model, tokenizer, name, text, ids):
-    cache = DynamicCache(config=model.config)  # filled in place by every forward below
-    out = model(input_ids=torch.tensor([ids]), use_cache=True, cache=cache)
-    prompt_logprobs = torch.log_softmax(out.logits[0].float(), dim=-1)  # [num_tokens, vocab_size]
-    prompt_top = [top_k_entries(row) for row in prompt_logprobs]
-    logprobs = prompt_logprobs[-1]
-    output_ids, output_logprobs, output_top, margins = [], [], [], []
-    for step in range(NUM_NEW_TOKENS):
-        top2 = torch.topk(logprobs, 2).values
-        margins.append(float(top2[0] - top2[1]))
-        token = int(torch.argmax(logprobs))
-        output_ids.append(token)
-        output_logprobs.append(f32(logprobs[token]))
-        output_top.append(top_k_entries(logprobs))
-        if step + 1 == NUM_NEW_TOKENS:
-            break
-        out = model(input_ids=torch.tensor([[token]]), use_cache=True, cache=cache)
-        logprobs = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-    return {
-        "name": name,
-        "prompt": text,
-        "prompt_token_ids": ids,
-        "prompt_top5": prompt_top,
-        "output_token_ids": output_ids,
-        "output_logprobs": output_logprobs,
-        "output_top5": output_top,
-        "output_text": tokenizer.decode(output_ids, skip_special_tokens=True),
-        "output_min_margin": f32(min(margins)),
-        "output_near_tie_steps": [i for i, m in enumerate(margins) if m < NEAR_TIE_MARGIN],
-    }
-
-
 def tokenizer_cases(tokenizer, model_path):
     encode, encoded = [], []
     for text in tokfix.CORPUS + GEMMA_SPECIALS_IN_TEXT:
@@ -149,15 +93,10 @@ def main():
     parser.add_argument("--out", default=os.path.join(ROOT, "tests/golden/data/gemma3_270m_q4_k_m_greedy.json"))
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    torch.set_num_threads(1)  # one fixed reduction order, so reruns give the same bytes
-    torch.use_deterministic_algorithms(True)
-
+    fx.deterministic_torch()
     model_dir, model_file = os.path.split(os.path.abspath(args.model))
     tokenizer = AutoTokenizer.from_pretrained(model_dir, gguf_file=model_file)
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir, gguf_file=model_file, dtype=torch.float32, attn_implementation="eager")
-    model.eval()
+    model = fx.load_gguf_model(args.model)
     cfg = model.config
 
     with open(CHAT_TEMPLATE) as f:
@@ -172,18 +111,17 @@ def main():
 
     cases = []
     for name, text, ids in prompts:
-        case = run_case(model, tokenizer, name, text, ids)
-        print(f"{name}: {len(ids)} prompt tokens, min margin {case['output_min_margin']:.4f}, near "
-              f"ties at {case['output_near_tie_steps']}, text {case['output_text']!r}", file=sys.stderr)
+        case = {"name": name, "prompt": text,
+                **fx.greedy(model, ids, NUM_NEW_TOKENS, TOP_K, NEAR_TIE_MARGIN,
+                            decode=lambda out: tokenizer.decode(out, skip_special_tokens=True))}
+        fx.print_case(case)
         cases.append(case)
 
     fixture = {
         "generator": "scripts/gen_golden_gemma3_270m.py",
         "model_file": model_file,
-        "model_sha256": sha256_of(args.model),
-        "versions": {**{n: metadata.version(n) for n in
-                        ["torch", "transformers", "tokenizers", "gguf", "numpy", "jinja2"]},
-                     "python": platform.python_version()},
+        "model_sha256": fx.sha256_of(args.model),
+        "versions": fx.versions(["torch", "transformers", "tokenizers", "gguf", "numpy", "jinja2"]),
         "dtype": "float32",
         "attn_implementation": "eager",
         "kv_cache": True,
@@ -199,10 +137,7 @@ def main():
         "cases": cases,
         "tokenizer": tokenizer_cases(tokenizer, args.model),
     }
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(fixture, f, ensure_ascii=False, separators=(",", ":"))
-        f.write("\n")
-    print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes)", file=sys.stderr)
+    fx.write_json(args.out, fixture)
 
 
 if __name__ == "__main__":

@@ -31,23 +31,18 @@ Needs: torch, transformers, tokenizers, gguf, numpy, jinja2, accelerate. About 4
 
 import argparse
 import hashlib
-import inspect
-import json
 import os
-import platform
 import sys
 from importlib import metadata
 
 import gguf
 import numpy as np
-import torch
 from tokenizers import normalizers
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, Qwen2ForCausalLM
+from transformers import AutoTokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen_tokenizer_fixtures as tokfix  # noqa: E402  (the shared hard-string corpus)
-
-CACHE_ARG = "cache" if "cache" in inspect.signature(Qwen2ForCausalLM.forward).parameters else "past_key_values"
+import golden_fixture_util as fx  # noqa: E402
 
 MODEL_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 MODEL_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
@@ -90,62 +85,6 @@ CHATS = [
     ]),
     ("chat_unicode", [{"role": "user", "content": "用一句话介绍一下东京。"}]),
 ]
-
-
-def float32_value(x):
-    """The float32 value `x` as the shortest decimal that reads back to the same float32."""
-    return float(str(np.float32(x)))
-
-
-def top_k_entries(logprobs):  # logprobs: [vocab_size]
-    values, indices = torch.topk(logprobs, TOP_K)
-    return [[int(i), float32_value(v)] for i, v in zip(indices.tolist(), values.tolist())]
-
-
-def versions():
-    names = ["torch", "transformers", "tokenizers", "gguf", "numpy", "accelerate", "jinja2"]
-    out = {name: metadata.version(name) for name in names}
-    out["python"] = platform.python_version()
-    return out
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@torch.no_grad()
-def run_greedy(model, ids):
-    """Prompt top-k at every position and a greedy continuation with the KV cache."""
-    cache = DynamicCache(config=model.config)
-    out = model(input_ids=torch.tensor([ids]), use_cache=True, **{CACHE_ARG: cache})
-    prompt_logprobs = torch.log_softmax(out.logits[0].float(), dim=-1)  # [num_tokens, vocab_size]
-    prompt_top = [top_k_entries(row) for row in prompt_logprobs]
-    logprobs = prompt_logprobs[-1]
-    output_ids, output_logprobs, output_top, margins = [], [], [], []
-    for step in range(NUM_NEW_TOKENS):
-        top2 = torch.topk(logprobs, 2).values
-        margins.append(float(top2[0] - top2[1]))
-        token = int(torch.argmax(logprobs))
-        output_ids.append(token)
-        output_logprobs.append(float32_value(logprobs[token]))
-        output_top.append(top_k_entries(logprobs))
-        if step + 1 == NUM_NEW_TOKENS:
-            break
-        out = model(input_ids=torch.tensor([[token]]), use_cache=True, **{CACHE_ARG: cache})
-        logprobs = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-    return {
-        "prompt_token_ids": ids,
-        "prompt_top5": prompt_top,
-        "output_token_ids": output_ids,
-        "output_logprobs": output_logprobs,
-        "output_top5": output_top,
-        "output_min_margin": float32_value(min(margins)),
-        "output_near_tie_steps": [i for i, m in enumerate(margins) if m < NEAR_TIE_MARGIN],
-    }
 
 
 def check_weights_match_file(model, path):
@@ -208,6 +147,10 @@ QWEN_SPECIALS_IN_TEXT = [
 ]
 
 
+def greedy(model, ids):
+    return fx.greedy(model, ids, NUM_NEW_TOKENS, TOP_K, NEAR_TIE_MARGIN)
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -215,19 +158,14 @@ def main():
     parser.add_argument("--out-dir", default=os.path.join(root, "tests", "golden", "data"))
     args = parser.parse_args()
 
-    if sha256_of(args.model) != MODEL_SHA256:
+    if fx.sha256_of(args.model) != MODEL_SHA256:
         sys.exit(f"{args.model}: not the file this fixture describes (sha256 {MODEL_SHA256})")
-    torch.manual_seed(0)
-    torch.set_num_threads(1)  # one fixed reduction order, so reruns give the same bytes
-    torch.use_deterministic_algorithms(True)
-
+    fx.deterministic_torch()
     model_dir, model_file = os.path.split(os.path.abspath(args.model))
     plain_gguf_tokenizer = AutoTokenizer.from_pretrained(model_dir, gguf_file=model_file)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, gguf_file=model_file)
     use_qwen2_normalizer(tokenizer)
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir, gguf_file=model_file, dtype=torch.float32, attn_implementation="eager")
-    model.eval()
+    model = fx.load_gguf_model(args.model)
     check_weights_match_file(model, args.model)
     template = gguf.GGUFReader(args.model).fields["tokenizer.chat_template"].contents()
 
@@ -236,7 +174,7 @@ def main():
         ids = tokenizer(text, add_special_tokens=True)["input_ids"]
         if tokenizer(text, add_special_tokens=False)["input_ids"] != ids:
             sys.exit("add_special_tokens=True added tokens; Qwen2.5 should add no BOS")
-        case = {"name": name, "prompt": text, **run_greedy(model, ids)}
+        case = {"name": name, "prompt": text, **greedy(model, ids)}
         cases.append(case)
     for name, messages in CHATS:
         # transformers' apply_chat_template: jinja2 with trim_blocks/lstrip_blocks, tojson without
@@ -244,19 +182,18 @@ def main():
         text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
                                              add_generation_prompt=True)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        cases.append({"name": name, "messages": messages, "prompt": text, **run_greedy(model, ids)})
-    for case in cases:
+        cases.append({"name": name, "messages": messages, "prompt": text, **greedy(model, ids)})
+    for case in cases:  # this fixture keeps the text last
         case["output_text"] = tokenizer.decode(case["output_token_ids"], skip_special_tokens=True)
-        print(f"{case['name']}: {len(case['prompt_token_ids'])} prompt tokens, min margin "
-              f"{case['output_min_margin']:.4f}, near ties at {case['output_near_tie_steps']}, "
-              f"text {case['output_text']!r}", file=sys.stderr)
+        fx.print_case(case)
 
     fixture = {
         "generator": "scripts/gen_golden_qwen25_05b.py",
         "model_file": MODEL_FILE,
         "model_sha256": MODEL_SHA256,
         "general_name": gguf.GGUFReader(args.model).fields["general.name"].contents(),
-        "versions": versions(),
+        "versions": fx.versions(["torch", "transformers", "tokenizers", "gguf", "numpy", "accelerate",
+                                 "jinja2"]),
         "dtype": "float32",
         "attn_implementation": "eager",
         "kv_cache": True,
@@ -268,17 +205,9 @@ def main():
         "near_tie_margin": NEAR_TIE_MARGIN,
         "cases": cases,
     }
-    out = os.path.join(args.out_dir, "qwen25_05b_greedy.json")
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(fixture, f, ensure_ascii=False, separators=(",", ":"))
-        f.write("\n")
-    print(f"wrote {out} ({os.path.getsize(out)} bytes)", file=sys.stderr)
-
-    tok_out = os.path.join(args.out_dir, "tokenizer_qwen25_05b.json")
-    with open(tok_out, "w") as f:
-        json.dump(tokenizer_fixture(tokenizer, plain_gguf_tokenizer, args.model), f, ensure_ascii=True, separators=(",", ":"))
-        f.write("\n")
-    print(f"wrote {tok_out} ({os.path.getsize(tok_out)} bytes)", file=sys.stderr)
+    fx.write_json(os.path.join(args.out_dir, "qwen25_05b_greedy.json"), fixture)
+    fx.write_json(os.path.join(args.out_dir, "tokenizer_qwen25_05b.json"),
+                  tokenizer_fixture(tokenizer, plain_gguf_tokenizer, args.model), ensure_ascii=True)
 
 
 if __name__ == "__main__":

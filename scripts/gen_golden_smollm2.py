@@ -13,21 +13,14 @@ Needs: torch, transformers, tokenizers, gguf, numpy, accelerate (transformers' G
 """
 
 import argparse
-import hashlib
-import inspect
-import json
 import os
-import platform
 import sys
-from importlib import metadata
 
-import numpy as np
-import torch
 from tokenizers import pre_tokenizers
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, LlamaForCausalLM
+from transformers import AutoTokenizer
 
-# transformers 5.x renamed the forward argument `past_key_values` to `cache`; accept either.
-CACHE_ARG = "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import golden_fixture_util as fx  # noqa: E402
 
 NUM_NEW_TOKENS = 32
 TOP_K = 5
@@ -69,31 +62,6 @@ PROMPTS = [
 ]
 
 
-def float32_value(x):
-    """The float32 value `x` as the shortest decimal that reads back to the same float32."""
-    return float(str(np.float32(x)))
-
-
-def top_k_entries(logprobs):  # logprobs: [vocab_size]
-    values, indices = torch.topk(logprobs, TOP_K)
-    return [[int(i), float32_value(v)] for i, v in zip(indices.tolist(), values.tolist())]
-
-
-def versions():
-    names = ["torch", "transformers", "tokenizers", "gguf", "numpy", "accelerate"]
-    out = {name: metadata.version(name) for name in names}
-    out["python"] = platform.python_version()
-    return out
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def use_smollm_pre_tokenizer(tokenizer):
     """The GGUF says pre-tokenizer "smollm": split every digit off first, then the GPT-2 byte-level
     regex (llama.cpp's SMOLLM pre type, and SmolLM2's own tokenizer.json). transformers' GGUF loader
@@ -112,42 +80,11 @@ def encode(tokenizer, text):
     return ids
 
 
-@torch.no_grad()
 def run_case(model, tokenizer, name, text):
     ids = encode(tokenizer, text)
-
-    cache = DynamicCache(config=model.config)  # filled in place by every forward below
-    out = model(input_ids=torch.tensor([ids]), use_cache=True, **{CACHE_ARG: cache})
-    prompt_logprobs = torch.log_softmax(out.logits[0].float(), dim=-1)  # [num_tokens, vocab_size]
-    prompt_top = [top_k_entries(row) for row in prompt_logprobs]
-
-    logprobs = prompt_logprobs[-1]
-    output_ids, output_logprobs, output_top, margins = [], [], [], []
-    for step in range(NUM_NEW_TOKENS):
-        top2 = torch.topk(logprobs, 2).values
-        margins.append(float(top2[0] - top2[1]))
-        token = int(torch.argmax(logprobs))
-        output_ids.append(token)
-        output_logprobs.append(float32_value(logprobs[token]))
-        output_top.append(top_k_entries(logprobs))
-        if step + 1 == NUM_NEW_TOKENS:
-            break
-        out = model(input_ids=torch.tensor([[token]]), use_cache=True, **{CACHE_ARG: cache})
-        logprobs = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-
-    near_ties = [i for i, m in enumerate(margins) if m < NEAR_TIE_MARGIN]
-    return {
-        "name": name,
-        "prompt": text,
-        "prompt_token_ids": ids,
-        "prompt_top5": prompt_top,
-        "output_token_ids": output_ids,
-        "output_logprobs": output_logprobs,
-        "output_top5": output_top,
-        "output_text": tokenizer.decode(output_ids, skip_special_tokens=True),
-        "output_min_margin": float32_value(min(margins)),
-        "output_near_tie_steps": near_ties,
-    }
+    return {"name": name, "prompt": text,
+            **fx.greedy(model, ids, NUM_NEW_TOKENS, TOP_K, NEAR_TIE_MARGIN,
+                        decode=lambda out: tokenizer.decode(out, skip_special_tokens=True))}
 
 
 def main():
@@ -161,37 +98,26 @@ def main():
     parser.add_argument("--out", default=default_out)
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    torch.set_num_threads(1)  # one fixed reduction order, so reruns give the same bytes
-    torch.use_deterministic_algorithms(True)
-
+    fx.deterministic_torch()
     model_dir, model_file = os.path.split(os.path.abspath(args.model))
     hf_default_tokenizer = AutoTokenizer.from_pretrained(model_dir, gguf_file=model_file)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, gguf_file=model_file)
     use_smollm_pre_tokenizer(tokenizer)
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir, gguf_file=model_file, dtype=torch.float32, attn_implementation="eager"
-    )
-    model.eval()
+    model = fx.load_gguf_model(args.model)
 
     cases = []
     for name, text in PROMPTS:
         case = run_case(model, tokenizer, name, text)
         default_ids = hf_default_tokenizer(text, add_special_tokens=True)["input_ids"]
         case["hf_gguf_tokenizer_differs"] = default_ids != case["prompt_token_ids"]
-        print(
-            f"{name}: {len(case['prompt_token_ids'])} prompt tokens, min margin "
-            f"{case['output_min_margin']:.4f}, near ties at {case['output_near_tie_steps']}, "
-            f"text {case['output_text']!r}",
-            file=sys.stderr,
-        )
+        fx.print_case(case)
         cases.append(case)
 
     fixture = {
         "generator": "scripts/gen_golden_smollm2.py",
         "model_file": model_file,
-        "model_sha256": sha256_of(args.model),
-        "versions": versions(),
+        "model_sha256": fx.sha256_of(args.model),
+        "versions": fx.versions(["torch", "transformers", "tokenizers", "gguf", "numpy", "accelerate"]),
         "dtype": "float32",
         "attn_implementation": "eager",
         "kv_cache": True,
@@ -202,10 +128,7 @@ def main():
         "near_tie_margin": NEAR_TIE_MARGIN,
         "cases": cases,
     }
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(fixture, f, ensure_ascii=False, separators=(",", ":"))
-        f.write("\n")
-    print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes)", file=sys.stderr)
+    fx.write_json(args.out, fixture)
 
 
 if __name__ == "__main__":

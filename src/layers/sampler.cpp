@@ -205,6 +205,35 @@ bool Sampler::device_can_draw(const SamplingState& s, int max_logprobs) {
   return *p.logprobs >= 0 && *p.logprobs <= max_logprobs && always_drawn;
 }
 
+DeviceSampleRow Sampler::device_row(const SamplingState& s, int32_t row, DeviceRowLists& lists) {
+  const SamplingParams& p = *s.params;
+  if (p.allowed_token_ids) {
+    lists.allowed = *p.allowed_token_ids;
+    std::sort(lists.allowed.begin(), lists.allowed.end());
+    lists.allowed.erase(std::unique(lists.allowed.begin(), lists.allowed.end()), lists.allowed.end());
+  }
+  lists.banned = banned_tokens(s);
+  for (const auto& [t, b] : p.logit_bias) lists.bias.emplace_back(t, static_cast<float>(b));
+  seen_tokens(s, lists.seen, lists.seen_output_counts);
+  DeviceSampleRow d;
+  d.row = row;
+  d.allowed = lists.allowed;
+  d.banned = lists.banned;
+  d.bias = lists.bias;
+  d.seen = lists.seen;
+  d.seen_output_counts = lists.seen_output_counts;
+  d.repetition_penalty = static_cast<float>(p.repetition_penalty);
+  d.frequency_penalty = static_cast<float>(p.frequency_penalty);
+  d.presence_penalty = static_cast<float>(p.presence_penalty);
+  d.greedy = p.is_greedy();
+  d.temperature = static_cast<float>(p.temperature);
+  d.min_p = static_cast<float>(p.min_p);
+  d.top_k = p.top_k;
+  d.top_p = p.top_p;
+  d.num_logprobs = p.logprobs ? *p.logprobs : -1;
+  return d;
+}
+
 std::vector<int32_t> Sampler::banned_tokens(const SamplingState& s) {
   std::vector<int32_t> out;
   for (const auto& word : s.bad_words_token_ids) {

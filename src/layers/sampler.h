@@ -12,6 +12,7 @@
 
 #include "core/sched_output.h"
 #include "cvllm/sampling_params.h"
+#include "kernels/backend.h"
 
 namespace cvllm {
 
@@ -73,6 +74,14 @@ class Sampler {
   static std::vector<int32_t> banned_tokens(const SamplingState& state);
   static void seen_tokens(const SamplingState& state, std::vector<int32_t>& seen,
                           std::vector<int32_t>& output_counts);
+  // A row for Backend::sample_on_device, drawing logits row `row` as `state` asks (u stays 0: the
+  // caller takes it from the request's generator for non-greedy rows). Its spans point into
+  // `lists`, which must outlive it.
+  struct DeviceRowLists {
+    std::vector<int32_t> allowed, banned, seen, seen_output_counts;
+    std::vector<std::pair<int32_t, float>> bias;
+  };
+  static DeviceSampleRow device_row(const SamplingState& state, int32_t row, DeviceRowLists& lists);
   // The one uniform number in [0, 1) a random draw takes from the request's generator.
   static double uniform_draw(std::mt19937_64& generator);
   // The draw without top-k/top-p: `u` uniform in [0, 1) walks the cumulative distribution.

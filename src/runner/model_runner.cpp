@@ -193,19 +193,15 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
     logits = model_.compute_logits(backend_, selected);
   }
 
-  // Rows drawn on the device when the backend can and the request asks nothing more than a plain
-  // draw; only their token ids come back. Every other logits row is copied to the host, and so is
+  // Rows drawn on the device when the backend can (Sampler::device_can_draw): only their token ids
+  // and requested logprobs come back. Every other logits row is copied to the host, and so is
   // a device row the device gave back undrawn (-1), which then uses the uniform number already
   // taken from its generator.
   std::vector<SamplingState*> states(order.size(), nullptr);
   std::vector<DeviceSampleRow> device_rows;
   std::vector<size_t> device_row_req;  // index into order of each device row
   // The device rows' processor inputs (DeviceSampleRow holds spans of them).
-  struct ProcessorInputs {
-    std::vector<int32_t> allowed, banned, seen, seen_output_counts;
-    std::vector<std::pair<int32_t, float>> bias;
-  };
-  std::vector<ProcessorInputs> inputs(order.size());
+  std::vector<Sampler::DeviceRowLists> lists(order.size());
   std::vector<bool> on_device(order.size(), false);
   for (size_t i = 0; i < order.size(); ++i) {
     if (sample_rows[i] < 0) continue;
@@ -218,33 +214,8 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
         !Sampler::device_can_draw(r.sampling, backend_.max_device_logprobs())) {
       continue;
     }
-    const SamplingParams& p = *r.params;
-    DeviceSampleRow row;
-    ProcessorInputs& in = inputs[i];
-    if (p.allowed_token_ids) {
-      in.allowed = *p.allowed_token_ids;
-      std::sort(in.allowed.begin(), in.allowed.end());
-      in.allowed.erase(std::unique(in.allowed.begin(), in.allowed.end()), in.allowed.end());
-    }
-    in.banned = Sampler::banned_tokens(r.sampling);
-    for (const auto& [t, b] : p.logit_bias) in.bias.emplace_back(t, static_cast<float>(b));
-    Sampler::seen_tokens(r.sampling, in.seen, in.seen_output_counts);
-    row.allowed = in.allowed;
-    row.banned = in.banned;
-    row.bias = in.bias;
-    row.seen = in.seen;
-    row.seen_output_counts = in.seen_output_counts;
-    row.repetition_penalty = static_cast<float>(p.repetition_penalty);
-    row.frequency_penalty = static_cast<float>(p.frequency_penalty);
-    row.presence_penalty = static_cast<float>(p.presence_penalty);
-    row.row = sample_rows[i];
-    row.greedy = p.is_greedy();
-    row.temperature = static_cast<float>(p.temperature);
-    row.min_p = static_cast<float>(p.min_p);
-    row.top_k = p.top_k;
-    row.top_p = p.top_p;
+    DeviceSampleRow row = Sampler::device_row(r.sampling, sample_rows[i], lists[i]);
     if (!row.greedy) row.u = Sampler::uniform_draw(*r.generator);  // as the host draw would
-    row.num_logprobs = p.logprobs ? *p.logprobs : -1;
     device_rows.push_back(row);
     device_row_req.push_back(i);
     on_device[i] = true;

@@ -12,10 +12,12 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "cvllm/sampling_params.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "loader/gguf.h"
 #include "loader/model_resolver.h"
@@ -158,6 +160,16 @@ inline std::vector<float> log_softmax_row(const float* logits, int64_t n) {
   std::vector<float> out(n);
   for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(logits[i] - lse);
   return out;
+}
+
+// Greedy decoding of exactly max_tokens (no EOS stop), with `logprobs` per step when given.
+inline SamplingParams greedy(int max_tokens, std::optional<int> logprobs = std::nullopt) {
+  SamplingParams p;
+  p.temperature = 0.0;
+  p.max_tokens = max_tokens;
+  p.ignore_eos = true;
+  p.logprobs = logprobs;
+  return p;
 }
 
 }  // namespace cvllm::testing

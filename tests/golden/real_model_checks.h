@@ -9,21 +9,19 @@
 #include <cmath>
 #include <iostream>
 #include <optional>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "cvllm/cvllm.h"
+#include "golden_util.h"
 #include "util/error.h"
 
 namespace cvllm::testing {
 
 // Greedy, no EOS stop, 5 logprobs per output step and per prompt position (as the fixtures).
 inline SamplingParams greedy_with_logprobs(int max_tokens = 32) {
-  SamplingParams p;
-  p.temperature = 0.0;
-  p.max_tokens = max_tokens;
-  p.ignore_eos = true;
-  p.logprobs = 5;
+  SamplingParams p = greedy(max_tokens, 5);
   p.prompt_logprobs = 5;
   return p;
 }
@@ -97,6 +95,23 @@ inline bool expect_same_up_to_near_tie(const RequestOutput& output, const nlohma
     return true;
   }
   return false;
+}
+
+// The fast (quantized-activation) kernels' greedy run of every fixture case, each identical to
+// the reference up to a near tie within `margin` (expect_same_up_to_near_tie).
+inline void expect_fast_kernels_agree(LLM& llm, const std::vector<Prompt>& prompts,
+                                      const nlohmann::json& cases, double margin) {
+  SamplingParams params = greedy_with_logprobs();
+  params.prompt_logprobs.reset();
+  std::vector<RequestOutput> outputs = llm.generate(prompts, params, false);
+  ASSERT_EQ(outputs.size(), cases.size());
+  int diverged = 0;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    diverged += expect_same_up_to_near_tie(outputs[i], cases[i], margin);
+  }
+  std::cout << "[ note ] fast kernels: " << outputs.size() - diverged << "/" << outputs.size()
+            << " prompts identical to the reference for all " << params.max_tokens.value_or(0)
+            << " tokens\n";
 }
 
 }  // namespace cvllm::testing

@@ -60,14 +60,8 @@ EngineArgs cuda_args(const std::string& path) {
   return args;
 }
 
-SamplingParams greedy(int max_tokens) {
-  SamplingParams p;
-  p.temperature = 0.0;
-  p.max_tokens = max_tokens;
-  p.ignore_eos = true;
-  p.logprobs = 5;
-  return p;
-}
+// Greedy with the 5 logprobs the fixtures record.
+SamplingParams greedy(int max_tokens) { return testing::greedy(max_tokens, 5); }
 
 class CudaTinyLlama : public ::testing::TestWithParam<std::string> {
  protected:

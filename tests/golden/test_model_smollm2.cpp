@@ -19,7 +19,7 @@ namespace {
 using testing::golden_path;
 using testing::load_json;
 using testing::expect_matches_case;
-using testing::expect_same_up_to_near_tie;
+using testing::expect_fast_kernels_agree;
 using testing::greedy_with_logprobs;
 
 // Reference kernels compute what transformers computes, in another summation order.
@@ -97,16 +97,7 @@ TEST_F(SmolLM2, BatchInvarianceWithFastKernels) {
 
 TEST_F(SmolLM2, FastKernelsAgreeUpToNearTies) {
   LLM llm(args("fast"));
-  SamplingParams params = greedy_with_logprobs();
-  params.prompt_logprobs.reset();
-  std::vector<RequestOutput> outputs = llm.generate(token_prompts(), params, false);
-  ASSERT_EQ(outputs.size(), fixture_["cases"].size());
-  int diverged = 0;
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    diverged += expect_same_up_to_near_tie(outputs[i], fixture_["cases"][i], kFastNearTieMargin);
-  }
-  std::cout << "[ note ] fast kernels: " << outputs.size() - diverged << "/" << outputs.size()
-            << " prompts identical to the reference for all 32 tokens\n";
+  expect_fast_kernels_agree(llm, token_prompts(), fixture_["cases"], kFastNearTieMargin);
 }
 
 }  // namespace

@@ -75,14 +75,8 @@ EngineArgs engine_args(const std::string& path, const std::string& kernels) {
   return args;
 }
 
-SamplingParams greedy(int max_tokens) {
-  SamplingParams p;
-  p.temperature = 0.0;
-  p.max_tokens = max_tokens;
-  p.ignore_eos = true;
-  p.logprobs = 5;
-  return p;
-}
+// Greedy with the 5 logprobs the fixtures record.
+SamplingParams greedy(int max_tokens) { return testing::greedy(max_tokens, 5); }
 
 TEST_P(TinyLlama, GreedyContinuationMatchesTransformers) {
   nlohmann::json fx = fixture();

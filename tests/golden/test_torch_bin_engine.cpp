@@ -15,6 +15,7 @@ namespace cvllm {
 namespace {
 
 using testing::golden_path;
+using testing::greedy;
 using testing::load_json;
 
 EngineArgs engine_args(const std::string& model, bool skip_tokenizer) {
@@ -26,14 +27,6 @@ EngineArgs engine_args(const std::string& model, bool skip_tokenizer) {
   args.num_threads = 2;
   args.kv_cache_memory_bytes = 16 << 20;
   return args;
-}
-
-SamplingParams greedy(int max_tokens) {
-  SamplingParams p;
-  p.temperature = 0.0;
-  p.max_tokens = max_tokens;
-  p.ignore_eos = true;
-  return p;
 }
 
 class TorchBinEngine : public ::testing::TestWithParam<std::string> {};

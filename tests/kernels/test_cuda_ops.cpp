@@ -853,11 +853,7 @@ TEST_F(CudaOps, LogitsProcessorsOnDeviceMatchTheHost) {
   std::vector<int32_t> output = {17, 42, 42, 42, 7, 4999};
   std::vector<SamplingParams> sp(rows);
   std::vector<SamplingState> states(rows);
-  struct Inputs {
-    std::vector<int32_t> allowed, banned, seen, counts;
-    std::vector<std::pair<int32_t, float>> bias;
-  };
-  std::vector<Inputs> in(rows);
+  std::vector<Sampler::DeviceRowLists> lists(rows);
   std::vector<DeviceSampleRow> params;
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   for (int64_t r = 0; r < rows; ++r) {
@@ -877,29 +873,9 @@ TEST_F(CudaOps, LogitsProcessorsOnDeviceMatchTheHost) {
     for (int32_t t : output) ++st.output_token_counts[t];
     st.bad_words_token_ids = {{7, 4999, 11}, {99}, {1, 2}};  // ends with 7, 4999: bans 11; 99 always
     st.min_tokens_stop_ids = {2, 3};
-    Inputs& x = in[r];
-    if (p.allowed_token_ids) {
-      x.allowed = *p.allowed_token_ids;
-      std::sort(x.allowed.begin(), x.allowed.end());
-      x.allowed.erase(std::unique(x.allowed.begin(), x.allowed.end()), x.allowed.end());
-    }
-    x.banned = Sampler::banned_tokens(st);
-    for (const auto& [t, b] : p.logit_bias) x.bias.emplace_back(t, static_cast<float>(b));
-    Sampler::seen_tokens(st, x.seen, x.counts);
-    DeviceSampleRow d;
-    d.row = static_cast<int32_t>(r);
-    d.greedy = p.is_greedy();
-    d.temperature = static_cast<float>(p.temperature);
-    d.top_k = p.top_k;
+    // The runner's conversion of the request into the device's row.
+    DeviceSampleRow d = Sampler::device_row(st, static_cast<int32_t>(r), lists[r]);
     d.u = unit(rng_);
-    d.allowed = x.allowed;
-    d.banned = x.banned;
-    d.bias = x.bias;
-    d.seen = x.seen;
-    d.seen_output_counts = x.counts;
-    d.repetition_penalty = static_cast<float>(p.repetition_penalty);
-    d.frequency_penalty = static_cast<float>(p.frequency_penalty);
-    d.presence_penalty = static_cast<float>(p.presence_penalty);
     params.push_back(d);
   }
   Tensor logits_dev = dev(logits, {rows, vocab});

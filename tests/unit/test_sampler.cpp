@@ -326,5 +326,63 @@ TEST(SamplerLogprobs, ReportedLogprobsIgnoreProcessors) {
   EXPECT_EQ(r.logprobs->sampled_rank, 2);
 }
 
+TEST(SamplerDevice, WhichRowsTheDeviceMayDraw) {
+  Fixture f;
+  EXPECT_TRUE(Sampler::device_can_draw(f.make(), 0));
+  f.params.logprobs = 5;
+  EXPECT_FALSE(Sampler::device_can_draw(f.make(), 0)) << "a backend without device logprobs";
+  EXPECT_TRUE(Sampler::device_can_draw(f.make(), 20));
+  f.params.logprobs = 21;
+  EXPECT_FALSE(Sampler::device_can_draw(f.make(), 20)) << "more than the device computes";
+  f.params.logprobs = -1;
+  EXPECT_FALSE(Sampler::device_can_draw(f.make(), 20)) << "the whole vocabulary";
+  f.params.logprobs = 5;
+  f.params.top_p = 0.9;
+  EXPECT_FALSE(Sampler::device_can_draw(f.make(), 20)) << "the device may hand the row back";
+  f.params.temperature = 0.0;
+  EXPECT_TRUE(Sampler::device_can_draw(f.make(), 20)) << "greedy ignores top-p";
+}
+
+TEST(SamplerDevice, DeviceRowCarriesTheRequestsProcessorsAndDraw) {
+  Fixture f;
+  f.prompt = {5, 9, 9};
+  f.output = {9, 4, 4};
+  f.params.temperature = 0.7;
+  f.params.min_p = 0.1;
+  f.params.top_k = 12;
+  f.params.top_p = 0.8;
+  f.params.allowed_token_ids = std::vector<int32_t>{30, 4, 30, 9};
+  f.params.logit_bias = {{4, 1.5}};
+  f.params.repetition_penalty = 1.2;
+  f.params.frequency_penalty = 0.5;
+  f.params.min_tokens = 10;
+  f.params.logprobs = 3;
+  SamplingState& s = f.make();
+  s.min_tokens_stop_ids = {2};
+  s.bad_words_token_ids = {{4, 7}};  // the output ends with 4: bans 7
+  Sampler::DeviceRowLists lists;
+  DeviceSampleRow d = Sampler::device_row(s, 6, lists);
+  EXPECT_EQ(d.row, 6);
+  EXPECT_FALSE(d.greedy);
+  EXPECT_FLOAT_EQ(d.temperature, 0.7f);
+  EXPECT_FLOAT_EQ(d.min_p, 0.1f);
+  EXPECT_EQ(d.top_k, 12);
+  EXPECT_DOUBLE_EQ(d.top_p, 0.8);
+  EXPECT_EQ(d.num_logprobs, 3);
+  EXPECT_EQ(std::vector<int32_t>(d.allowed.begin(), d.allowed.end()), (std::vector<int32_t>{4, 9, 30}));
+  EXPECT_EQ(std::vector<int32_t>(d.banned.begin(), d.banned.end()), Sampler::banned_tokens(s));
+  EXPECT_NE(std::find(d.banned.begin(), d.banned.end(), 7), d.banned.end());
+  EXPECT_NE(std::find(d.banned.begin(), d.banned.end(), 2), d.banned.end()) << "min_tokens";
+  ASSERT_EQ(d.bias.size(), 1u);
+  EXPECT_EQ(d.bias[0], (std::pair<int32_t, float>{4, 1.5f}));
+  std::vector<int32_t> seen, counts;
+  Sampler::seen_tokens(s, seen, counts);
+  EXPECT_EQ(std::vector<int32_t>(d.seen.begin(), d.seen.end()), seen);
+  EXPECT_EQ(std::vector<int32_t>(d.seen_output_counts.begin(), d.seen_output_counts.end()), counts);
+  EXPECT_FLOAT_EQ(d.repetition_penalty, 1.2f);
+  EXPECT_FLOAT_EQ(d.frequency_penalty, 0.5f);
+  EXPECT_EQ(d.u, 0.0) << "the caller draws u from the request's generator";
+}
+
 }  // namespace
 }  // namespace cvllm
