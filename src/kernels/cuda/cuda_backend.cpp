@@ -42,6 +42,7 @@ class CudaStepMetadata : public StepMetadata {
   FlashTiles flash_tiles;
   // decode_attention's grid: the most pieces of any token (all tokens / those outside flash tiles).
   int64_t decode_pieces_all = 0, decode_pieces_rest = 0;
+  int64_t num_rest_tokens = 0;  // tokens outside flash tiles
 };
 
 // Host-side lists of attention work items (cuda_ops.h AttentionWork).
@@ -239,7 +240,7 @@ std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
   std::vector<int32_t> token_to_req(num_tokens);
   WorkList all_work, rest_work;
   std::vector<int32_t> tile_req, tile_first_token;
-  int64_t decode_pieces_all = 0, decode_pieces_rest = 0;
+  int64_t decode_pieces_all = 0, decode_pieces_rest = 0, num_rest_tokens = 0;
   for (int64_t r = 0; r < num_reqs; ++r) {
     const int32_t q_start = b.query_start_loc[r], q_len = b.query_start_loc[r + 1] - q_start;
     const bool flash = q_len >= kFlashMinQueries;
@@ -252,7 +253,10 @@ std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
       rest_work.add(t, pos, piece, flash);
       const int64_t pieces = decode_max_pieces(pos + 1);  // for any sliding window too
       decode_pieces_all = std::max(decode_pieces_all, pieces);
-      if (!flash) decode_pieces_rest = std::max(decode_pieces_rest, pieces);
+      if (!flash) {
+        decode_pieces_rest = std::max(decode_pieces_rest, pieces);
+        ++num_rest_tokens;
+      }
     }
     for (int32_t t = q_start; flash && t < q_start + q_len; t += kFlashTileQueries) {
       tile_req.push_back(static_cast<int32_t>(r));
@@ -327,6 +331,7 @@ std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
   step->flash_tiles.tile_first_token = at(16);
   step->decode_pieces_all = decode_pieces_all;
   step->decode_pieces_rest = decode_pieces_rest;
+  step->num_rest_tokens = num_rest_tokens;
   return step;
 }
 
@@ -656,7 +661,12 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, K
   // CUDA-core kernel handles the other tokens (or all of them).
   const bool flash = use_flash_ && s.flash_tiles.num_tiles > 0 && flash_prefill_supports(a);
   const bool flash_mma = flash && use_flash_mma_ && flash_prefill_mma_supports(a.head_size);
-  const bool decode_kernel = use_decode_attention_ && decode_attention_supports(a);
+  // decode_attention's grid spans every token of the step (the tiles' tokens exit at once), so a
+  // long prefill chunk beside a few decode tokens would launch ~num_tokens x pieces x KV heads
+  // empty blocks per layer: there the few tokens go to paged_attention, whose work list holds
+  // only them. (Giving decode_attention the list of its tokens is the better fix.)
+  const bool decode_kernel = use_decode_attention_ && decode_attention_supports(a) &&
+                             (!flash || 2 * s.num_rest_tokens >= num_tokens);
   // When every token's output comes from kernels that also write bf16 (decode_attention, the
   // mma.sync prefill kernel), the output projection's bf16 input is written on the way.
   bf16* out_bf16 = decode_kernel && (!flash || flash_mma) ? bf16_scratch(out.numel()) : nullptr;
