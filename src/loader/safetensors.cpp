@@ -129,27 +129,6 @@ int64_t SafetensorsTensorInfo::num_elements() const {
   return n;
 }
 
-std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  auto mapping = std::make_shared<MappedFile>(path);
-  std::shared_ptr<SafetensorsFile> f(new SafetensorsFile());
-  f->mapping_ = mapping;
-  f->data_ = mapping->data();
-  f->size_ = mapping->size();
-  f->name_ = path;
-  f->parse_all();
-  return f;
-}
-
-std::shared_ptr<SafetensorsFile> SafetensorsFile::parse(const uint8_t* data, size_t size,
-                                                        const std::string& name) {
-  std::shared_ptr<SafetensorsFile> f(new SafetensorsFile());
-  f->data_ = data;
-  f->size_ = size;
-  f->name_ = name;
-  f->parse_all();
-  return f;
-}
-
 void SafetensorsFile::parse_all() {
   if (size_ < 8)
     throw Error(cat(name_, ": file of ", size_, " bytes is too short for a safetensors header"));
@@ -191,11 +170,6 @@ void SafetensorsFile::parse_all() {
     }
   }
   for (size_t i = 0; i < tensors_.size(); ++i) tensor_index_.emplace(tensors_[i].name, i);
-}
-
-const SafetensorsTensorInfo* SafetensorsFile::find_tensor(std::string_view name) const {
-  auto it = tensor_index_.find(std::string(name));
-  return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
 }
 
 const uint8_t* SafetensorsFile::tensor_data(const SafetensorsTensorInfo& info) const {

@@ -23,12 +23,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "loader/checkpoint_file.h"
 #include "loader/sharded_checkpoint.h"
 #include "tensor/dtype.h"
 
 namespace cvllm {
-
-class MappedFile;
 
 inline constexpr uint64_t kSafetensorsMaxHeaderBytes = uint64_t{100} << 20;
 inline constexpr size_t kSafetensorsMaxDims = 8;
@@ -42,33 +41,19 @@ struct SafetensorsTensorInfo {
   int64_t num_elements() const;
 };
 
-class SafetensorsFile {
+class SafetensorsFile : public CheckpointFile<SafetensorsFile, SafetensorsTensorInfo> {
  public:
-  // Maps and parses a file. Throws cvllm::Error "<path>: <problem>" on any malformed input.
-  static std::shared_ptr<SafetensorsFile> open(const std::string& path);
-  // Parses a buffer the caller keeps alive (tests, fuzzing). `name` is used in error messages.
-  static std::shared_ptr<SafetensorsFile> parse(const uint8_t* data, size_t size,
-                                                const std::string& name);
-
-  const std::string& path() const { return name_; }
-  // Tensors in data-offset order.
-  const std::vector<SafetensorsTensorInfo>& tensors() const { return tensors_; }
-  const SafetensorsTensorInfo* find_tensor(std::string_view name) const;
-  // Pointer to a tensor's bytes inside the buffer (bounds were checked at parse time).
+  // Tensors (tensors()) are in data-offset order. Pointer to a tensor's bytes inside the buffer
+  // (bounds were checked at parse time):
   const uint8_t* tensor_data(const SafetensorsTensorInfo& info) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:
+  friend class CheckpointFile<SafetensorsFile, SafetensorsTensorInfo>;
   SafetensorsFile() = default;
   void parse_all();
 
-  std::shared_ptr<MappedFile> mapping_;  // null when parsing a caller's buffer
-  const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-  std::string name_;
   size_t data_offset_ = 0;  // start of the data section: 8 + header length
-  std::vector<SafetensorsTensorInfo> tensors_;
-  std::unordered_map<std::string, size_t> tensor_index_;
   std::map<std::string, std::string> metadata_;
 };
 

@@ -729,27 +729,6 @@ int64_t TorchTensorInfo::num_elements() const {
   return n;
 }
 
-std::shared_ptr<TorchCheckpointFile> TorchCheckpointFile::open(const std::string& path) {
-  auto mapping = std::make_shared<MappedFile>(path);
-  std::shared_ptr<TorchCheckpointFile> f(new TorchCheckpointFile());
-  f->mapping_ = mapping;
-  f->data_ = mapping->data();
-  f->size_ = mapping->size();
-  f->name_ = path;
-  f->parse_all();
-  return f;
-}
-
-std::shared_ptr<TorchCheckpointFile> TorchCheckpointFile::parse(const uint8_t* data, size_t size,
-                                                                const std::string& name) {
-  std::shared_ptr<TorchCheckpointFile> f(new TorchCheckpointFile());
-  f->data_ = data;
-  f->size_ = size;
-  f->name_ = name;
-  f->parse_all();
-  return f;
-}
-
 void TorchCheckpointFile::parse_all() {
   // The pre-1.6 format is a bare pickle stream (protocol 2: 0x80 0x02) followed by raw storages.
   if (size_ >= 2 && data_[0] == 0x80) {
@@ -828,11 +807,6 @@ void TorchCheckpointFile::parse_all() {
       tensors_[it->second] = std::move(info);
     }
   }
-}
-
-const TorchTensorInfo* TorchCheckpointFile::find_tensor(std::string_view name) const {
-  auto it = tensor_index_.find(std::string(name));
-  return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
 }
 
 TorchWeightSource::TorchWeightSource(std::shared_ptr<const TorchCheckpoint> checkpoint,

@@ -35,14 +35,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "loader/checkpoint_file.h"
 #include "loader/hf_weight_source.h"
 #include "loader/sharded_checkpoint.h"
 #include "loader/weight_source.h"
 #include "tensor/dtype.h"
 
 namespace cvllm {
-
-class MappedFile;
 
 inline constexpr uint64_t kTorchMaxPickleBytes = uint64_t{16} << 20;
 inline constexpr size_t kTorchMaxZipEntries = size_t{1} << 20;
@@ -62,31 +61,16 @@ struct TorchTensorInfo {
   int64_t num_elements() const;
 };
 
-class TorchCheckpointFile {
+class TorchCheckpointFile : public CheckpointFile<TorchCheckpointFile, TorchTensorInfo> {
  public:
-  // Maps and parses a file. Throws cvllm::Error "<path>: <problem>" on any malformed input.
-  static std::shared_ptr<TorchCheckpointFile> open(const std::string& path);
-  // Parses a buffer the caller keeps alive (tests, fuzzing). `name` is used in error messages.
-  static std::shared_ptr<TorchCheckpointFile> parse(const uint8_t* data, size_t size,
-                                                    const std::string& name);
-
-  const std::string& path() const { return name_; }
-  // Tensors in the pickle's order.
-  const std::vector<TorchTensorInfo>& tensors() const { return tensors_; }
-  const TorchTensorInfo* find_tensor(std::string_view name) const;
-  // Pointer to a tensor's first byte inside the buffer (bounds were checked at parse time).
+  // Tensors (tensors()) are in the pickle's order. Pointer to a tensor's first byte inside the
+  // buffer (bounds were checked at parse time):
   const uint8_t* tensor_data(const TorchTensorInfo& info) const { return data_ + info.file_offset; }
 
  private:
+  friend class CheckpointFile<TorchCheckpointFile, TorchTensorInfo>;
   TorchCheckpointFile() = default;
   void parse_all();
-
-  std::shared_ptr<MappedFile> mapping_;  // null when parsing a caller's buffer
-  const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-  std::string name_;
-  std::vector<TorchTensorInfo> tensors_;
-  std::unordered_map<std::string, size_t> tensor_index_;
 };
 
 // All torch weights of a checkpoint directory: the shards named by
