@@ -20,7 +20,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-TEST_TARGETS="kernels_test_cuda_ops golden_test_cuda_tiny_llama golden_test_cuda_hf_models"
+TEST_TARGETS="kernels_test_cuda_ops golden_test_cuda_tiny_llama golden_test_cuda_hf_models unit_test_cuda_model_runner_graphs"
 
 if [[ "${1:-}" == "--pack" ]]; then
   set -e
@@ -95,6 +95,7 @@ if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
 run_tests cuda_ops "$TEST_BIN/kernels_test_cuda_ops"
 run_tests cuda_tiny_llama "$TEST_BIN/golden_test_cuda_tiny_llama"
 run_tests cuda_hf_models "$TEST_BIN/golden_test_cuda_hf_models"
+run_tests cuda_graphs "$TEST_BIN/unit_test_cuda_model_runner_graphs"
 grep -h "\[ note \]" "$OUT/cuda_hf_models.log" | head -60 >> "$OUT/notes.txt"
 grep -h "\[ note \]" "$OUT/cuda_tiny_llama.log" | head -40 >> "$OUT/notes.txt"
 
@@ -106,6 +107,9 @@ if command -v compute-sanitizer >/dev/null; then
   timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$TEST_BIN/kernels_test_cuda_ops" \
     --gtest_filter='*SplitAcrossLongContexts*' > "$OUT/memcheck-split.log" 2>&1
   note "memcheck split-KV: rc=$? ($(grep -m1 'ERROR SUMMARY' "$OUT/memcheck-split.log"))"
+  timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$TEST_BIN/unit_test_cuda_model_runner_graphs" \
+    --gtest_filter='*MatrixVector*' > "$OUT/memcheck-graphs.log" 2>&1
+  note "memcheck CUDA graphs: rc=$? ($(grep -m1 'ERROR SUMMARY' "$OUT/memcheck-graphs.log"))"
   # (Not *OutputFeedsTheNextLinear: racecheck reports a hazard inside one of cuBLASLt's own GEMM
   # kernels, nvjet_sm90_tss_8x64_64x16_4x1_v_bz_TNN, that test's small linear.)
   timeout 120 compute-sanitizer --tool racecheck --error-exitcode 9 "$TEST_BIN/kernels_test_cuda_ops" \
@@ -120,18 +124,18 @@ if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
     model=/tmp/random-$shape.gguf
     python3 scripts/gen_random_llama_gguf.py --shape "$shape" "$model" > "$OUT/gen-$shape.log" 2>&1 ||
       { note "could not generate $shape (see gen-$shape.log)"; continue; }
-    # "invariant" is the default GEMM choice; "per-n" lets cuBLASLt pick per batch size.
     # gemm: "per-n" (default: cuBLASLt picks per batch size) or "invariant" (batch-invariant
-    # GEMMs); "per-n-glibc" leaves glibc's malloc thresholds alone (see cuda_backend.cpp).
-    for cfg in "512 128 1 per-n" "512 128 32 per-n" "128 128 128 per-n" "3584 128 1 per-n" \
-               "512 128 1 invariant" ${BENCH_EXTRA:-}; do
+    # GEMMs); "per-n-glibc" leaves glibc's malloc thresholds alone (see cuda_backend.cpp);
+    # "eager" is per-n without CUDA graphs (--enforce-eager).
+    for cfg in "512 128 1 per-n" "512 128 1 eager" "512 128 32 per-n" "512 128 32 eager" \
+               "128 128 128 per-n" "3584 128 1 per-n" "512 128 1 invariant" ${BENCH_EXTRA:-}; do
       read -r in_len out_len bs gemm <<< "${cfg//,/ }"
       [[ $shape == llama-1b && $in_len -gt 1900 ]] && continue  # its context is 2048
       log=$OUT/bench-$shape-$in_len-$out_len-$bs-$gemm.json
       CVLLM_CUDA_BATCH_INVARIANT=$([[ $gemm == invariant ]] && echo 1 || echo 0) \
       CVLLM_CUDA_KEEP_MALLOC=$([[ $gemm == per-n-glibc ]] && echo 1 || echo 0) "$BIN/cvllm" bench latency --model "$model" --skip-tokenizer-init --device cuda \
         --max-model-len $(( in_len + out_len > 1024 ? in_len + out_len : 1024 )) --input-len "$in_len" --output-len "$out_len" --batch-size "$bs" \
-        --num-iters 3 --num-iters-warmup 1 > "$log" 2> "${log%.json}.err"
+        --num-iters 3 --num-iters-warmup 1 $([[ $gemm == eager ]] && echo --enforce-eager) > "$log" 2> "${log%.json}.err"
       note "bench latency $shape in=$in_len out=$out_len bs=$bs gemm=$gemm: $(python3 -c "import json,sys; d=json.load(open('$log')); print('prefill %.1f tok/s, decode %.1f tok/s, latency %.3f s' % (d['prompt_tokens_per_s'], d['decode_tokens_per_s'], d['avg_latency_s']))" 2>/dev/null || echo failed: $(tail -2 "${log%.json}.err"))"
     done
   done
@@ -160,14 +164,16 @@ print(', '.join('%s %.4g' % (k, d[k]) for k in keys if k in d))" 2>/dev/null || 
   }
   lat="bench latency --num-iters 3 --num-iters-warmup 1"
   bench8b decode-bs1 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
-  bench8b decode-bs1-no-gemv CVLLM_CUDA_GEMV=0 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
+  bench8b decode-bs1-eager -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024 --enforce-eager
   bench8b decode-bs1-old-attention CVLLM_CUDA_DECODE_ATTENTION=0 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
   bench8b decode-bs1-ctx4k -- $lat --input-len 4000 --output-len 128 --batch-size 1 --max-model-len 4200
   bench8b decode-bs1-ctx4k-old-attention CVLLM_CUDA_DECODE_ATTENTION=0 -- $lat --input-len 4000 --output-len 128 --batch-size 1 --max-model-len 4200
   bench8b decode-bs4 -- $lat --input-len 512 --output-len 128 --batch-size 4 --max-model-len 1024
+  bench8b decode-bs4-eager -- $lat --input-len 512 --output-len 128 --batch-size 4 --max-model-len 1024 --enforce-eager
   bench8b prefill-8000 -- bench latency --num-iters 2 --num-iters-warmup 1 --input-len 8000 --output-len 1 --batch-size 1 --max-model-len 8192
   bench8b prefill-8000-wmma CVLLM_CUDA_FLASH_WMMA=1 -- bench latency --num-iters 2 --num-iters-warmup 1 --input-len 8000 --output-len 1 --batch-size 1 --max-model-len 8192
   bench8b throughput-1000x256 -- bench throughput --num-prompts 1000 --input-len 256 --output-len 256 --max-model-len 1024
+  bench8b throughput-1000x256-eager -- bench throughput --num-prompts 1000 --input-len 256 --output-len 256 --max-model-len 1024 --enforce-eager
 fi
 
 # Per-kernel GPU time of decode steps (Nsight Compute; the prefill's launches are skipped). The

@@ -41,6 +41,9 @@ struct EngineArgs {
   // CUDA: the fraction of the GPU's memory this engine may use for weights, activations and the
   // KV cache (vLLM's gpu_memory_utilization). Ignored when kv_cache_memory_bytes is set.
   double gpu_memory_utilization = 0.92;
+  // CUDA: run every step eagerly instead of replaying decode steps from CUDA graphs recorded at
+  // load time (vLLM's enforce_eager).
+  bool enforce_eager = false;
   bool disable_log_stats = true;
 };
 

@@ -10,7 +10,8 @@ std::set<std::string> engine_value_flags() {
 }
 
 std::set<std::string> engine_bool_flags() {
-  return {"enable-prefix-caching", "enable-chunked-prefill", "skip-tokenizer-init"};
+  return {"enable-prefix-caching", "enable-chunked-prefill", "skip-tokenizer-init",
+          "enforce-eager"};
 }
 
 EngineArgs engine_args_from_flags(const Flags& f) {
@@ -36,6 +37,7 @@ EngineArgs engine_args_from_flags(const Flags& f) {
   a.enable_prefix_caching = f.get_bool("enable-prefix-caching", true);
   a.enable_chunked_prefill = f.get_bool("enable-chunked-prefill", true);
   a.skip_tokenizer_init = f.get_bool("skip-tokenizer-init", false);
+  a.enforce_eager = f.get_bool("enforce-eager", false);
   return a;
 }
 

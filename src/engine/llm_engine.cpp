@@ -56,14 +56,21 @@ std::unique_ptr<Backend> create_backend(const EngineArgs& args) {
   return std::make_unique<cpu::CpuBackend>(args.num_threads, parse_kernel_path(args.cpu_kernels));
 }
 
+// The decode batch sizes recorded as CUDA graphs (none with enforce_eager).
+std::vector<int> cuda_graph_batch_sizes(const EngineArgs& args) {
+  if (args.enforce_eager) return {};
+  return default_graph_batch_sizes(args.max_num_seqs);
+}
+
 // CUDA KV-cache budget (vLLM's rule): gpu_memory_utilization of the GPU's memory, minus what is
 // in use now (weights, loaded before this is called) and the activations' peak, measured by a
 // forward pass of max_num_batched_tokens dummy tokens over max_num_seqs prompts with their logits
 // (ModelRunner::profile_forward). On top of the peak: what the pass made the device use outside
 // our allocator (cuBLASLt, the CUDA context), decode attention's split-KV partials for
 // max_num_seqs tokens at max_model_len (a prefill-shaped pass has none), a quarter of slack for the
-// allocator's size classes (decode steps allocate other sizes than prefill), and 512 MiB for the
-// context's own growth. Returns 0 on the CPU (no device budget).
+// allocator's size classes (decode steps allocate other sizes than prefill), the recorded decode
+// steps' own memory, and 512 MiB for the context's own growth. Returns 0 on the CPU (no device
+// budget).
 int64_t device_kv_budget_bytes(Backend& backend, CausalLM& model, const EngineArgs& args,
                                const ModelConfig& c, int max_model_len, DType kv_dtype) {
 #ifdef CVLLM_HAVE_CUDA
@@ -84,7 +91,16 @@ int64_t device_kv_budget_bytes(Backend& backend, CausalLM& model, const EngineAr
     const int64_t decode_partials = std::min<int64_t>(tokens, args.max_num_seqs) *
                                     cuda::kMaxDecodePieces * c.num_attention_heads *
                                     (c.head_dim + 2) * 4;
-    const int64_t activations = (peak + decode_partials) * 5 / 4 + growth + (int64_t{512} << 20);
+    // Recorded decode steps keep their own temporaries (the largest batch's, shared by all) and
+    // outputs: twice the profiled pass's activations per token at the largest recorded batch.
+    const std::vector<int> graph_sizes = cuda_graph_batch_sizes(args);
+    const int64_t graph_tokens = graph_sizes.empty() ? 0 : graph_sizes.back();
+    const int64_t graphs = graph_tokens == 0 ? 0
+                           : peak / std::max<int64_t>(tokens, 1) * graph_tokens * 2 +
+                                 decode_partials + graph_tokens * c.hidden_size * 4 *
+                                                       static_cast<int64_t>(graph_sizes.size());
+    const int64_t activations =
+        (peak + decode_partials + graphs) * 5 / 4 + growth + (int64_t{512} << 20);
     const int64_t in_use = before.total_bytes - before.free_bytes - before.cached_bytes;
     const int64_t budget = static_cast<int64_t>(args.gpu_memory_utilization *
                                                 static_cast<double>(before.total_bytes)) -
@@ -296,6 +312,7 @@ LLMEngine::LLMEngine(const EngineArgs& args) : args_(args) {
   runner.kv_cache_dtype = kv_dtype;
   runner.seed = args.seed;
   runner.eos_token_id = eos_token_id_;
+  if (on_gpu) runner.graph_batch_sizes = cuda_graph_batch_sizes(args);
   auto scheduler = std::make_unique<Scheduler>(sched, num_blocks, args.block_size,
                                                args.enable_prefix_caching);
   auto model_runner = std::make_unique<ModelRunner>(*model_, *backend_, runner);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -42,6 +43,15 @@ class StepMetadata {
   virtual ~StepMetadata() = default;
   const ForwardBatch* batch = nullptr;  // host copy, valid for the step
 };
+
+// A forward pass recorded once for one batch shape and replayed for later batches of that shape
+// (CUDA graphs: the launches are paid for once). Opaque outside the backend that made it.
+class CapturedForward {
+ public:
+  virtual ~CapturedForward() = default;
+};
+// Launches one forward pass over the step and returns its output.
+using ForwardFn = std::function<Tensor(const StepMetadata&)>;
 
 enum class RopeStyle { kNeox, kInterleaved };
 enum class GatedActivation { kSilu, kGeluTanh };  // silu(gate) * up; gelu_tanh(gate) * up
@@ -123,6 +133,25 @@ class Backend {
 
   // out[t] = table[ids[t]]   table: [vocab, hidden] any dtype; out: [num_tokens, hidden] f32
   virtual void embedding(const Tensor& table, const StepMetadata& step, Tensor& out) = 0;
+  // out[t] = table[positions[t] + offset]: learned position embeddings (OPT's offset is 2). Each
+  // row is checked against the table.
+  virtual void position_embedding(const Tensor& table, const StepMetadata& step, int64_t offset,
+                                  Tensor& out) {
+    gather_rows(table, position_rows(step, offset, table.dim(0)), out);
+  }
+  // The table rows position_embedding reads; throws for positions past the table.
+  static std::vector<int32_t> position_rows(const StepMetadata& step, int64_t offset,
+                                            int64_t table_rows) {
+    const std::vector<int32_t>& positions = step.batch->positions;
+    std::vector<int32_t> rows(positions.size());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const int64_t row = int64_t{positions[i]} + offset;
+      CVLLM_CHECK(positions[i] >= 0 && row < table_rows, "position ", positions[i],
+                  " is beyond the model's ", table_rows - offset, " learned positions");
+      rows[i] = static_cast<int32_t>(row);
+    }
+    return rows;
+  }
   // Same, for explicit row ids (used for logits_indices gathers and tests).
   virtual void gather_rows(const Tensor& src, const std::vector<int32_t>& rows, Tensor& out) = 0;
   // y = x W^T (+ bias)   x: [T, in] f32; w: [out, in] any dtype; bias: [out] f32 or empty
@@ -218,6 +247,24 @@ class Backend {
     (void)tokens;
     (void)k;
     throw Error(cat("the ", name(), " backend does not compute logprobs on the device"));
+  }
+  // Records `forward` for batches shaped like `batch`: decode only (one new token per request),
+  // so the shape is (requests, block-table width). The pass runs once eagerly first, so lazily made
+  // state exists before recording; `batch` is a placeholder whose contents do not matter. Null
+  // when this backend does not record; throws Error when the pass cannot be recorded (an op needs
+  // the step's host data), which leaves the backend usable eagerly.
+  virtual std::unique_ptr<CapturedForward> capture_forward(const ForwardBatch& batch,
+                                                           const ForwardFn& forward) {
+    (void)batch;
+    (void)forward;
+    return nullptr;
+  }
+  // Runs a recorded pass on `batch` (the recorded shape, new contents) and returns its output,
+  // valid until the next replay of `captured`.
+  virtual Tensor replay_forward(CapturedForward& captured, const ForwardBatch& batch) {
+    (void)captured;
+    (void)batch;
+    throw Error(cat("the ", name(), " backend does not replay recorded forward passes"));
   }
   virtual void synchronize() {}
 };

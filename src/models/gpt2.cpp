@@ -124,13 +124,8 @@ Tensor GPT2LMHeadModel::forward(ForwardContext& ctx) {
 
   // hidden = wte[ids] + wpe[positions]
   be.embedding(wte_, ctx.step, hidden);
-  const std::vector<int32_t>& positions = ctx.step.batch->positions;
-  for (int32_t p : positions) {
-    CVLLM_CHECK(p >= 0 && p < wpe_.dim(0), "position ", p, " is beyond the model's ", wpe_.dim(0),
-                " learned positions");
-  }
   Tensor pos = be.alloc(DType::kF32, {t, h});
-  be.gather_rows(wpe_, positions, pos);
+  be.position_embedding(wpe_, ctx.step, 0, pos);
   be.add(pos, hidden);
   ctx.maybe_dump("embed_tokens", hidden);
 

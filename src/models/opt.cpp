@@ -5,21 +5,6 @@
 #include "util/error.h"
 
 namespace cvllm {
-namespace {
-
-// embed_positions rows of this step's tokens (position + offset), each checked against the table.
-std::vector<int32_t> position_rows(const ForwardBatch& batch, int64_t offset, int64_t table_rows) {
-  std::vector<int32_t> rows(batch.positions.size());
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const int64_t row = int64_t{batch.positions[i]} + offset;
-    CVLLM_CHECK(batch.positions[i] >= 0 && row < table_rows, "position ", batch.positions[i],
-                " is beyond the model's ", table_rows - offset, " learned positions");
-    rows[i] = static_cast<int32_t>(row);
-  }
-  return rows;
-}
-
-}  // namespace
 
 OPTForCausalLM::OPTForCausalLM(const ModelConfig& config, const WeightSource& w, Backend& backend)
     : config_(config) {
@@ -117,9 +102,7 @@ Tensor OPTForCausalLM::forward(ForwardContext& ctx) {
     be.embedding(embed_tokens_, ctx.step, hidden);
   }
   Tensor positions = be.alloc(DType::kF32, {t, h});
-  be.gather_rows(embed_positions_,
-                 position_rows(*ctx.step.batch, kPositionOffset, embed_positions_.dim(0)),
-                 positions);
+  be.position_embedding(embed_positions_, ctx.step, kPositionOffset, positions);
   be.add(positions, hidden);
   ctx.maybe_dump("embed_tokens", hidden);
 

@@ -4,8 +4,44 @@
 
 #include "util/error.h"
 #include "util/logging.h"
+#include "util/system.h"
 
 namespace cvllm {
+
+void pad_decode_batch(ForwardBatch& b, int64_t num_reqs, int64_t width) {
+  const int64_t n = b.num_reqs();
+  CVLLM_CHECK(b.num_tokens() == n && n <= num_reqs && b.max_blocks_per_req <= width &&
+                  static_cast<int64_t>(b.block_table.size()) == n * b.max_blocks_per_req,
+              "pad_decode_batch: ", b.num_tokens(), " tokens of ", n, " requests x ",
+              b.max_blocks_per_req, " blocks do not fit ", num_reqs, " x ", width);
+  std::vector<int32_t> table(static_cast<size_t>(num_reqs * width), 0);  // 0: the null block
+  for (int64_t r = 0; r < n; ++r) {
+    std::copy_n(b.block_table.begin() + r * b.max_blocks_per_req, b.max_blocks_per_req,
+                table.begin() + r * width);
+  }
+  b.block_table = std::move(table);
+  b.max_blocks_per_req = width;
+  for (int64_t r = n; r < num_reqs; ++r) {
+    b.input_ids.push_back(0);
+    b.positions.push_back(0);
+    b.slot_mapping.push_back(-1);
+    b.query_start_loc.push_back(static_cast<int32_t>(r + 1));
+    b.seq_lens.push_back(1);
+  }
+}
+
+std::vector<int> default_graph_batch_sizes(int max_num_seqs) {
+  const int limit = std::clamp(max_num_seqs, 1, 512);
+  std::vector<int> sizes;
+  for (int n : {1, 2, 4}) {
+    sizes.push_back(n);
+    if (n >= limit) return sizes;
+  }
+  for (int n = 8;; n += 8) {  // ends with the first size that holds `limit` requests
+    sizes.push_back(n);
+    if (n >= limit) return sizes;
+  }
+}
 
 int64_t ModelRunner::kv_block_bytes(const CausalLM& model, int block_size, DType kv_cache_dtype) {
   int64_t per_token = model.num_kv_heads() * model.head_size() * traits(kv_cache_dtype).type_size;
@@ -72,6 +108,55 @@ ModelRunner::ModelRunner(CausalLM& model, Backend& backend, const RunnerConfig& 
     layer.block_size = config.block_size;
     kv_caches_.push_back(std::move(layer));
   }
+  capture_graphs();
+}
+
+void ModelRunner::capture_graphs() {
+  if (config_.graph_batch_sizes.empty()) return;
+  graph_width_ = (config_.max_model_len + config_.block_size - 1) / config_.block_size;
+  std::vector<int> sizes = config_.graph_batch_sizes;
+  // Largest first: the smaller passes' temporaries then reuse the larger ones' memory.
+  std::sort(sizes.rbegin(), sizes.rend());
+  sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
+  const double start = monotonic_seconds();
+  try {
+    for (int n : sizes) {
+      CVLLM_CHECK(n > 0, "graph batch sizes must be positive, got ", n);
+      ForwardBatch placeholder;
+      placeholder.query_start_loc = {0};
+      pad_decode_batch(placeholder, n, graph_width_);
+      std::unique_ptr<CapturedForward> captured =
+          backend_.capture_forward(placeholder, [this](const StepMetadata& step) {
+            ForwardContext ctx{backend_, step, kv_caches_, nullptr};
+            return model_.forward(ctx);
+          });
+      if (!captured) {  // this backend does not record
+        graphs_.clear();
+        return;
+      }
+      graphs_.emplace(n, std::move(captured));
+    }
+  } catch (const Error& e) {
+    graphs_.clear();
+    LOG_WARNING("Decode steps run eagerly: their forward pass could not be recorded as a CUDA "
+                "graph (", e.what(), ")");
+    return;
+  }
+  LOG_INFO("Recorded the decode step as CUDA graphs for ", graphs_.size(), " batch sizes (",
+           sizes.back(), " to ", sizes.front(), " requests) in ", monotonic_seconds() - start, " s");
+}
+
+CapturedForward* ModelRunner::graph_for(ForwardBatch& batch) {
+  if (graphs_.empty() || dump) return nullptr;
+  const int64_t n = batch.num_reqs();
+  if (n == 0 || batch.num_tokens() != n || batch.max_blocks_per_req > graph_width_) return nullptr;
+  for (int32_t id : batch.input_ids) {  // out-of-range ids: the eager pass reports them
+    if (id < 0 || id >= model_.config().vocab_size) return nullptr;
+  }
+  auto it = graphs_.lower_bound(static_cast<int>(n));
+  if (it == graphs_.end()) return nullptr;
+  pad_decode_batch(batch, it->first, graph_width_);
+  return it->second.get();
 }
 
 void ModelRunner::add_request(const NewRequestData& data) {
@@ -181,9 +266,16 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
   ForwardBatch batch = build_batch(scheduled, order, num_scheduled, sample_rows, prompt_logprob_rows);
 
   if (!scheduled.blocks_to_copy.empty()) backend_.copy_blocks(kv_caches_, scheduled.blocks_to_copy);
-  std::unique_ptr<StepMetadata> step = backend_.prepare_step(batch);
-  ForwardContext ctx{backend_, *step, kv_caches_, dump};
-  Tensor hidden = model_.forward(ctx);
+  std::unique_ptr<StepMetadata> step;
+  Tensor hidden;
+  if (CapturedForward* graph = graph_for(batch)) {  // pads batch to the recorded shape
+    hidden = backend_.replay_forward(*graph, batch);
+    ++num_graph_steps_;
+  } else {
+    step = backend_.prepare_step(batch);
+    ForwardContext ctx{backend_, *step, kv_caches_, dump};
+    hidden = model_.forward(ctx);
+  }
   const int64_t vocab = model_.config().vocab_size;
   const int64_t num_logits = static_cast<int64_t>(batch.logits_indices.size());
   Tensor logits;

@@ -6,6 +6,7 @@
 // layers/sampler, attention math in the backend, stop conditions in the scheduler.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -26,7 +27,19 @@ struct RunnerConfig {
   DType kv_cache_dtype = DType::kF32;
   int64_t seed = 0;
   std::optional<int32_t> eos_token_id;
+  // Decode batch sizes whose forward pass is recorded once and replayed (CUDA graphs); a decode
+  // step of n requests runs on the smallest size >= n, padded. Empty: every step runs eagerly.
+  std::vector<int> graph_batch_sizes;
 };
+
+// Pads a decode batch (one token per request, n requests) to `num_reqs` requests and its block
+// table to `width` columns, the shape of a recorded pass. Padding requests hold token 0 at
+// position 0, write no KV slot and read the null block; their logits are never selected.
+void pad_decode_batch(ForwardBatch& batch, int64_t num_reqs, int64_t width);
+
+// The CUDA-graph batch sizes vLLM records for max_num_seqs: 1, 2, 4, then multiples of 8 up to
+// max_num_seqs (at most 512).
+std::vector<int> default_graph_batch_sizes(int max_num_seqs);
 
 class ModelRunner {
  public:
@@ -42,6 +55,9 @@ class ModelRunner {
   static void profile_forward(CausalLM& model, Backend& backend, int64_t num_tokens,
                               int64_t num_seqs, int block_size, DType kv_cache_dtype);
   int num_requests() const { return static_cast<int>(requests_.size()); }
+  // Decode steps run from a recorded pass so far (tests).
+  int64_t num_graph_steps() const { return num_graph_steps_; }
+  int num_graphs() const { return static_cast<int>(graphs_.size()); }
 
   // Optional hook receiving every named intermediate of the forward pass (golden tests).
   std::function<void(const std::string&, const Tensor&)> dump;
@@ -61,6 +77,9 @@ class ModelRunner {
     SamplingState sampling;
   };
 
+  void capture_graphs();
+  // The recorded pass for this step (null: run eagerly), after padding the batch to its shape.
+  CapturedForward* graph_for(ForwardBatch& batch);
   void update_states(const SchedulerOutput& scheduled);
   void add_request(const NewRequestData& data);
   ForwardBatch build_batch(const SchedulerOutput& scheduled, std::vector<RequestState*>& order,
@@ -74,6 +93,9 @@ class ModelRunner {
   std::vector<KVCacheLayer> kv_caches_;
   std::unordered_map<std::string, std::unique_ptr<RequestState>> requests_;
   std::mt19937_64 generator_;  // seeds unseeded requests; itself seeded from the engine seed
+  std::map<int, std::unique_ptr<CapturedForward>> graphs_;  // by padded batch size
+  int64_t graph_width_ = 0;  // block-table columns of the recorded passes
+  int64_t num_graph_steps_ = 0;
 };
 
 }  // namespace cvllm

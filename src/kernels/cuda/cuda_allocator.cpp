@@ -23,12 +23,14 @@ DeviceAllocator::~DeviceAllocator() { release_cached(); }
 
 std::shared_ptr<void> DeviceAllocator::allocate(size_t bytes) {
   if (bytes == 0) return nullptr;
-  const size_t size = size_class(bytes);
+  size_t size = size_class(bytes);
   void* ptr = nullptr;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = free_.find(size);
-    if (it != free_.end() && !it->second.empty()) {
+    auto it = free_.lower_bound(size);
+    while (graph_pool_ && it != free_.end() && it->second.empty()) ++it;
+    if (it != free_.end() && !it->second.empty() && (graph_pool_ || it->first == size)) {
+      size = it->first;
       ptr = it->second.back();
       it->second.pop_back();
       cached_bytes_ -= size;
@@ -36,7 +38,7 @@ std::shared_ptr<void> DeviceAllocator::allocate(size_t bytes) {
   }
   if (ptr == nullptr) {
     cudaError_t err = cudaMalloc(&ptr, size);
-    if (err == cudaErrorMemoryAllocation) {
+    if (err == cudaErrorMemoryAllocation && !graph_pool_) {
       // Cached blocks of other sizes may be what stands in the way: free them and retry once.
       cudaGetLastError();
       release_cached();
@@ -61,7 +63,7 @@ void DeviceAllocator::give_back(void* ptr, size_t size) {
 }
 
 void DeviceAllocator::release_cached() {
-  std::unordered_map<size_t, std::vector<void*>> blocks;
+  std::map<size_t, std::vector<void*>> blocks;
   {
     std::lock_guard<std::mutex> lock(mu_);
     blocks.swap(free_);

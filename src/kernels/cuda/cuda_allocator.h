@@ -8,16 +8,21 @@
 
 #include <cstddef>
 #include <memory>
+#include <map>
 #include <mutex>
-#include <unordered_map>
 #include <vector>
 
 namespace cvllm::cuda {
 
 class DeviceAllocator : public std::enable_shared_from_this<DeviceAllocator> {
  public:
-  static std::shared_ptr<DeviceAllocator> create() {
-    return std::shared_ptr<DeviceAllocator>(new DeviceAllocator());
+  // graph_pool: the pool of recorded CUDA graphs' temporaries. A request takes the smallest
+  // cached block that holds it, of any size class (smaller graphs, recorded after larger ones,
+  // reuse their blocks), and cached blocks are never freed before the pool is: recorded graphs
+  // still point at them. Otherwise a request takes only a block of its own size class, and an
+  // allocation that fails frees the cache and retries.
+  static std::shared_ptr<DeviceAllocator> create(bool graph_pool = false) {
+    return std::shared_ptr<DeviceAllocator>(new DeviceAllocator(graph_pool));
   }
   ~DeviceAllocator();
 
@@ -37,11 +42,12 @@ class DeviceAllocator : public std::enable_shared_from_this<DeviceAllocator> {
   static size_t size_class(size_t bytes);
 
  private:
-  DeviceAllocator() = default;
+  explicit DeviceAllocator(bool graph_pool) : graph_pool_(graph_pool) {}
   void give_back(void* ptr, size_t size);
 
+  const bool graph_pool_;
   mutable std::mutex mu_;
-  std::unordered_map<size_t, std::vector<void*>> free_;  // size class -> cached blocks
+  std::map<size_t, std::vector<void*>> free_;  // size class -> cached blocks
   size_t cached_bytes_ = 0;
   size_t in_use_bytes_ = 0;
   size_t peak_in_use_bytes_ = 0;

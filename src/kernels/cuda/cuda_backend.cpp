@@ -14,7 +14,6 @@
 #include "util/error.h"
 
 namespace cvllm::cuda {
-namespace {
 
 // Device copies of one step's metadata, all in one allocation (one upload per step).
 class CudaStepMetadata : public StepMetadata {
@@ -43,7 +42,20 @@ class CudaStepMetadata : public StepMetadata {
   // decode_attention's grid: the most pieces of any token (all tokens / those outside flash tiles).
   int64_t decode_pieces_all = 0, decode_pieces_rest = 0;
   int64_t num_rest_tokens = 0;  // tokens outside flash tiles
+  // A recorded decode step (CudaBackend::capture_forward): decode_attention takes every token,
+  // with a grid sized by the block table's width; no work lists are built.
+  bool fixed_shape = false;
+  size_t bytes = 0;  // of `memory`
 };
+
+// One array of the step's device buffer.
+struct StepPart {
+  const void* src;
+  size_t bytes;
+  size_t offset = 0;
+};
+
+namespace {
 
 // Host-side lists of attention work items (cuda_ops.h AttentionWork).
 struct WorkList {
@@ -127,6 +139,7 @@ CudaBackend::CudaBackend(int device_index, int num_host_threads,
   CVLLM_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
   staging_done_ = event;
   allocator_ = DeviceAllocator::create();
+  graph_pool_ = DeviceAllocator::create(/*graph_pool=*/true);
   gemm_ = std::make_unique<CublasLtGemm>(allocator_, stream, *batch_invariant_gemm);
   batch_invariant_gemm_ = *batch_invariant_gemm;
   // Decode-sized products run as matrix-vector kernels, unless every batch size must share one
@@ -146,6 +159,9 @@ CudaBackend::CudaBackend(int device_index, int num_host_threads,
   // Decode tokens on decode_attention; CVLLM_CUDA_DECODE_ATTENTION=0 keeps them on paged_attention.
   const char* decode_env = std::getenv("CVLLM_CUDA_DECODE_ATTENTION");
   use_decode_attention_ = decode_env == nullptr || std::string(decode_env) != "0";
+  // Decode steps replay CUDA graphs; CVLLM_CUDA_GRAPHS=0 keeps them eager (as enforce_eager).
+  const char* graphs_env = std::getenv("CVLLM_CUDA_GRAPHS");
+  use_graphs_ = graphs_env == nullptr || std::string(graphs_env) != "0";
 }
 
 CudaBackend::~CudaBackend() {
@@ -165,7 +181,7 @@ std::string CudaBackend::name() const {
 
 Tensor CudaBackend::alloc_uninitialized(DType dtype, std::vector<int64_t> shape) {
   const size_t bytes = Tensor::view(static_cast<void*>(nullptr), dtype, shape).nbytes();
-  std::shared_ptr<void> mem = allocator_->allocate(bytes);
+  std::shared_ptr<void> mem = memory().allocate(bytes);
   void* ptr = mem.get();
   Tensor t = Tensor::adopt(ptr, dtype, std::move(shape), Device::kCuda, std::move(mem));
   wrote(t);  // recycled memory: whatever the scratch copied from it is gone
@@ -195,7 +211,13 @@ Tensor CudaBackend::alloc(DType dtype, std::vector<int64_t> shape) {
   return t;
 }
 
+void CudaBackend::check_not_capturing(const char* what) const {
+  CVLLM_CHECK(!capturing_, what, " reads host data when it runs, so it cannot be part of a CUDA "
+              "graph");
+}
+
 Tensor CudaBackend::upload(const std::vector<float>& values, std::vector<int64_t> shape) {
+  check_not_capturing("a host-to-device upload");
   Tensor t = alloc_uninitialized(DType::kF32, std::move(shape));
   CVLLM_CHECK(static_cast<int64_t>(values.size()) == t.numel(), "upload: ", values.size(),
               " values for ", t.describe());
@@ -229,7 +251,18 @@ Tensor CudaBackend::prepare_weight(const Tensor& w) {
   return out;
 }
 
-std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
+namespace {
+
+// The step's arrays besides the batch's own: each token's request, attention work lists and
+// prefill tiles (see CudaStepMetadata).
+struct StepArrays {
+  std::vector<int32_t> token_to_req;
+  WorkList all_work, rest_work;
+  std::vector<int32_t> tile_req, tile_first_token;
+  int64_t decode_pieces_all = 0, decode_pieces_rest = 0, num_rest_tokens = 0;
+};
+
+void check_batch(const ForwardBatch& b) {
   const int64_t num_tokens = b.num_tokens(), num_reqs = b.num_reqs();
   CVLLM_CHECK(static_cast<int64_t>(b.positions.size()) == num_tokens &&
                   static_cast<int64_t>(b.slot_mapping.size()) == num_tokens &&
@@ -237,83 +270,72 @@ std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
                   static_cast<int64_t>(b.block_table.size()) == num_reqs * b.max_blocks_per_req &&
                   b.query_start_loc.back() == num_tokens,
               "inconsistent ForwardBatch: ", num_tokens, " tokens, ", num_reqs, " requests");
-  std::vector<int32_t> token_to_req(num_tokens);
-  WorkList all_work, rest_work;
-  std::vector<int32_t> tile_req, tile_first_token;
-  int64_t decode_pieces_all = 0, decode_pieces_rest = 0, num_rest_tokens = 0;
-  for (int64_t r = 0; r < num_reqs; ++r) {
+}
+
+// fixed_shape: a recorded decode step, whose attention runs on decode_attention alone with a
+// grid sized by the block table's width, so no work lists are built.
+StepArrays step_arrays(const ForwardBatch& b, bool fixed_shape) {
+  StepArrays a;
+  a.token_to_req.resize(static_cast<size_t>(b.num_tokens()));
+  for (int64_t r = 0; r < b.num_reqs(); ++r) {
     const int32_t q_start = b.query_start_loc[r], q_len = b.query_start_loc[r + 1] - q_start;
     const bool flash = q_len >= kFlashMinQueries;
+    CVLLM_CHECK(!fixed_shape || q_len == 1, "a recorded step takes one token per request, request ",
+                r, " has ", q_len);
     for (int32_t t = q_start; t < q_start + q_len; ++t) {
-      token_to_req[t] = static_cast<int32_t>(r);
+      a.token_to_req[t] = static_cast<int32_t>(r);
       const int64_t pos = b.seq_lens[r] - q_len + (t - q_start);
       CVLLM_CHECK(pos >= 0, "request ", r, " has more new tokens than its seq_len");
+      if (fixed_shape) continue;
       const int64_t piece = flash ? kSplitKeys : kDecodeSplitKeys;
-      all_work.add(t, pos, piece, false);
-      rest_work.add(t, pos, piece, flash);
+      a.all_work.add(t, pos, piece, false);
+      a.rest_work.add(t, pos, piece, flash);
       const int64_t pieces = decode_max_pieces(pos + 1);  // for any sliding window too
-      decode_pieces_all = std::max(decode_pieces_all, pieces);
+      a.decode_pieces_all = std::max(a.decode_pieces_all, pieces);
       if (!flash) {
-        decode_pieces_rest = std::max(decode_pieces_rest, pieces);
-        ++num_rest_tokens;
+        a.decode_pieces_rest = std::max(a.decode_pieces_rest, pieces);
+        ++a.num_rest_tokens;
       }
     }
     for (int32_t t = q_start; flash && t < q_start + q_len; t += kFlashTileQueries) {
-      tile_req.push_back(static_cast<int32_t>(r));
-      tile_first_token.push_back(t);
+      a.tile_req.push_back(static_cast<int32_t>(r));
+      a.tile_first_token.push_back(t);
     }
   }
+  return a;
+}
 
-  struct Part {
-    const void* src;
-    size_t bytes;
-    size_t offset;
-  };
-  auto part = [](const auto& v) {
-    return Part{v.data(), v.size() * sizeof(v[0]), 0};
-  };
-  std::vector<Part> parts = {
+// The step's arrays in buffer order (CudaStepMetadata::point_at reads them in this order), with
+// their offsets set; returns them and the buffer's size.
+std::vector<StepPart> step_parts(const ForwardBatch& b, const StepArrays& a, size_t& total) {
+  auto part = [](const auto& v) { return StepPart{v.data(), v.size() * sizeof(v[0])}; };
+  std::vector<StepPart> parts = {
       part(b.slot_mapping), part(b.input_ids), part(b.positions), part(b.query_start_loc),
-      part(b.seq_lens), part(b.block_table), part(token_to_req),
-      part(all_work.token), part(all_work.key_begin), part(all_work.key_end), part(all_work.first),
-      part(rest_work.token), part(rest_work.key_begin), part(rest_work.key_end),
-      part(rest_work.first),
-      part(tile_req), part(tile_first_token),
+      part(b.seq_lens), part(b.block_table), part(a.token_to_req),
+      part(a.all_work.token), part(a.all_work.key_begin), part(a.all_work.key_end),
+      part(a.all_work.first),
+      part(a.rest_work.token), part(a.rest_work.key_begin), part(a.rest_work.key_end),
+      part(a.rest_work.first),
+      part(a.tile_req), part(a.tile_first_token),
   };
-  size_t total = 0;
-  for (Part& p : parts) {
+  total = 0;
+  for (StepPart& p : parts) {
     p.offset = total;
     total += (p.bytes + 15) / 16 * 16;
   }
-  // The previous step's upload must have left the staging buffer before it is rewritten.
-  CVLLM_CUDA_CHECK(cudaEventSynchronize(staging_done_));
-  if (staging_bytes_ < total) {
-    if (staging_ != nullptr) CVLLM_CUDA_CHECK(cudaFreeHost(staging_));
-    staging_ = nullptr;
-    const size_t bytes = std::max(total, staging_bytes_ * 2);
-    CVLLM_CUDA_CHECK(cudaHostAlloc(&staging_, bytes, cudaHostAllocDefault));
-    staging_bytes_ = bytes;
-  }
-  auto step = std::make_unique<CudaStepMetadata>();
-  step->batch = &b;
-  step->memory = allocator_->allocate(total);
-  uint8_t* host = static_cast<uint8_t*>(staging_);
-  uint8_t* dev = static_cast<uint8_t*>(step->memory.get());
-  for (const Part& p : parts) {
-    if (p.bytes > 0) std::memcpy(host + p.offset, p.src, p.bytes);
-  }
-  if (total > 0) {
-    CVLLM_CUDA_CHECK(cudaMemcpyAsync(dev, host, total, cudaMemcpyHostToDevice, stream_));
-  }
-  CVLLM_CUDA_CHECK(cudaEventRecord(staging_done_, stream_));
-  step->slot_mapping = reinterpret_cast<const int64_t*>(dev + parts[0].offset);
-  step->input_ids = reinterpret_cast<const int32_t*>(dev + parts[1].offset);
-  step->positions = reinterpret_cast<const int32_t*>(dev + parts[2].offset);
-  step->query_start_loc = reinterpret_cast<const int32_t*>(dev + parts[3].offset);
-  step->seq_lens = reinterpret_cast<const int32_t*>(dev + parts[4].offset);
-  step->block_table = reinterpret_cast<const int32_t*>(dev + parts[5].offset);
-  step->token_to_req = reinterpret_cast<const int32_t*>(dev + parts[6].offset);
+  return parts;
+}
+
+void point_at(CudaStepMetadata& step, const uint8_t* dev, const std::vector<StepPart>& parts,
+              const StepArrays& a) {
+  step.slot_mapping = reinterpret_cast<const int64_t*>(dev + parts[0].offset);
   auto at = [&](int i) { return reinterpret_cast<const int32_t*>(dev + parts[i].offset); };
+  step.input_ids = at(1);
+  step.positions = at(2);
+  step.query_start_loc = at(3);
+  step.seq_lens = at(4);
+  step.block_table = at(5);
+  step.token_to_req = at(6);
   auto items = [&](const WorkList& w, int first_part) {
     CudaStepMetadata::WorkItems out;
     out.num_items = static_cast<int64_t>(w.token.size());
@@ -324,15 +346,133 @@ std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
     out.first = at(first_part + 3);
     return out;
   };
-  step->all_work = items(all_work, 7);
-  step->rest_work = items(rest_work, 11);
-  step->flash_tiles.num_tiles = static_cast<int64_t>(tile_req.size());
-  step->flash_tiles.tile_req = at(15);
-  step->flash_tiles.tile_first_token = at(16);
-  step->decode_pieces_all = decode_pieces_all;
-  step->decode_pieces_rest = decode_pieces_rest;
-  step->num_rest_tokens = num_rest_tokens;
+  step.all_work = items(a.all_work, 7);
+  step.rest_work = items(a.rest_work, 11);
+  step.flash_tiles.num_tiles = static_cast<int64_t>(a.tile_req.size());
+  step.flash_tiles.tile_req = at(15);
+  step.flash_tiles.tile_first_token = at(16);
+  step.decode_pieces_all = a.decode_pieces_all;
+  step.decode_pieces_rest = a.decode_pieces_rest;
+  step.num_rest_tokens = a.num_rest_tokens;
+}
+
+}  // namespace
+
+void CudaBackend::upload_step(const std::vector<StepPart>& parts, size_t total, void* dev) {
+  // The previous step's upload must have left the staging buffer before it is rewritten.
+  CVLLM_CUDA_CHECK(cudaEventSynchronize(staging_done_));
+  if (staging_bytes_ < total) {
+    if (staging_ != nullptr) CVLLM_CUDA_CHECK(cudaFreeHost(staging_));
+    staging_ = nullptr;
+    const size_t bytes = std::max(total, staging_bytes_ * 2);
+    CVLLM_CUDA_CHECK(cudaHostAlloc(&staging_, bytes, cudaHostAllocDefault));
+    staging_bytes_ = bytes;
+  }
+  uint8_t* host = static_cast<uint8_t*>(staging_);
+  for (const StepPart& p : parts) {
+    if (p.bytes > 0) std::memcpy(host + p.offset, p.src, p.bytes);
+  }
+  if (total > 0) {
+    CVLLM_CUDA_CHECK(cudaMemcpyAsync(dev, host, total, cudaMemcpyHostToDevice, stream_));
+  }
+  CVLLM_CUDA_CHECK(cudaEventRecord(staging_done_, stream_));
+}
+
+std::unique_ptr<StepMetadata> CudaBackend::prepare_step(const ForwardBatch& b) {
+  return make_step(b, false);
+}
+
+std::unique_ptr<CudaStepMetadata> CudaBackend::make_step(const ForwardBatch& b, bool fixed_shape) {
+  check_batch(b);
+  const StepArrays arrays = step_arrays(b, fixed_shape);
+  size_t total = 0;
+  const std::vector<StepPart> parts = step_parts(b, arrays, total);
+  auto step = std::make_unique<CudaStepMetadata>();
+  step->batch = &b;
+  step->fixed_shape = fixed_shape;
+  step->memory = allocator_->allocate(total);
+  step->bytes = total;
+  upload_step(parts, total, step->memory.get());
+  point_at(*step, static_cast<const uint8_t*>(step->memory.get()), parts, arrays);
   return step;
+}
+
+// A recorded decode pass: the graph, the step buffer its kernels read (rewritten before each
+// replay), its output, and the scratch it uses that outlives one pass.
+class CudaCapturedForward : public CapturedForward {
+ public:
+  ~CudaCapturedForward() override {
+    if (exec != nullptr) cudaGraphExecDestroy(exec);
+    if (graph != nullptr) cudaGraphDestroy(graph);
+  }
+  ForwardBatch batch;  // the placeholder it was recorded with (step->batch points here)
+  std::unique_ptr<CudaStepMetadata> step;
+  Tensor output;
+  std::vector<Tensor> keep;  // decode_attention's counters, RoPE tables
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+};
+
+std::unique_ptr<CapturedForward> CudaBackend::capture_forward(const ForwardBatch& batch,
+                                                              const ForwardFn& forward) {
+  if (!use_graphs_) return nullptr;
+  auto captured = std::make_unique<CudaCapturedForward>();
+  captured->batch = batch;
+  captured->step = make_step(captured->batch, true);
+  // Eagerly first: RoPE tables, GEMM plans and scratch sizes exist before recording.
+  forward(*captured->step);
+  // Recorded with the graph pool, so the kernels' temporaries stay reserved for replays (graphs
+  // never run at once, so they share it). The scratch starts empty, so no recorded kernel writes
+  // a block the eager allocator may hand out later.
+  x_bf16_ = Tensor();
+  bf16_source_ = nullptr;
+  capturing_ = true;
+  // Relaxed: the graph pool may cudaMalloc while recording (its blocks stay reserved, so the
+  // recorded addresses stay valid).
+  CVLLM_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
+  auto end_capture = [&]() {
+    cudaGraph_t graph = nullptr;
+    const cudaError_t err = cudaStreamEndCapture(stream_, &graph);
+    capturing_ = false;
+    x_bf16_ = Tensor();
+    bf16_source_ = nullptr;
+    return std::make_pair(err, graph);
+  };
+  try {
+    captured->output = forward(*captured->step);
+  } catch (...) {
+    auto [err, graph] = end_capture();
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    throw;
+  }
+  auto [err, graph] = end_capture();
+  captured->graph = graph;
+  CVLLM_CUDA_CHECK(err);
+  CVLLM_CUDA_CHECK(cudaGraphInstantiate(&captured->exec, captured->graph, 0));
+  captured->keep.push_back(decode_counters_);
+  for (const auto& [key, table] : inv_freqs_) captured->keep.push_back(table.device);
+  return captured;
+}
+
+Tensor CudaBackend::replay_forward(CapturedForward& captured, const ForwardBatch& b) {
+  auto* c = dynamic_cast<CudaCapturedForward*>(&captured);
+  CVLLM_CHECK(c != nullptr, "replay_forward: not a pass recorded by the CUDA backend");
+  CVLLM_CHECK(b.num_tokens() == c->batch.num_tokens() && b.num_reqs() == c->batch.num_reqs() &&
+                  b.max_blocks_per_req == c->batch.max_blocks_per_req,
+              "replay_forward: a batch of ", b.num_reqs(), " requests x ", b.max_blocks_per_req,
+              " blocks for a pass recorded with ", c->batch.num_reqs(), " x ",
+              c->batch.max_blocks_per_req);
+  check_batch(b);
+  const StepArrays arrays = step_arrays(b, true);
+  size_t total = 0;
+  const std::vector<StepPart> parts = step_parts(b, arrays, total);
+  CVLLM_CHECK(total == c->step->bytes, "replay_forward: step layout changed");
+  upload_step(parts, total, c->step->memory.get());
+  CVLLM_CUDA_CHECK(cudaGraphLaunch(c->exec, stream_));
+  bf16_source_ = nullptr;  // the scratch holds whatever the graph left
+  ++graph_replays_;
+  return c->output;
 }
 
 void CudaBackend::embedding(const Tensor& table, const StepMetadata& step, Tensor& out) {
@@ -353,6 +493,21 @@ void CudaBackend::embedding(const Tensor& table, const StepMetadata& step, Tenso
                     out.data_as<float>(), stream_);
 }
 
+void CudaBackend::position_embedding(const Tensor& table, const StepMetadata& step, int64_t offset,
+                                     Tensor& out) {
+  check_device(table, "position table");
+  check_f32(out, "position embedding output");
+  CVLLM_CHECK(table.dtype() == DType::kBF16 || table.dtype() == DType::kF32,
+              "position table must be prepared (bf16 or f32), got ", table.describe());
+  const int64_t num_tokens = step.batch->num_tokens(), width = table.dim(-1);
+  CVLLM_CHECK(out.numel() == num_tokens * width, "position embedding output ", out.describe(),
+              " does not fit ", num_tokens, " rows of ", width);
+  position_rows(step, offset, table.dim(0));  // the check; the kernel reads the device positions
+  wrote(out);
+  cuda::gather_rows(table.data(), table.dtype() == DType::kBF16, cuda_step(step).positions,
+                    num_tokens, width, out.data_as<float>(), stream_, static_cast<int32_t>(offset));
+}
+
 void CudaBackend::gather_rows(const Tensor& src, const std::vector<int32_t>& rows, Tensor& out) {
   check_device(src, "gather source");
   check_f32(out, "gather output");
@@ -365,6 +520,7 @@ void CudaBackend::gather_rows(const Tensor& src, const std::vector<int32_t>& row
     CVLLM_CHECK(r >= 0 && r < src.dim(0), "row id ", r, " out of range [0, ", src.dim(0), ")");
   }
   if (rows.empty()) return;
+  check_not_capturing("gather_rows with host row ids");
   wrote(out);
   std::shared_ptr<void> ids = allocator_->allocate(rows.size() * sizeof(int32_t));
   CVLLM_CUDA_CHECK(cudaMemcpyAsync(ids.get(), rows.data(), rows.size() * sizeof(int32_t),
@@ -667,12 +823,19 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, K
   // only them. (Giving decode_attention the list of its tokens is the better fix.)
   const bool decode_kernel = use_decode_attention_ && decode_attention_supports(a) &&
                              (!flash || 2 * s.num_rest_tokens >= num_tokens);
+  CVLLM_CHECK(!s.fixed_shape || decode_kernel, "a recorded decode step needs decode_attention (a "
+              "bf16 cache, head size 64, 128 or 256, at most ", kDecodeMaxGroup,
+              " query heads per KV head)");
   // When every token's output comes from kernels that also write bf16 (decode_attention, the
   // mma.sync prefill kernel), the output projection's bf16 input is written on the way.
   bf16* out_bf16 = decode_kernel && (!flash || flash_mma) ? bf16_scratch(out.numel()) : nullptr;
   if (decode_kernel) {
     DecodeAttentionWork work;
-    work.max_pieces = flash ? s.decode_pieces_rest : s.decode_pieces_all;
+    // A recorded step's grid covers any position its block table can reach (surplus pieces'
+    // blocks exit at once).
+    work.max_pieces = s.fixed_shape ? decode_max_pieces(b.max_blocks_per_req * cache.block_size)
+                      : flash      ? s.decode_pieces_rest
+                                   : s.decode_pieces_all;
     work.skip_flash_tokens = flash;
     Tensor partial_out, partial_ml;  // freed after the call (stream order keeps them valid)
     if (work.max_pieces > 1) {
@@ -721,6 +884,7 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, K
 
 void CudaBackend::copy_blocks(std::vector<KVCacheLayer>& caches,
                               const std::vector<std::pair<int, int>>& src_dst) {
+  check_not_capturing("copy_blocks");
   for (KVCacheLayer& layer : caches) {
     for (Tensor* t : {&layer.k, &layer.v}) {
       check_device(*t, "KV cache");
@@ -738,6 +902,7 @@ void CudaBackend::copy_blocks(std::vector<KVCacheLayer>& caches,
 }
 
 const void* CudaBackend::read_back(const void* device, size_t bytes) {
+  check_not_capturing("a device-to-host copy");
   // Through a pinned buffer: a device-to-pageable copy goes through the driver's small staging
   // buffers at a fraction of the bus speed.
   if (readback_bytes_ < bytes) {
@@ -970,7 +1135,10 @@ CudaBackend::MemoryInfo CudaBackend::memory_info() const {
   info.free_bytes = static_cast<int64_t>(free_bytes);
   info.total_bytes = static_cast<int64_t>(total_bytes);
   info.cached_bytes = static_cast<int64_t>(allocator_->cached_bytes());
-  info.in_use_bytes = static_cast<int64_t>(allocator_->in_use_bytes());
+  // The graph pool's blocks are all reserved for recorded passes: in use.
+  info.in_use_bytes = static_cast<int64_t>(allocator_->in_use_bytes() +
+                                           graph_pool_->in_use_bytes() +
+                                           graph_pool_->cached_bytes());
   info.peak_in_use_bytes = static_cast<int64_t>(allocator_->peak_in_use_bytes());
   return info;
 }

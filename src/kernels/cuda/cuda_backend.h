@@ -24,6 +24,8 @@ namespace cvllm::cuda {
 
 class DeviceAllocator;
 class CublasLtGemm;
+class CudaStepMetadata;
+struct StepPart;
 
 // True when the CUDA runtime sees at least one usable device (never throws).
 bool cuda_device_available();
@@ -46,6 +48,8 @@ class CudaBackend : public Backend {
 
   void embedding(const Tensor& table, const StepMetadata& step, Tensor& out) override;
   void gather_rows(const Tensor& src, const std::vector<int32_t>& rows, Tensor& out) override;
+  void position_embedding(const Tensor& table, const StepMetadata& step, int64_t offset,
+                          Tensor& out) override;
   void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override;
   void linear_many(const Tensor& x, std::span<const Tensor* const> ws,
                    std::span<Tensor* const> ys) override;
@@ -79,6 +83,11 @@ class CudaBackend : public Backend {
   std::vector<TokenLogprobs> logprobs_on_device(const Tensor& logits, std::span<const int32_t> rows,
                                                 std::span<const int32_t> tokens, int k) override;
   void synchronize() override;
+  // CUDA graphs of decode steps; CVLLM_CUDA_GRAPHS=0 makes capture_forward return null.
+  std::unique_ptr<CapturedForward> capture_forward(const ForwardBatch& batch,
+                                                   const ForwardFn& forward) override;
+  Tensor replay_forward(CapturedForward& captured, const ForwardBatch& batch) override;
+  int64_t graph_replays() const { return graph_replays_; }  // since construction (tests)
 
   // Host-side helpers (tests, KV-cache sizing).
   Tensor upload(const std::vector<float>& values, std::vector<int64_t> shape);  // f32 copy
@@ -86,13 +95,20 @@ class CudaBackend : public Backend {
     int64_t free_bytes = 0;    // free on the device (cudaMemGetInfo)
     int64_t total_bytes = 0;   // the device's memory
     int64_t cached_bytes = 0;  // held by our allocator's free lists (reusable by us)
-    int64_t in_use_bytes = 0;  // handed out by our allocator now
+    int64_t in_use_bytes = 0;  // handed out by our allocator now, or reserved for CUDA graphs
     int64_t peak_in_use_bytes = 0;  // the most handed out at once since reset_peak_memory()
   };
   MemoryInfo memory_info() const;
   void reset_peak_memory();
 
  private:
+  std::unique_ptr<CudaStepMetadata> make_step(const ForwardBatch& batch, bool fixed_shape);
+  // Copies the step's arrays through the pinned staging buffer to `dev` (stream-ordered).
+  void upload_step(const std::vector<StepPart>& parts, size_t total, void* dev);
+  // Where activations come from: the graph pool while a pass is being recorded.
+  DeviceAllocator& memory() { return capturing_ ? *graph_pool_ : *allocator_; }
+  // Ops that read host data of the step at launch time cannot be recorded.
+  void check_not_capturing(const char* what) const;
   // Uninitialized device memory for a tensor of this shape.
   Tensor alloc_uninitialized(DType dtype, std::vector<int64_t> shape);
   // bf16 copy of an f32 activation (the GEMM operand), in the scratch buffer x_bf16_: reused
@@ -115,8 +131,14 @@ class CudaBackend : public Backend {
   bool use_flash_mma_ = true;  // ... its mma.sync version for head sizes 64 and 128
   bool sample_on_device_ = true;  // the runner may draw plain rows with sample_on_device
   bool use_decode_attention_ = true;  // tokens outside prefill tiles use decode_attention
+  bool use_graphs_ = true;  // capture_forward records CUDA graphs
+  bool capturing_ = false;  // a pass is being recorded on stream_
+  int64_t graph_replays_ = 0;
   CUstream_st* stream_ = nullptr;
   std::shared_ptr<DeviceAllocator> allocator_;
+  // Memory of recorded passes' temporaries: never handed to eager work, which could hold it
+  // across a replay (best fit: smaller graphs, recorded after larger ones, reuse their blocks).
+  std::shared_ptr<DeviceAllocator> graph_pool_;
   std::unique_ptr<CublasLtGemm> gemm_;
   ThreadPool pool_;
   // Pinned host staging for the per-step metadata upload; staging_done_ marks when the last

@@ -26,10 +26,10 @@ void dequantize_to_f32(DType dtype, const void* src, float* dst, int64_t n, cuda
 void convert_f32_to_bf16(const float* x, bf16* y, int64_t n, cudaStream_t stream);
 
 // ---- elementwise.cu -------------------------------------------------------------------------
-// out[i, :] = f32(table[rows[i], :]).  table: [*, width] f32 or bf16; rows: [num_rows] (in range:
-// checked by the caller on the host); out: [num_rows, width]
+// out[i, :] = f32(table[rows[i] + offset, :]).  table: [*, width] f32 or bf16; rows: [num_rows]
+// (in range: checked by the caller on the host); out: [num_rows, width]
 void gather_rows(const void* table, bool table_is_bf16, const int32_t* rows, int64_t num_rows,
-                 int64_t width, float* out, cudaStream_t stream);
+                 int64_t width, float* out, cudaStream_t stream, int32_t offset = 0);
 // With residual == nullptr: y = rms_norm(x) * (w + offset). Otherwise residual += x first and the
 // norm reads the updated residual. y_bf16, when not null, also receives bf16(y) (the next linear
 // layer's input, saving a conversion pass).  x, residual, y, y_bf16: [num_rows, n]; w: [n]

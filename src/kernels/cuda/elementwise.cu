@@ -34,9 +34,9 @@ __device__ float block_sum(float v) {
 }
 
 __global__ void gather_rows_kernel(const void* table, bool is_bf16, const int32_t* rows,
-                                   int64_t width, float* out) {
+                                   int32_t offset, int64_t width, float* out) {
   const int64_t r = blockIdx.x;
-  const int64_t src_row = rows[r];
+  const int64_t src_row = int64_t{rows[r]} + offset;
   float* dst = out + r * width;
   if (is_bf16) {
     const bf16* src = static_cast<const bf16*>(table) + src_row * width;
@@ -274,10 +274,10 @@ int row_threads(int64_t n) {
 }  // namespace
 
 void gather_rows(const void* table, bool table_is_bf16, const int32_t* rows, int64_t num_rows,
-                 int64_t width, float* out, cudaStream_t stream) {
+                 int64_t width, float* out, cudaStream_t stream, int32_t offset) {
   if (num_rows == 0 || width == 0) return;
-  gather_rows_kernel<<<static_cast<unsigned>(num_rows), kThreads, 0, stream>>>(table, table_is_bf16,
-                                                                               rows, width, out);
+  gather_rows_kernel<<<static_cast<unsigned>(num_rows), kThreads, 0, stream>>>(
+      table, table_is_bf16, rows, offset, width, out);
   CVLLM_CUDA_CHECK_LAUNCH();
 }
 
