@@ -16,7 +16,8 @@
 # Results: $OUT/logs.tgz and $OUT/summary.txt (default ./build-device-logs); the last lines printed are
 # the summary. Knobs: SKIP_TESTS=1, SKIP_BENCH=1, BENCH_SHAPES="smollm2-135m llama-1b",
 # BENCH_EXTRA="in,out,batch,gemm ..." (gemm: per-n | invariant | per-n-glibc), PROFILE=1 (with
-# PROFILE_BS, PROFILE_SKIP, PROFILE_COUNT, PROFILE_SHAPES: add llama3-8b, PROFILE_PREFILL=1), TARGETS=1 (issue 8's Llama-3-8B-shape targets).
+# PROFILE_BS, PROFILE_SKIP, PROFILE_COUNT, PROFILE_SHAPES: add llama3-8b, PROFILE_PREFILL=1), TARGETS=1 (issue 8's Llama-3-8B-shape targets;
+# TARGETS_ONLY="decode-bs1 ..." runs just those).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -102,7 +103,7 @@ grep -h "\[ note \]" "$OUT/cuda_tiny_llama.log" | head -40 >> "$OUT/notes.txt"
 # Out-of-bounds accesses and races in the kernels (a subset: the sanitizer is slow).
 if command -v compute-sanitizer >/dev/null; then
   timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 "$TEST_BIN/kernels_test_cuda_ops" \
-    --gtest_filter='*PagedAttentionF32*:*PagedAttentionBf16*:*DecodeAttention*:*GatedLinear*:*Embedding*:*RmsNorm*:*Rotary*:*Dequantize*:*Sampling*:*DecodeSized*' > "$OUT/memcheck.log" 2>&1
+    --gtest_filter='*PagedAttentionF32*:*PagedAttentionBf16*:*DecodeAttention*:*RopeAttention*:*GatedLinear*:*Embedding*:*RmsNorm*:*Rotary*:*Dequantize*:*Sampling*:*DecodeSized*' > "$OUT/memcheck.log" 2>&1
   note "memcheck: rc=$? ($(grep -m1 'ERROR SUMMARY' "$OUT/memcheck.log"))"
   timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$TEST_BIN/kernels_test_cuda_ops" \
     --gtest_filter='*SplitAcrossLongContexts*' > "$OUT/memcheck-split.log" 2>&1
@@ -126,12 +127,14 @@ if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
       { note "could not generate $shape (see gen-$shape.log)"; continue; }
     # gemm: "per-n" (default: cuBLASLt picks per batch size) or "invariant" (batch-invariant
     # GEMMs); "per-n-glibc" leaves glibc's malloc thresholds alone (see cuda_backend.cpp);
-    # "eager" is per-n without CUDA graphs (--enforce-eager).
-    for cfg in "512 128 1 per-n" "512 128 1 eager" "512 128 32 per-n" "512 128 32 eager" \
+    # "eager" is per-n without CUDA graphs (--enforce-eager); "no-pdl" without programmatic
+    # dependent launch (CVLLM_CUDA_PDL=0).
+    for cfg in "512 128 1 per-n" "512 128 1 eager" "512 128 1 no-pdl" "512 128 32 per-n" "512 128 32 eager" \
                "128 128 128 per-n" "3584 128 1 per-n" "512 128 1 invariant" ${BENCH_EXTRA:-}; do
       read -r in_len out_len bs gemm <<< "${cfg//,/ }"
       [[ $shape == llama-1b && $in_len -gt 1900 ]] && continue  # its context is 2048
       log=$OUT/bench-$shape-$in_len-$out_len-$bs-$gemm.json
+      CVLLM_CUDA_PDL=$([[ $gemm == no-pdl ]] && echo 0 || echo 1) \
       CVLLM_CUDA_BATCH_INVARIANT=$([[ $gemm == invariant ]] && echo 1 || echo 0) \
       CVLLM_CUDA_KEEP_MALLOC=$([[ $gemm == per-n-glibc ]] && echo 1 || echo 0) "$BIN/cvllm" bench latency --model "$model" --skip-tokenizer-init --device cuda \
         --max-model-len $(( in_len + out_len > 1024 ? in_len + out_len : 1024 )) --input-len "$in_len" --output-len "$out_len" --batch-size "$bs" \
@@ -152,6 +155,8 @@ if [[ "${TARGETS:-0}" == 1 ]]; then
     note "could not generate the 8B checkpoint (see gen-8b.log)"
   bench8b() {  # name env... -- args...
     local name=$1; shift
+    # TARGETS_ONLY="name ...": just those runs.
+    [[ -n "${TARGETS_ONLY:-}" && " $TARGETS_ONLY " != *" $name "* ]] && return
     local envs=()
     while [[ $1 != -- ]]; do envs+=("$1"); shift; done
     shift
@@ -165,11 +170,15 @@ print(', '.join('%s %.4g' % (k, d[k]) for k in keys if k in d))" 2>/dev/null || 
   lat="bench latency --num-iters 3 --num-iters-warmup 1"
   bench8b decode-bs1 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
   bench8b decode-bs1-eager -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024 --enforce-eager
+  bench8b decode-bs1-no-pdl CVLLM_CUDA_PDL=0 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
   bench8b decode-bs1-old-attention CVLLM_CUDA_DECODE_ATTENTION=0 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
   bench8b decode-bs1-ctx4k -- $lat --input-len 4000 --output-len 128 --batch-size 1 --max-model-len 4200
   bench8b decode-bs1-ctx4k-old-attention CVLLM_CUDA_DECODE_ATTENTION=0 -- $lat --input-len 4000 --output-len 128 --batch-size 1 --max-model-len 4200
   bench8b decode-bs4 -- $lat --input-len 512 --output-len 128 --batch-size 4 --max-model-len 1024
   bench8b decode-bs4-eager -- $lat --input-len 512 --output-len 128 --batch-size 4 --max-model-len 1024 --enforce-eager
+  bench8b decode-bs4-no-pdl CVLLM_CUDA_PDL=0 -- $lat --input-len 512 --output-len 128 --batch-size 4 --max-model-len 1024
+  bench8b decode-bs1-again -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
+  bench8b decode-bs4-again -- $lat --input-len 512 --output-len 128 --batch-size 4 --max-model-len 1024
   bench8b prefill-8000 -- bench latency --num-iters 2 --num-iters-warmup 1 --input-len 8000 --output-len 1 --batch-size 1 --max-model-len 8192
   bench8b prefill-8000-wmma CVLLM_CUDA_FLASH_WMMA=1 -- bench latency --num-iters 2 --num-iters-warmup 1 --input-len 8000 --output-len 1 --batch-size 1 --max-model-len 8192
   bench8b throughput-1000x256 -- bench throughput --num-prompts 1000 --input-len 256 --output-len 256 --max-model-len 1024

@@ -200,6 +200,13 @@ class Backend {
   // q, out: [T, num_heads * head_size]; k, v: [T, num_kv_heads * head_size]
   virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, KVCacheLayer& cache,
                          const StepMetadata& step, const AttentionParams& params, Tensor& out) = 0;
+  // rotary(q, k) then attention(): one op so a backend can fuse the rotation into the KV write.
+  virtual void rope_attention(Tensor& q, Tensor& k, const Tensor& v, KVCacheLayer& cache,
+                              const StepMetadata& step, const RopeParams& rope,
+                              const AttentionParams& params, Tensor& out) {
+    rotary(q, k, step, rope);
+    attention(q, k, v, cache, step, params, out);
+  }
   // Threads for host-side work between forward passes (sampling); null when the backend has none.
   virtual ThreadPool* host_pool() { return nullptr; }
   // Copies whole KV blocks (src -> dst) in every layer: copy-on-write when a beam forks.

@@ -17,9 +17,12 @@ class RotaryEmbedding {
                   const std::vector<float>& freq_factors = {});
 
   void forward(Backend& backend, Tensor& q, Tensor& k, const StepMetadata& step) const {
+    backend.rotary(q, k, step, params());
+  }
+  RopeParams params() const {
     RopeParams params = params_;
     params.inv_freq = inv_freq_.data();  // set here so copies of the layer stay valid
-    backend.rotary(q, k, step, params);
+    return params;
   }
   const std::vector<float>& inv_freq() const { return inv_freq_; }
 

@@ -215,8 +215,9 @@ Tensor Gemma3ForCausalLM::forward(ForwardContext& ctx) {
     Tensor k_heads = k_normed.reshape({t * num_kv_heads, d});
     layer.q_norm.forward(be, q.reshape({t * num_heads, d}), q_heads);
     layer.k_norm.forward(be, k.reshape({t * num_kv_heads, d}), k_heads);
-    (layer.is_local ? *rotary_local_ : *rotary_global_).forward(be, q_normed, k_normed, ctx.step);
-    be.attention(q_normed, k_normed, v, ctx.kv_caches[i], ctx.step, layer.attn, attn);
+    const RotaryEmbedding& rotary = layer.is_local ? *rotary_local_ : *rotary_global_;
+    be.rope_attention(q_normed, k_normed, v, ctx.kv_caches[i], ctx.step, rotary.params(),
+                      layer.attn, attn);
     layer.o_proj.forward(be, attn, hidden);
     layer.post_attention_layernorm.forward(be, hidden, branch);
     layer.pre_feedforward_layernorm.forward_residual(be, branch, residual, normed);

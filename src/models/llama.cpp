@@ -203,8 +203,8 @@ Tensor LlamaForCausalLM::forward(ForwardContext& ctx) {
       q_in = &q_normed;
       k_in = &k_normed;
     }
-    rotary_->forward(be, *q_in, *k_in, ctx.step);
-    be.attention(*q_in, *k_in, v, ctx.kv_caches[i], ctx.step, layer.attn, attn);
+    be.rope_attention(*q_in, *k_in, v, ctx.kv_caches[i], ctx.step, rotary_->params(), layer.attn,
+                      attn);
     layer.o_proj.forward(be, attn, hidden);
     layer.post_attention_layernorm.forward_residual(be, hidden, residual, normed);
     be.gated_linear(normed, layer.gate_proj.weight, layer.up_proj.weight, GatedActivation::kSilu,

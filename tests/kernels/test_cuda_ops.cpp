@@ -637,6 +637,70 @@ TEST_F(CudaOps, RotaryBothLayoutsPartialAndScaled) {
   }
 }
 
+// rope_attention rotates q and k inside the KV-cache write: q, k, the output and what later steps
+// read from the cache must equal rotary() followed by attention(), bit for bit. Two requests: a
+// prefill (37 and 5 tokens), then a decode step reading the cache the first step wrote.
+TEST_F(CudaOps, RopeAttentionMatchesRotaryThenAttention) {
+  struct Case {
+    int64_t num_heads, num_kv_heads, head_size, rot_dim;
+    RopeStyle style;
+    DType cache;
+  };
+  const Case cases[] = {{8, 2, 64, 64, RopeStyle::kNeox, DType::kBF16},
+                        {4, 1, 128, 64, RopeStyle::kInterleaved, DType::kBF16},
+                        {6, 3, 80, 80, RopeStyle::kNeox, DType::kF32}};
+  constexpr int64_t kBlock = 16;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << "heads " << c.num_heads << "/" << c.num_kv_heads << " d "
+                                      << c.head_size << " rot " << c.rot_dim << " cache "
+                                      << dtype_name(c.cache));
+    std::vector<float> inv_freq(c.rot_dim / 2);
+    for (size_t i = 0; i < inv_freq.size(); ++i) {
+      inv_freq[i] = 1.0f / std::pow(10000.0f, 2.0f * i / c.rot_dim);
+    }
+    const RopeParams rope{c.head_size, c.rot_dim, c.style, inv_freq.data(), 1.0f};
+    AttentionParams p;
+    p.num_heads = c.num_heads;
+    p.num_kv_heads = c.num_kv_heads;
+    p.head_size = c.head_size;
+    p.scale = 1.0f / std::sqrt(static_cast<float>(c.head_size));
+    const std::vector<int64_t> shape = {8, c.num_kv_heads, kBlock, c.head_size};
+    KVCacheLayer fused{gpu().alloc(c.cache, shape), gpu().alloc(c.cache, shape), kBlock};
+    KVCacheLayer apart{gpu().alloc(c.cache, shape), gpu().alloc(c.cache, shape), kBlock};
+    const std::vector<std::vector<int32_t>> blocks = {{3, 1, 6}, {5}};
+    std::vector<int64_t> lens = {0, 0};
+    for (const std::vector<int64_t>& new_tokens : {std::vector<int64_t>{37, 5}, {1, 1}}) {
+      ForwardBatch b;
+      b.query_start_loc = {0};
+      b.max_blocks_per_req = 3;
+      b.block_table = {3, 1, 6, 5, 0, 0};
+      for (size_t r = 0; r < 2; ++r) {
+        for (int64_t j = 0; j < new_tokens[r]; ++j) {
+          const int64_t pos = lens[r] + j;
+          b.input_ids.push_back(0);
+          b.positions.push_back(static_cast<int32_t>(pos));
+          b.slot_mapping.push_back(int64_t{blocks[r][pos / kBlock]} * kBlock + pos % kBlock);
+        }
+        lens[r] += new_tokens[r];
+        b.query_start_loc.push_back(static_cast<int32_t>(b.input_ids.size()));
+        b.seq_lens.push_back(static_cast<int32_t>(lens[r]));
+      }
+      const int64_t t = b.num_tokens(), qw = c.num_heads * c.head_size, kw = c.num_kv_heads * c.head_size;
+      const std::vector<float> q = normal(t * qw), k = normal(t * kw), v = normal(t * kw);
+      Tensor q1 = dev(q, {t, qw}), k1 = dev(k, {t, kw}), v1 = dev(v, {t, kw});
+      Tensor q2 = dev(q, {t, qw}), k2 = dev(k, {t, kw}), v2 = dev(v, {t, kw});
+      Tensor out1 = gpu().alloc(DType::kF32, {t, qw}), out2 = gpu().alloc(DType::kF32, {t, qw});
+      std::unique_ptr<StepMetadata> step = gpu().prepare_step(b);
+      gpu().rope_attention(q1, k1, v1, fused, *step, rope, p, out1);
+      gpu().rotary(q2, k2, *step, rope);
+      gpu().attention(q2, k2, v2, apart, *step, p, out2);
+      EXPECT_EQ(back(q1), back(q2)) << "q";
+      EXPECT_EQ(back(k1), back(k2)) << "k";
+      EXPECT_EQ(back(out1), back(out2)) << "output";
+    }
+  }
+}
+
 TEST_F(CudaOps, ActivationsAndAdd) {
   for (std::vector<int64_t> shape : {std::vector<int64_t>{0, 7}, {1, 1}, {4, 250}, {7, 10001}}) {
     const int64_t n = shape[0] * shape[1];

@@ -11,6 +11,7 @@
 
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/cuda_util.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace cvllm::cuda {
 namespace {
@@ -58,8 +59,10 @@ template <typename T>
 __global__ void write_kv_kernel(const float* k, const float* v, T* k_cache, T* v_cache,
                                 const int64_t* slot_mapping, int64_t head_size,
                                 int64_t block_size) {
+  pdl_launch_dependents();
   const int64_t t = blockIdx.x, h = blockIdx.y, num_kv_heads = gridDim.y;
-  const int64_t slot = slot_mapping[t];
+  const int64_t slot = slot_mapping[t];  // step metadata: ready before the previous kernel ends
+  pdl_wait();
   if (slot < 0) return;
   const int64_t dst = ((slot / block_size * num_kv_heads + h) * block_size + slot % block_size) *
                       head_size;
@@ -68,6 +71,46 @@ __global__ void write_kv_kernel(const float* k, const float* v, T* k_cache, T* v
     k_cache[dst + e] = from_float<T>(k[src + e]);
     v_cache[dst + e] = from_float<T>(v[src + e]);
   }
+}
+
+// rotary_kernel's rotation (elementwise.cu) and write_kv_kernel's copy in one pass: thread
+// (token, head, pair i) rotates its pair; for a KV head it also writes the pair, v's elements
+// i, i + half, ... and k's unrotated ones (partial rotary) to the cache.
+template <typename T>
+__global__ void rope_write_kv_kernel(float* q, float* k, const float* v, T* k_cache, T* v_cache,
+                                     const int64_t* slot_mapping, RopeArgs rope, int num_heads,
+                                     int num_kv_heads, int head_size, int64_t block_size) {
+  pdl_launch_dependents();
+  const int64_t t = blockIdx.x;
+  const int half = static_cast<int>(rope.rot_dim / 2);
+  const int idx = blockIdx.y * blockDim.x + threadIdx.x;
+  if (idx >= (num_heads + num_kv_heads) * half) {
+    pdl_wait();  // (see pdl.cuh: every block waits)
+    return;
+  }
+  const int head = idx / half, i = idx % half;
+  // As the CPU reference: the angle is pos * inv_freq rounded to f32.
+  const float angle = __fmul_rn(static_cast<float>(rope.positions[t]), rope.inv_freq[i]);
+  const float c = cosf(angle) * rope.mscale, s = sinf(angle) * rope.mscale;
+  const int64_t slot = slot_mapping[t];
+  pdl_wait();  // the angle and slot needed only the step's metadata
+  const bool is_k = head >= num_heads;
+  const int64_t h = head - num_heads;
+  float* x = is_k ? k + (t * num_kv_heads + h) * head_size : q + (t * num_heads + head) * head_size;
+  const int ia = rope.neox ? i : 2 * i;
+  const int ib = rope.neox ? i + half : 2 * i + 1;
+  const float a = x[ia], b = x[ib];
+  const float ra = a * c - b * s, rb = b * c + a * s;
+  x[ia] = ra;
+  x[ib] = rb;
+  if (!is_k || slot < 0) return;
+  const int64_t dst = ((slot / block_size * num_kv_heads + h) * block_size + slot % block_size) *
+                      head_size;
+  k_cache[dst + ia] = from_float<T>(ra);
+  k_cache[dst + ib] = from_float<T>(rb);
+  for (int64_t e = rope.rot_dim + i; e < head_size; e += half) k_cache[dst + e] = from_float<T>(x[e]);
+  const float* vr = v + (t * num_kv_heads + h) * head_size;
+  for (int64_t e = i; e < head_size; e += half) v_cache[dst + e] = from_float<T>(vr[e]);
 }
 
 // q . k over d dimensions, q in shared memory. 16-byte loads when the row allows them (K rows
@@ -265,21 +308,41 @@ __global__ void merge_pieces_kernel(float* out, AttentionWork work, int64_t num_
 
 }  // namespace
 
+void rope_write_kv_cache(float* q, float* k, const float* v, void* k_cache, void* v_cache,
+                         const int64_t* slot_mapping, const RopeArgs& rope,
+                         const PagedAttentionArgs& a, cudaStream_t stream) {
+  const int64_t half = rope.rot_dim / 2;
+  if (a.num_tokens == 0 || half == 0) return;
+  constexpr unsigned kRopeThreads = 256;
+  const int64_t pairs = (a.num_heads + a.num_kv_heads) * half;
+  const dim3 grid(static_cast<unsigned>(a.num_tokens),
+                  static_cast<unsigned>((pairs + kRopeThreads - 1) / kRopeThreads));
+  const int heads = static_cast<int>(a.num_heads), kv_heads = static_cast<int>(a.num_kv_heads);
+  const int d = static_cast<int>(a.head_size);
+  if (a.cache_is_bf16) {
+    launch_pdl(rope_write_kv_kernel<bf16>, grid, kRopeThreads, 0, stream, q, k, v,
+               static_cast<bf16*>(k_cache), static_cast<bf16*>(v_cache), slot_mapping, rope, heads,
+               kv_heads, d, a.block_size);
+  } else {
+    launch_pdl(rope_write_kv_kernel<float>, grid, kRopeThreads, 0, stream, q, k, v,
+               static_cast<float*>(k_cache), static_cast<float*>(v_cache), slot_mapping, rope,
+               heads, kv_heads, d, a.block_size);
+  }
+}
+
 void write_kv_cache(const float* k, const float* v, void* k_cache, void* v_cache,
                     const int64_t* slot_mapping, const PagedAttentionArgs& a, cudaStream_t stream) {
   if (a.num_tokens == 0 || a.num_kv_heads * a.head_size == 0) return;
   const dim3 grid(static_cast<unsigned>(a.num_tokens), static_cast<unsigned>(a.num_kv_heads));
   const unsigned threads = a.head_size >= 256 ? 256 : a.head_size >= 128 ? 128 : 64;
   if (a.cache_is_bf16) {
-    write_kv_kernel<bf16><<<grid, threads, 0, stream>>>(k, v, static_cast<bf16*>(k_cache),
-                                                        static_cast<bf16*>(v_cache), slot_mapping,
-                                                        a.head_size, a.block_size);
+    launch_pdl(write_kv_kernel<bf16>, grid, threads, 0, stream, k, v, static_cast<bf16*>(k_cache),
+               static_cast<bf16*>(v_cache), slot_mapping, a.head_size, a.block_size);
   } else {
-    write_kv_kernel<float><<<grid, threads, 0, stream>>>(k, v, static_cast<float*>(k_cache),
-                                                         static_cast<float*>(v_cache), slot_mapping,
-                                                         a.head_size, a.block_size);
+    launch_pdl(write_kv_kernel<float>, grid, threads, 0, stream, k, v,
+               static_cast<float*>(k_cache), static_cast<float*>(v_cache), slot_mapping,
+               a.head_size, a.block_size);
   }
-  CVLLM_CUDA_CHECK_LAUNCH();
 }
 
 void paged_attention(const float* q, const void* k_cache, const void* v_cache, float* out,

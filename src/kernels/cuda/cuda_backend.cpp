@@ -775,6 +775,22 @@ void CudaBackend::add(const Tensor& a, Tensor& b) {
 
 void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, KVCacheLayer& cache,
                             const StepMetadata& step, const AttentionParams& p, Tensor& out) {
+  attend(q, k, v, cache, step, p, out, nullptr);
+}
+
+void CudaBackend::rope_attention(Tensor& q, Tensor& k, const Tensor& v, KVCacheLayer& cache,
+                                 const StepMetadata& step, const RopeParams& rope,
+                                 const AttentionParams& p, Tensor& out) {
+  CVLLM_CHECK(rope.rot_dim <= rope.head_size && rope.rot_dim % 2 == 0 && rope.inv_freq != nullptr &&
+                  rope.head_size == p.head_size,
+              "bad rope parameters: rot_dim ", rope.rot_dim, " head_size ", rope.head_size,
+              " for attention head_size ", p.head_size);
+  attend(q, k, v, cache, step, p, out, rope.rot_dim > 0 ? &rope : nullptr);
+}
+
+void CudaBackend::attend(const Tensor& q, const Tensor& k, const Tensor& v, KVCacheLayer& cache,
+                         const StepMetadata& step, const AttentionParams& p, Tensor& out,
+                         const RopeParams* rope) {
   const CudaStepMetadata& s = cuda_step(step);
   const ForwardBatch& b = *step.batch;
   for (const Tensor* t : {&q, &k, &v, static_cast<const Tensor*>(&out)}) {
@@ -811,8 +827,22 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, K
   wrote(out);
   wrote(cache.k);
   wrote(cache.v);
-  write_kv_cache(k.data_as<float>(), v.data_as<float>(), cache.k.data(), cache.v.data(),
-                 s.slot_mapping, a, stream_);
+  if (rope != nullptr) {  // q and k rotate in place on the way
+    wrote(q);
+    wrote(k);
+    RopeArgs r;
+    r.positions = s.positions;
+    r.inv_freq = device_inv_freq(*rope);
+    r.rot_dim = rope->rot_dim;
+    r.neox = rope->style == RopeStyle::kNeox;
+    r.mscale = rope->mscale;
+    rope_write_kv_cache(const_cast<float*>(q.data_as<float>()), const_cast<float*>(k.data_as<float>()),
+                        v.data_as<float>(), cache.k.data(), cache.v.data(), s.slot_mapping, r, a,
+                        stream_);
+  } else {
+    write_kv_cache(k.data_as<float>(), v.data_as<float>(), cache.k.data(), cache.v.data(),
+                   s.slot_mapping, a, stream_);
+  }
   // Prefill chunks go to the tensor-core kernel when it takes this cache and head size; the
   // CUDA-core kernel handles the other tokens (or all of them).
   const bool flash = use_flash_ && s.flash_tiles.num_tiles > 0 && flash_prefill_supports(a);

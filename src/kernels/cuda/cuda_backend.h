@@ -69,6 +69,9 @@ class CudaBackend : public Backend {
   void add(const Tensor& a, Tensor& b) override;
   void scale(Tensor& x, float factor) override;
   void softcap(Tensor& x, float cap) override;
+  void rope_attention(Tensor& q, Tensor& k, const Tensor& v, KVCacheLayer& cache,
+                      const StepMetadata& step, const RopeParams& rope,
+                      const AttentionParams& params, Tensor& out) override;
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, KVCacheLayer& cache,
                  const StepMetadata& step, const AttentionParams& params, Tensor& out) override;
   ThreadPool* host_pool() override { return &pool_; }
@@ -105,6 +108,10 @@ class CudaBackend : public Backend {
   std::unique_ptr<CudaStepMetadata> make_step(const ForwardBatch& batch, bool fixed_shape);
   // Copies the step's arrays through the pinned staging buffer to `dev` (stream-ordered).
   void upload_step(const std::vector<StepPart>& parts, size_t total, void* dev);
+  // attention(), with the RoPE rotation fused into the KV-cache write when rope is given.
+  void attend(const Tensor& q, const Tensor& k, const Tensor& v, KVCacheLayer& cache,
+              const StepMetadata& step, const AttentionParams& params, Tensor& out,
+              const RopeParams* rope);
   // Where activations come from: the graph pool while a pass is being recorded.
   DeviceAllocator& memory() { return capturing_ ? *graph_pool_ : *allocator_; }
   // Ops that read host data of the step at launch time cannot be recorded.

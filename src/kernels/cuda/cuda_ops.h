@@ -145,6 +145,18 @@ struct PagedAttentionArgs {
 void write_kv_cache(const float* k, const float* v, void* k_cache, void* v_cache,
                     const int64_t* slot_mapping, const PagedAttentionArgs& args,
                     cudaStream_t stream);
+// rotary() on q and k, then write_kv_cache(), in one launch with the same results (one thread per
+// (token, head, pair) of q's heads then k's; k's threads also write their rows to the cache).
+struct RopeArgs {
+  const int32_t* positions = nullptr;  // [T]
+  const float* inv_freq = nullptr;     // [rot_dim / 2] (device)
+  int64_t rot_dim = 0;
+  bool neox = true;
+  float mscale = 1.0f;
+};
+void rope_write_kv_cache(float* q, float* k, const float* v, void* k_cache, void* v_cache,
+                         const int64_t* slot_mapping, const RopeArgs& rope,
+                         const PagedAttentionArgs& args, cudaStream_t stream);
 constexpr int64_t kMaxAttentionHeadSize = 512;
 // Split-KV: a token's keys are cut at multiples of a piece size and each piece is one work item
 // (its own thread blocks), merged afterwards in order. Tokens of requests with fewer than

@@ -16,6 +16,7 @@
 
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/cuda_util.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace cvllm::cuda {
 namespace {
@@ -47,6 +48,7 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float ml_s[S::kStreams][G][2];
   __shared__ int last_s;
 
+  pdl_launch_dependents();
   const int64_t kv = blockIdx.x % a.num_kv_heads;
   const int64_t rest = blockIdx.x / a.num_kv_heads;
   const int piece = static_cast<int>(rest % work.max_pieces);
@@ -56,7 +58,24 @@ __global__ void __launch_bounds__(kThreads)
   const int part = lane % S::kLanesPerKey;  // which 8 dimensions
   const int stream = warp * S::kKeysPerWarp + lane / S::kLanesPerKey;
   const int64_t head0 = kv * group;
-  // q's loads go out first: they do not wait for the request's metadata.
+  const int32_t req = token_to_req[t];
+  const int32_t q_start = query_start_loc[req];
+  const int32_t q_len = query_start_loc[req + 1] - q_start;
+  if (work.skip_flash_tokens && q_len >= kFlashMinQueries) {  // a prefill tile has it
+    pdl_wait();  // (see pdl.cuh: every block waits)
+    return;
+  }
+  const int64_t pos = seq_lens[req] - q_len + (t - q_start);
+  const int64_t lo = a.sliding_window > 0 ? max(int64_t{0}, pos - a.sliding_window + 1) : 0;
+  const int64_t piece_keys = decode_piece_keys(pos - lo + 1);
+  const int pieces = static_cast<int>(decode_pieces(pos - lo + 1));
+  if (piece >= pieces) {
+    pdl_wait();
+    return;
+  }
+  // The step's metadata above was ready before the previous kernel (RoPE, the KV write) ended; q
+  // and the cache are not.
+  pdl_wait();
   float qv[G][8];
 #pragma unroll
   for (int g = 0; g < G; ++g) {
@@ -70,15 +89,6 @@ __global__ void __launch_bounds__(kThreads)
       for (int e = 0; e < 8; ++e) qv[g][e] = 0.0f;
     }
   }
-  const int32_t req = token_to_req[t];
-  const int32_t q_start = query_start_loc[req];
-  const int32_t q_len = query_start_loc[req + 1] - q_start;
-  if (work.skip_flash_tokens && q_len >= kFlashMinQueries) return;  // a prefill tile has it
-  const int64_t pos = seq_lens[req] - q_len + (t - q_start);
-  const int64_t lo = a.sliding_window > 0 ? max(int64_t{0}, pos - a.sliding_window + 1) : 0;
-  const int64_t piece_keys = decode_piece_keys(pos - lo + 1);
-  const int pieces = static_cast<int>(decode_pieces(pos - lo + 1));
-  if (piece >= pieces) return;
   const int64_t k_begin = lo + piece * piece_keys;
   const int64_t k_end = min(pos, k_begin + piece_keys - 1);
 
@@ -260,10 +270,9 @@ void launch(const float* q, const void* k_cache, const void* v_cache, float* out
             const int32_t* block_table, const DecodeAttentionWork& work,
             const PagedAttentionArgs& a, cudaStream_t stream) {
   const int64_t blocks = a.num_tokens * work.max_pieces * a.num_kv_heads;
-  decode_attention_kernel<D, G><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-      q, static_cast<const bf16*>(k_cache), static_cast<const bf16*>(v_cache), out, out_bf16,
-      token_to_req, query_start_loc, seq_lens, block_table, work, a);
-  CVLLM_CUDA_CHECK_LAUNCH();
+  launch_pdl(decode_attention_kernel<D, G>, static_cast<unsigned>(blocks), kThreads, 0, stream, q,
+             static_cast<const bf16*>(k_cache), static_cast<const bf16*>(v_cache), out, out_bf16,
+             token_to_req, query_start_loc, seq_lens, block_table, work, a);
 }
 
 template <int D>

@@ -3,6 +3,7 @@
 #include "kernels/cuda/activations.cuh"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/cuda_util.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace cvllm::cuda {
 namespace {
@@ -35,6 +36,8 @@ __device__ float block_sum(float v) {
 
 __global__ void gather_rows_kernel(const void* table, bool is_bf16, const int32_t* rows,
                                    int32_t offset, int64_t width, float* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t r = blockIdx.x;
   const int64_t src_row = int64_t{rows[r]} + offset;
   float* dst = out + r * width;
@@ -53,6 +56,8 @@ __global__ void gather_rows_kernel(const void* table, bool is_bf16, const int32_
 constexpr int kMaxPerThread = 8;
 __global__ void rms_norm_kernel(const float* x, float* residual, const float* w, float* y,
                                 bf16* y_bf16, int64_t n, float eps, float weight_offset) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t row = blockIdx.x;
   const float* xr = x + row * n;
   float* yr = y + row * n;
@@ -108,6 +113,8 @@ constexpr int kVecChunks = 8;
 __global__ void __launch_bounds__(kVecThreads)
     rms_norm_vec_kernel(const float* x, float* residual, const float* w, float* y, bf16* y_bf16,
                         int64_t n, float eps, float weight_offset) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t row = blockIdx.x;
   const float4* xr = reinterpret_cast<const float4*>(x + row * n);
   float4* rr = residual != nullptr ? reinterpret_cast<float4*>(residual + row * n) : nullptr;
@@ -173,14 +180,19 @@ __global__ void layer_norm_kernel(const float* x, const float* w, const float* b
 __global__ void rotary_kernel(float* q, float* k, const int32_t* positions, int num_heads,
                               int num_kv_heads, int head_size, int rot_dim,
                               const float* inv_freq, bool neox, float mscale) {
+  pdl_launch_dependents();
   const int64_t t = blockIdx.x;
   const int half = rot_dim / 2;
   const int idx = blockIdx.y * blockDim.x + threadIdx.x;
-  if (idx >= (num_heads + num_kv_heads) * half) return;
+  if (idx >= (num_heads + num_kv_heads) * half) {
+    pdl_wait();  // (see pdl.cuh: every block waits)
+    return;
+  }
   const int head = idx / half, i = idx % half;
   // As the CPU reference: the angle is pos * inv_freq rounded to f32.
   const float angle = __fmul_rn(static_cast<float>(positions[t]), inv_freq[i]);
   const float c = cosf(angle) * mscale, s = sinf(angle) * mscale;
+  pdl_wait();  // the angle needed only the step's positions
   float* x = head < num_heads ? q + (t * num_heads + head) * head_size
                               : k + (t * num_kv_heads + (head - num_heads)) * head_size;
   const int ia = neox ? i : 2 * i;
@@ -276,9 +288,8 @@ int row_threads(int64_t n) {
 void gather_rows(const void* table, bool table_is_bf16, const int32_t* rows, int64_t num_rows,
                  int64_t width, float* out, cudaStream_t stream, int32_t offset) {
   if (num_rows == 0 || width == 0) return;
-  gather_rows_kernel<<<static_cast<unsigned>(num_rows), kThreads, 0, stream>>>(
-      table, table_is_bf16, rows, offset, width, out);
-  CVLLM_CUDA_CHECK_LAUNCH();
+  launch_pdl(gather_rows_kernel, static_cast<unsigned>(num_rows), kThreads, 0, stream, table,
+             table_is_bf16, rows, offset, width, out);
 }
 
 void rms_norm(const float* x, float* residual, const float* w, float* y, bf16* y_bf16,
@@ -287,13 +298,12 @@ void rms_norm(const float* x, float* residual, const float* w, float* y, bf16* y
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   if (n % 4 == 0 && n <= int64_t{kVecThreads} * 4 * kVecChunks && aligned(x) && aligned(residual) &&
       aligned(w) && aligned(y) && aligned(y_bf16)) {
-    rms_norm_vec_kernel<<<static_cast<unsigned>(num_rows), kVecThreads, 0, stream>>>(
-        x, residual, w, y, y_bf16, n, eps, weight_offset);
+    launch_pdl(rms_norm_vec_kernel, static_cast<unsigned>(num_rows), kVecThreads, 0, stream, x,
+               residual, w, y, y_bf16, n, eps, weight_offset);
   } else {
-    rms_norm_kernel<<<static_cast<unsigned>(num_rows), row_threads(n), 0, stream>>>(
-        x, residual, w, y, y_bf16, n, eps, weight_offset);
+    launch_pdl(rms_norm_kernel, static_cast<unsigned>(num_rows), row_threads(n), 0, stream, x,
+               residual, w, y, y_bf16, n, eps, weight_offset);
   }
-  CVLLM_CUDA_CHECK_LAUNCH();
 }
 
 void layer_norm(const float* x, const float* w, const float* b, float* y, int64_t num_rows,
@@ -310,10 +320,9 @@ void rotary(float* q, float* k, const int32_t* positions, int64_t num_tokens, in
   if (num_tokens == 0 || rot_dim < 2) return;
   const int64_t pairs = (num_heads + num_kv_heads) * (rot_dim / 2);
   const dim3 grid(static_cast<unsigned>(num_tokens), static_cast<unsigned>((pairs + kThreads - 1) / kThreads));
-  rotary_kernel<<<grid, kThreads, 0, stream>>>(
-      q, k, positions, static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
-      static_cast<int>(head_size), static_cast<int>(rot_dim), inv_freq, neox, mscale);
-  CVLLM_CUDA_CHECK_LAUNCH();
+  launch_pdl(rotary_kernel, grid, kThreads, 0, stream, q, k, positions, static_cast<int>(num_heads),
+             static_cast<int>(num_kv_heads), static_cast<int>(head_size),
+             static_cast<int>(rot_dim), inv_freq, neox, mscale);
 }
 
 void silu_mul(const float* gate, const float* up, float* out, bf16* out_bf16, int64_t n,
