@@ -853,9 +853,12 @@ void CudaBackend::attend(const Tensor& q, const Tensor& k, const Tensor& v, KVCa
   // only them. (Giving decode_attention the list of its tokens is the better fix.)
   const bool decode_kernel = use_decode_attention_ && decode_attention_supports(a) &&
                              (!flash || 2 * s.num_rest_tokens >= num_tokens);
-  CVLLM_CHECK(!s.fixed_shape || decode_kernel, "a recorded decode step needs decode_attention (a "
-              "bf16 cache, head size 64, 128 or 256, at most ", kDecodeMaxGroup,
-              " query heads per KV head)");
+  if (s.fixed_shape && !decode_kernel) {
+    throw Error(cat("a recorded decode step needs decode_attention: a bf16 KV cache, head size 64, "
+                    "128 or 256 and at most ", kDecodeMaxGroup, " query heads per KV head (this "
+                    "layer: head size ", p.head_size, ", ", p.num_heads / p.num_kv_heads,
+                    " query heads per KV head, ", dtype_name(cache.k.dtype()), " cache)"));
+  }
   // When every token's output comes from kernels that also write bf16 (decode_attention, the
   // mma.sync prefill kernel), the output projection's bf16 input is written on the way.
   bf16* out_bf16 = decode_kernel && (!flash || flash_mma) ? bf16_scratch(out.numel()) : nullptr;
