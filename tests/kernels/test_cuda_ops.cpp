@@ -1288,6 +1288,27 @@ TEST_F(CudaOps, PagedAttentionSplitAcrossLongContexts) {
   check_long_attention(gpu(), cpu_, {4, 2, 128, 16, 0.0f, 1000, DType::kBF16}, rng_);
 }
 
+// decode_attention with fewer blocks than pieces per (token, KV head), each looping over its
+// pieces (a recorded step's large batches), gives one block per piece's results bit for bit.
+TEST_F(CudaOps, DecodeAttentionPieceLoopsMatchOneBlockPerPiece) {
+  for (const char* stride : {"1", "3"}) {
+    setenv("CVLLM_CUDA_DECODE_STRIDE", stride, 1);
+    CudaBackend looping(0, 2, /*batch_invariant_gemm=*/true);
+    unsetenv("CVLLM_CUDA_DECODE_STRIDE");
+    for (const AttnCase& c : {AttnCase{4, 2, 128, 16, 0.0f, -1, DType::kBF16},
+                              AttnCase{4, 1, 64, 16, 0.0f, 1000, DType::kBF16}}) {
+      SCOPED_TRACE(::testing::Message() << "stride " << stride << " d " << c.head_size << " window "
+                                        << c.window);
+      std::mt19937 rng_one(seed_), rng_loop(seed_);
+      AttentionRunner one(gpu(), cpu_, c, 400, rng_one), loop(looping, cpu_, c, 400, rng_loop);
+      for (const std::vector<int64_t>& tokens :
+           {std::vector<int64_t>{1100, 3}, {1, 1000, 2}, {1, 1, 1}}) {
+        EXPECT_EQ(loop.step(tokens).first, one.step(tokens).first);
+      }
+    }
+  }
+}
+
 TEST_F(CudaOps, PagedAttentionEmptyBatch) {
   AttnCase c{4, 2, 64, 16, 0.0f, -1, DType::kF32};
   AttentionRunner runner(gpu(), cpu_, c, 8, rng_);

@@ -162,6 +162,9 @@ CudaBackend::CudaBackend(int device_index, int num_host_threads,
   // Decode steps replay CUDA graphs; CVLLM_CUDA_GRAPHS=0 keeps them eager (as enforce_eager).
   const char* graphs_env = std::getenv("CVLLM_CUDA_GRAPHS");
   use_graphs_ = graphs_env == nullptr || std::string(graphs_env) != "0";
+  if (const char* stride_env = std::getenv("CVLLM_CUDA_DECODE_STRIDE")) {
+    decode_piece_stride_ = std::max(0, std::atoi(stride_env));
+  }
 }
 
 CudaBackend::~CudaBackend() {
@@ -869,6 +872,16 @@ void CudaBackend::attend(const Tensor& q, const Tensor& k, const Tensor& v, KVCa
     work.max_pieces = s.fixed_shape ? decode_max_pieces(b.max_blocks_per_req * cache.block_size)
                       : flash      ? s.decode_pieces_rest
                                    : s.decode_pieces_all;
+    // One block per piece, except in a recorded step of many tokens: there most of a grid sized
+    // for the widest block table would be empty blocks, so each (token, KV head) gets enough
+    // blocks to keep ~2,048 busy, looping over its pieces.
+    work.piece_stride = work.max_pieces;
+    if (decode_piece_stride_ > 0) {
+      work.piece_stride = std::min(decode_piece_stride_, work.max_pieces);
+    } else if (s.fixed_shape) {
+      const int64_t per_token = (2048 + num_tokens * p.num_kv_heads - 1) / (num_tokens * p.num_kv_heads);
+      work.piece_stride = std::clamp<int64_t>(per_token, 1, work.max_pieces);
+    }
     work.skip_flash_tokens = flash;
     Tensor partial_out, partial_ml;  // freed after the call (stream order keeps them valid)
     if (work.max_pieces > 1) {

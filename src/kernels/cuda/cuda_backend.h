@@ -139,6 +139,9 @@ class CudaBackend : public Backend {
   bool sample_on_device_ = true;  // the runner may draw plain rows with sample_on_device
   bool use_decode_attention_ = true;  // tokens outside prefill tiles use decode_attention
   bool use_graphs_ = true;  // capture_forward records CUDA graphs
+  // decode_attention's blocks per (token, KV head): 0 picks (see attend()); CVLLM_CUDA_DECODE_STRIDE
+  // sets it (tests, A/B runs).
+  int64_t decode_piece_stride_ = 0;
   bool capturing_ = false;  // a pass is being recorded on stream_
   int64_t graph_replays_ = 0;
   CUstream_st* stream_ = nullptr;

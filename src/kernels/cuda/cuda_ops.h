@@ -220,7 +220,10 @@ __host__ __device__ inline int64_t decode_max_pieces(int64_t n) {
   return pieces < kMaxDecodePieces ? pieces : kMaxDecodePieces;
 }
 struct DecodeAttentionWork {
-  int64_t max_pieces = 0;  // the grid's pieces per token: decode_max_pieces of the latest position
+  int64_t max_pieces = 0;  // the most pieces of any token: decode_max_pieces of the latest position
+  // Blocks per (token, KV head), each looping over pieces i, i + stride, ...; <= 0: max_pieces
+  // (one piece per block).
+  int64_t piece_stride = 0;
   bool skip_flash_tokens = false;  // tokens of requests with >= kFlashMinQueries new tokens
   // Scratch when max_pieces > 1:
   float* partial_out = nullptr;  // [num_tokens, max_pieces, num_heads, head_size]
