@@ -42,6 +42,7 @@ class CudaStepMetadata : public StepMetadata {
   // decode_attention's grid: the most pieces of any token (all tokens / those outside flash tiles).
   int64_t decode_pieces_all = 0, decode_pieces_rest = 0;
   int64_t num_rest_tokens = 0;  // tokens outside flash tiles
+  const int32_t* rest_tokens = nullptr;  // [num_rest_tokens] their indices
   // A recorded decode step (CudaBackend::capture_forward): decode_attention takes every token,
   // with a grid sized by the block table's width; no work lists are built.
   bool fixed_shape = false;
@@ -262,6 +263,7 @@ struct StepArrays {
   std::vector<int32_t> token_to_req;
   WorkList all_work, rest_work;
   std::vector<int32_t> tile_req, tile_first_token;
+  std::vector<int32_t> rest_tokens;  // tokens outside flash tiles
   int64_t decode_pieces_all = 0, decode_pieces_rest = 0, num_rest_tokens = 0;
 };
 
@@ -298,6 +300,7 @@ StepArrays step_arrays(const ForwardBatch& b, bool fixed_shape) {
       if (!flash) {
         a.decode_pieces_rest = std::max(a.decode_pieces_rest, pieces);
         ++a.num_rest_tokens;
+        a.rest_tokens.push_back(t);
       }
     }
     for (int32_t t = q_start; flash && t < q_start + q_len; t += kFlashTileQueries) {
@@ -319,7 +322,7 @@ std::vector<StepPart> step_parts(const ForwardBatch& b, const StepArrays& a, siz
       part(a.all_work.first),
       part(a.rest_work.token), part(a.rest_work.key_begin), part(a.rest_work.key_end),
       part(a.rest_work.first),
-      part(a.tile_req), part(a.tile_first_token),
+      part(a.tile_req), part(a.tile_first_token), part(a.rest_tokens),
   };
   total = 0;
   for (StepPart& p : parts) {
@@ -357,6 +360,7 @@ void point_at(CudaStepMetadata& step, const uint8_t* dev, const std::vector<Step
   step.decode_pieces_all = a.decode_pieces_all;
   step.decode_pieces_rest = a.decode_pieces_rest;
   step.num_rest_tokens = a.num_rest_tokens;
+  step.rest_tokens = at(17);
 }
 
 }  // namespace
@@ -850,12 +854,7 @@ void CudaBackend::attend(const Tensor& q, const Tensor& k, const Tensor& v, KVCa
   // CUDA-core kernel handles the other tokens (or all of them).
   const bool flash = use_flash_ && s.flash_tiles.num_tiles > 0 && flash_prefill_supports(a);
   const bool flash_mma = flash && use_flash_mma_ && flash_prefill_mma_supports(a.head_size);
-  // decode_attention's grid spans every token of the step (the tiles' tokens exit at once), so a
-  // long prefill chunk beside a few decode tokens would launch ~num_tokens x pieces x KV heads
-  // empty blocks per layer: there the few tokens go to paged_attention, whose work list holds
-  // only them. (Giving decode_attention the list of its tokens is the better fix.)
-  const bool decode_kernel = use_decode_attention_ && decode_attention_supports(a) &&
-                             (!flash || 2 * s.num_rest_tokens >= num_tokens);
+  const bool decode_kernel = use_decode_attention_ && decode_attention_supports(a);
   if (s.fixed_shape && !decode_kernel) {
     throw Error(cat("a recorded decode step needs decode_attention: a bf16 KV cache, head size 64, "
                     "128 or 256 and at most ", kDecodeMaxGroup, " query heads per KV head (this "
@@ -882,15 +881,19 @@ void CudaBackend::attend(const Tensor& q, const Tensor& k, const Tensor& v, KVCa
       const int64_t per_token = (2048 + num_tokens * p.num_kv_heads - 1) / (num_tokens * p.num_kv_heads);
       work.piece_stride = std::clamp<int64_t>(per_token, 1, work.max_pieces);
     }
-    work.skip_flash_tokens = flash;
+    if (flash) {  // the tokens outside the prefill tiles only
+      work.tokens = s.rest_tokens;
+      work.num_listed = s.num_rest_tokens;
+    }
+    const int64_t attended = flash ? s.num_rest_tokens : num_tokens;
     Tensor partial_out, partial_ml;  // freed after the call (stream order keeps them valid)
-    if (work.max_pieces > 1) {
+    if (work.max_pieces > 1 && attended > 0) {
       partial_out =
-          alloc_uninitialized(DType::kF32, {num_tokens * work.max_pieces, p.num_heads, p.head_size});
-      partial_ml = alloc_uninitialized(DType::kF32, {num_tokens * work.max_pieces, p.num_heads, 2});
+          alloc_uninitialized(DType::kF32, {attended * work.max_pieces, p.num_heads, p.head_size});
+      partial_ml = alloc_uninitialized(DType::kF32, {attended * work.max_pieces, p.num_heads, 2});
       work.partial_out = partial_out.data_as<float>();
       work.partial_ml = partial_ml.data_as<float>();
-      work.counters = decode_counters(num_tokens * p.num_kv_heads);
+      work.counters = decode_counters(attended * p.num_kv_heads);
     }
     decode_attention(q.data_as<float>(), cache.k.data(), cache.v.data(), out.data_as<float>(),
                      out_bf16, s.token_to_req, s.query_start_loc, s.seq_lens, s.block_table, work,

@@ -224,11 +224,13 @@ struct DecodeAttentionWork {
   // Blocks per (token, KV head), each looping over pieces i, i + stride, ...; <= 0: max_pieces
   // (one piece per block).
   int64_t piece_stride = 0;
-  bool skip_flash_tokens = false;  // tokens of requests with >= kFlashMinQueries new tokens
-  // Scratch when max_pieces > 1:
-  float* partial_out = nullptr;  // [num_tokens, max_pieces, num_heads, head_size]
-  float* partial_ml = nullptr;   // [num_tokens, max_pieces, num_heads, 2]
-  int* counters = nullptr;       // [num_tokens, num_kv_heads], zero before and after each launch
+  // The tokens to attend for (the others are in prefill tiles); null: every token of the step.
+  const int32_t* tokens = nullptr;  // [num_listed]
+  int64_t num_listed = 0;
+  // Scratch when max_pieces > 1, per attended token (listed or all):
+  float* partial_out = nullptr;  // [tokens, max_pieces, num_heads, head_size]
+  float* partial_ml = nullptr;   // [tokens, max_pieces, num_heads, 2]
+  int* counters = nullptr;       // [tokens, num_kv_heads], zero before and after each launch
 };
 bool decode_attention_supports(const PagedAttentionArgs& args);
 // out (and out_bf16 when not null) for the tokens taken: q, out: [T, num_heads, head_size] f32.

@@ -57,7 +57,8 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t rest = blockIdx.x / a.num_kv_heads;
   const int64_t stride = work.piece_stride > 0 ? work.piece_stride : work.max_pieces;
   const int first_piece = static_cast<int>(rest % stride);
-  const int64_t t = rest / stride;
+  const int64_t li = rest / stride;  // which attended token: its partials' and counter's index
+  const int64_t t = work.tokens != nullptr ? work.tokens[li] : li;
   const int group = static_cast<int>(a.num_heads / a.num_kv_heads);  // <= G
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int part = lane % S::kLanesPerKey;  // which 8 dimensions
@@ -66,10 +67,6 @@ __global__ void __launch_bounds__(kThreads)
   const int32_t req = token_to_req[t];
   const int32_t q_start = query_start_loc[req];
   const int32_t q_len = query_start_loc[req + 1] - q_start;
-  if (work.skip_flash_tokens && q_len >= kFlashMinQueries) {  // a prefill tile has it
-    pdl_wait();  // (see pdl.cuh: every block waits)
-    return;
-  }
   const int64_t pos = seq_lens[req] - q_len + (t - q_start);
   const int64_t lo = a.sliding_window > 0 ? max(int64_t{0}, pos - a.sliding_window + 1) : 0;
   const int64_t piece_keys = decode_piece_keys(pos - lo + 1);
@@ -209,7 +206,7 @@ __global__ void __launch_bounds__(kThreads)
         out[(t * a.num_heads + head) * D + e] = v;
         if (out_bf16 != nullptr) out_bf16[(t * a.num_heads + head) * D + e] = __float2bfloat16_rn(v);
       } else {
-        const int64_t slot = (t * work.max_pieces + piece) * a.num_heads + head;
+        const int64_t slot = (li * work.max_pieces + piece) * a.num_heads + head;
         work.partial_out[slot * D + e] = o;
         if (e == 0) {
           work.partial_ml[slot * 2] = max_m;
@@ -223,7 +220,7 @@ __global__ void __launch_bounds__(kThreads)
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
-      int* counter = work.counters + t * a.num_kv_heads + kv;
+      int* counter = work.counters + li * a.num_kv_heads + kv;
       const int done = atomicAdd(counter, 1);
       last_s = done == pieces - 1;
       if (last_s) *counter = 0;  // ready for the next launch
@@ -235,7 +232,7 @@ __global__ void __launch_bounds__(kThreads)
     // sums loaded all at once (L2 reads: other blocks wrote them).
     for (int i = threadIdx.x; i < pieces * group; i += kThreads) {
       const int c = i / group, g = i % group;
-      const int64_t slot = (t * work.max_pieces + c) * a.num_heads + head0 + g;
+      const int64_t slot = (li * work.max_pieces + c) * a.num_heads + head0 + g;
       piece_m[c][g] = __ldcg(work.partial_ml + slot * 2);
       piece_l[c][g] = __ldcg(work.partial_ml + slot * 2 + 1);
     }
@@ -259,7 +256,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int c = 0; c < kMaxDecodePieces; ++c) {  // unrolled: every piece's load in flight at once
         if (c < pieces) {
-          const int64_t slot = (t * work.max_pieces + c) * a.num_heads + head;
+          const int64_t slot = (li * work.max_pieces + c) * a.num_heads + head;
           o += __ldcg(work.partial_out + slot * D + e) * piece_m[c][g];
         }
       }
@@ -277,7 +274,8 @@ void launch(const float* q, const void* k_cache, const void* v_cache, float* out
             const int32_t* block_table, const DecodeAttentionWork& work,
             const PagedAttentionArgs& a, cudaStream_t stream) {
   const int64_t stride = work.piece_stride > 0 ? work.piece_stride : work.max_pieces;
-  const int64_t blocks = a.num_tokens * stride * a.num_kv_heads;
+  const int64_t tokens = work.tokens != nullptr ? work.num_listed : a.num_tokens;
+  const int64_t blocks = tokens * stride * a.num_kv_heads;
   launch_pdl(decode_attention_kernel<D, G>, static_cast<unsigned>(blocks), kThreads, 0, stream, q,
              static_cast<const bf16*>(k_cache), static_cast<const bf16*>(v_cache), out, out_bf16,
              token_to_req, query_start_loc, seq_lens, block_table, work, a);
@@ -313,7 +311,9 @@ void decode_attention(const float* q, const void* k_cache, const void* v_cache, 
                       const int32_t* seq_lens, const int32_t* block_table,
                       const DecodeAttentionWork& work, const PagedAttentionArgs& a,
                       cudaStream_t stream) {
-  if (a.num_tokens == 0 || work.max_pieces == 0) return;
+  if (a.num_tokens == 0 || work.max_pieces == 0 || (work.tokens != nullptr && work.num_listed == 0)) {
+    return;
+  }
   if (!decode_attention_supports(a) || (work.max_pieces > 1 && work.counters == nullptr)) {
     throw_cuda_error(cudaErrorInvalidValue, "decode_attention (unsupported shape or no scratch)",
                      __FILE__, __LINE__);
