@@ -1213,6 +1213,9 @@ TEST_F(CudaOps, DecodeAttentionEveryGroupSize) {
   check_attention(gpu(), cpu_, {5, 1, 256, 16, 20.0f, 40, DType::kBF16}, rng_);
   check_attention(gpu(), cpu_, {8, 8, 64, 32, 0.0f, -1, DType::kBF16}, rng_);
   check_attention(gpu(), cpu_, {9, 1, 64, 16, 0.0f, -1, DType::kBF16}, rng_);  // > 8: old kernel
+  // Small heads (the tiny test checkpoints' 16): two and four lanes per key row.
+  check_attention(gpu(), cpu_, {4, 2, 16, 16, 0.0f, -1, DType::kBF16}, rng_);
+  check_attention(gpu(), cpu_, {8, 1, 32, 16, 30.0f, 20, DType::kBF16}, rng_);
 }
 
 TEST_F(CudaOps, DecodeAttentionOutputFeedsTheNextLinear) {
@@ -1286,6 +1289,7 @@ TEST_F(CudaOps, PagedAttentionSplitAcrossLongContexts) {
   // A window just under 1,024 keys at positions just past 1,024: the window's keys take more
   // pieces (16 of 64) than the position's would (9 of 128).
   check_long_attention(gpu(), cpu_, {4, 2, 128, 16, 0.0f, 1000, DType::kBF16}, rng_);
+  check_long_attention(gpu(), cpu_, {4, 2, 16, 16, 0.0f, -1, DType::kBF16}, rng_);  // small heads
 }
 
 // decode_attention with fewer blocks than pieces per (token, KV head), each looping over its

@@ -856,8 +856,8 @@ void CudaBackend::attend(const Tensor& q, const Tensor& k, const Tensor& v, KVCa
   const bool flash_mma = flash && use_flash_mma_ && flash_prefill_mma_supports(a.head_size);
   const bool decode_kernel = use_decode_attention_ && decode_attention_supports(a);
   if (s.fixed_shape && !decode_kernel) {
-    throw Error(cat("a recorded decode step needs decode_attention: a bf16 KV cache, head size 64, "
-                    "128 or 256 and at most ", kDecodeMaxGroup, " query heads per KV head (this "
+    throw Error(cat("a recorded decode step needs decode_attention: a bf16 KV cache, head size 16, "
+                    "32, 64, 128 or 256 and at most ", kDecodeMaxGroup, " query heads per KV head (this "
                     "layer: head size ", p.head_size, ", ", p.num_heads / p.num_kv_heads,
                     " query heads per KV head, ", dtype_name(cache.k.dtype()), " cache)"));
   }

@@ -197,7 +197,7 @@ void paged_attention(const float* q, const void* k_cache, const void* v_cache, f
 // ---- decode_attention.cu --------------------------------------------------------------------
 // The same result as paged_attention for every token outside prefill tiles, faster: one block per
 // (token, piece, KV head) serving the KV head's whole query-head group, pieces merged in the same
-// launch. Takes a bf16 cache, head sizes 64/128/256 and at most kDecodeMaxGroup query heads per KV
+// launch. Takes a bf16 cache, head sizes 16/32/64/128/256 and at most kDecodeMaxGroup query heads per KV
 // head (decode_attention_supports).
 constexpr int kDecodeMaxGroup = 8;
 // A token attends over n keys (its window, or positions [0, pos]) in pieces of

@@ -1,5 +1,5 @@
 // Attention of the tokens outside prefill tiles (decode steps, short chunks) over a bf16 paged
-// cache, for head sizes 64/128/256 and up to 8 query heads per KV head.
+// cache, for head sizes 16/32/64/128/256 and up to 8 query heads per KV head.
 //
 // One block per (token, piece of its keys, KV head) serves every query head of that KV head, so
 // each K and V row is read once for the whole group. A key row is split across D / 8 lanes, one
@@ -301,7 +301,8 @@ void launch_group(int group, const float* q, const void* k_cache, const void* v_
 }  // namespace
 
 bool decode_attention_supports(const PagedAttentionArgs& a) {
-  const bool head_ok = a.head_size == 64 || a.head_size == 128 || a.head_size == 256;
+  const bool head_ok = a.head_size == 16 || a.head_size == 32 || a.head_size == 64 ||
+                       a.head_size == 128 || a.head_size == 256;
   return a.cache_is_bf16 && head_ok && a.num_kv_heads > 0 && a.num_heads % a.num_kv_heads == 0 &&
          a.num_heads / a.num_kv_heads <= kDecodeMaxGroup;
 }
@@ -320,6 +321,10 @@ void decode_attention(const float* q, const void* k_cache, const void* v_cache, 
   }
   const int group = static_cast<int>(a.num_heads / a.num_kv_heads);
   switch (a.head_size) {
+    case 16:
+      return launch_group<16>(group, q, k_cache, v_cache, out, out_bf16, token_to_req, query_start_loc, seq_lens, block_table, work, a, stream);
+    case 32:
+      return launch_group<32>(group, q, k_cache, v_cache, out, out_bf16, token_to_req, query_start_loc, seq_lens, block_table, work, a, stream);
     case 64:
       return launch_group<64>(group, q, k_cache, v_cache, out, out_bf16, token_to_req, query_start_loc, seq_lens, block_table, work, a, stream);
     case 128:
