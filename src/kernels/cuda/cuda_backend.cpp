@@ -44,7 +44,7 @@ class CudaStepMetadata : public StepMetadata {
   int64_t num_rest_tokens = 0;  // tokens outside flash tiles
   const int32_t* rest_tokens = nullptr;  // [num_rest_tokens] their indices
   // A recorded decode step (CudaBackend::capture_forward): decode_attention takes every token,
-  // with a grid sized by the block table's width; no work lists are built.
+  // its pieces bounded by the block table's width; no work lists are built.
   bool fixed_shape = false;
   size_t bytes = 0;  // of `memory`
 };
@@ -277,8 +277,8 @@ void check_batch(const ForwardBatch& b) {
               "inconsistent ForwardBatch: ", num_tokens, " tokens, ", num_reqs, " requests");
 }
 
-// fixed_shape: a recorded decode step, whose attention runs on decode_attention alone with a
-// grid sized by the block table's width, so no work lists are built.
+// fixed_shape: a recorded decode step, whose attention runs on decode_attention alone with its
+// pieces bounded by the block table's width, so no work lists are built.
 StepArrays step_arrays(const ForwardBatch& b, bool fixed_shape) {
   StepArrays a;
   a.token_to_req.resize(static_cast<size_t>(b.num_tokens()));
@@ -866,8 +866,8 @@ void CudaBackend::attend(const Tensor& q, const Tensor& k, const Tensor& v, KVCa
   bf16* out_bf16 = decode_kernel && (!flash || flash_mma) ? bf16_scratch(out.numel()) : nullptr;
   if (decode_kernel) {
     DecodeAttentionWork work;
-    // A recorded step's grid covers any position its block table can reach (surplus pieces'
-    // blocks exit at once).
+    // A recorded step covers any position its block table can reach (a token with fewer pieces
+    // leaves the surplus blocks nothing to do).
     work.max_pieces = s.fixed_shape ? decode_max_pieces(b.max_blocks_per_req * cache.block_size)
                       : flash      ? s.decode_pieces_rest
                                    : s.decode_pieces_all;
