@@ -317,6 +317,13 @@ LLMEngine::LLMEngine(const EngineArgs& args) : args_(args) {
                                                args.enable_prefix_caching);
   auto model_runner = std::make_unique<ModelRunner>(*model_, *backend_, runner);
   core_ = std::make_unique<EngineCore>(std::move(scheduler), std::move(model_runner));
+#ifdef CVLLM_HAVE_CUDA
+  auto* gpu = dynamic_cast<cuda::CudaBackend*>(backend_.get());
+  if (gpu != nullptr && core_->runner().num_graphs() > 0) {
+    LOG_INFO("CUDA graphs of ", core_->runner().num_graphs(), " decode batch sizes hold ",
+             gpu->memory_info().graph_pool_bytes >> 20, " MiB of device memory");
+  }
+#endif
   output_processor_ = std::make_unique<OutputProcessor>(tokenizer_.get());
 
   LOG_INFO("Loaded ", model_config_.describe(), " from ", model_path_, " in ",

@@ -1189,6 +1189,8 @@ CudaBackend::MemoryInfo CudaBackend::memory_info() const {
                                            graph_pool_->in_use_bytes() +
                                            graph_pool_->cached_bytes());
   info.peak_in_use_bytes = static_cast<int64_t>(allocator_->peak_in_use_bytes());
+  info.graph_pool_bytes =
+      static_cast<int64_t>(graph_pool_->in_use_bytes() + graph_pool_->cached_bytes());
   return info;
 }
 

@@ -100,6 +100,7 @@ class CudaBackend : public Backend {
     int64_t cached_bytes = 0;  // held by our allocator's free lists (reusable by us)
     int64_t in_use_bytes = 0;  // handed out by our allocator now, or reserved for CUDA graphs
     int64_t peak_in_use_bytes = 0;  // the most handed out at once since reset_peak_memory()
+    int64_t graph_pool_bytes = 0;   // reserved for recorded CUDA graphs (part of in_use_bytes)
   };
   MemoryInfo memory_info() const;
   void reset_peak_memory();
