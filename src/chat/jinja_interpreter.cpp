@@ -386,6 +386,9 @@ void Interpreter::exec_call_block(const CallBlockStmt& s, const FramePtr& frame,
 Value Interpreter::call_macro(const MacroDef& def, const std::weak_ptr<Frame>& closure,
                               CallArgs& args) {
   DepthGuard guard(depth_, limits_.max_recursion_depth);
+  // Each call counts as an iteration: a macro calling itself twice is bounded in depth but not in
+  // calls (2^depth of them).
+  count_iterations(1);
   size_t n = def.params.size();
   std::vector<std::optional<Value>> bound(n);
   size_t num_positional = std::min(args.args.size(), n);

@@ -17,7 +17,7 @@ namespace cvllm::jinja {
 
 struct RenderLimits {
   int max_recursion_depth = 400;        // nested macro calls plus nested evaluation
-  int64_t max_iterations = 10'000'000;  // loop iterations and items built, per render
+  int64_t max_iterations = 10'000'000;  // loop iterations, items built and macro calls, per render
   size_t max_output_bytes = 64u << 20;  // the output, and any single string or list built
 };
 

@@ -105,6 +105,22 @@ TEST(JinjaLimits, LoopIterationsAreBounded) {
             "ok");
 }
 
+// A macro calling itself twice stays within the depth limit but would make 2^depth calls: each
+// call counts toward the iteration budget (a fuzzer found this one running for minutes).
+TEST(JinjaLimits, MacroCallsAreBounded) {
+  TemplateOptions options;
+  options.limits.max_iterations = 10'000;
+  std::string e = error_of(
+      "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+      "{{ f(60) }}",
+      options);
+  EXPECT_NE(e.find("LimitError"), std::string::npos) << e;
+  EXPECT_EQ(render("{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% else %}x"
+                   "{% endif %}{% endmacro %}{{ f(3) }}",
+                   {}, options),
+            "xxxxxxxx");
+}
+
 TEST(JinjaLimits, OutputAndValueSizesAreBounded) {
   TemplateOptions options;
   options.limits.max_output_bytes = 1 << 20;
