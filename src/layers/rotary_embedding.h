@@ -16,9 +16,7 @@ class RotaryEmbedding {
   RotaryEmbedding(const ModelConfig& config, RopeStyle style,
                   const std::vector<float>& freq_factors = {});
 
-  void forward(Backend& backend, Tensor& q, Tensor& k, const StepMetadata& step) const {
-    backend.rotary(q, k, step, params());
-  }
+  // What Backend::rope_attention (or rotary) takes for this layer.
   RopeParams params() const {
     RopeParams params = params_;
     params.inv_freq = inv_freq_.data();  // set here so copies of the layer stay valid

@@ -27,6 +27,7 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/dequantize.h"
+#include "kernels/cuda/cuda_allocator.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/op_test_util.h"
 #include "layers/sampler.h"
@@ -225,8 +226,10 @@ TEST_F(CudaOps, EmbeddingAndGatherRows) {
     Tensor table_dev = gpu().prepare_weight(table);
 
     ForwardBatch batch;
-    for (int64_t t = 0; t < num_tokens; ++t) batch.input_ids.push_back(uniform_int(0, vocab - 1));
-    batch.positions.assign(num_tokens, 0);
+    for (int64_t t = 0; t < num_tokens; ++t) {
+      batch.input_ids.push_back(uniform_int(0, vocab - 1));
+      batch.positions.push_back(uniform_int(0, static_cast<int>(vocab) - 3));
+    }
     batch.slot_mapping.assign(num_tokens, -1);
     batch.query_start_loc = {0, static_cast<int32_t>(num_tokens)};
     batch.seq_lens = {static_cast<int32_t>(num_tokens)};
@@ -241,6 +244,17 @@ TEST_F(CudaOps, EmbeddingAndGatherRows) {
     std::vector<float> got = back(out), want = values(ref);
     EXPECT_TRUE(test::same_bits(got.data(), want.data(), num_tokens * hidden)) << num_tokens << " tokens";
 
+    // Learned position embeddings (OPT's offset of 2) read the device positions.
+    Tensor pos_out = poisoned({num_tokens, hidden});
+    gpu().position_embedding(table_dev, *step_gpu, 2, pos_out);
+    Tensor pos_ref = cpu_.alloc(DType::kF32, {num_tokens, hidden});
+    cpu_.position_embedding(table, *step_cpu, 2, pos_ref);
+    std::vector<float> got_pos = back(pos_out), want_pos = values(pos_ref);
+    EXPECT_TRUE(test::same_bits(got_pos.data(), want_pos.data(), num_tokens * hidden));
+    if (num_tokens > 0) {  // a position past the table: a clear error, before any launch
+      EXPECT_THROW(gpu().position_embedding(table_dev, *step_gpu, vocab, pos_out), Error);
+    }
+
     // gather_rows from an f32 device tensor (the logits_indices gather), repeated rows included.
     Tensor src = dev(table_f32, {vocab, hidden});
     std::vector<int32_t> rows = {5, 5, 0, static_cast<int32_t>(vocab - 1)};
@@ -252,6 +266,33 @@ TEST_F(CudaOps, EmbeddingAndGatherRows) {
       EXPECT_TRUE(test::same_bits(got_g.data() + i * hidden, table_f32.data() + rows[i] * hidden, hidden));
     }
   }
+}
+
+// The graph pool hands a request the smallest cached block that holds it, of any size class, and
+// keeps freed blocks (recorded graphs point at them); the eager allocator takes only a block of
+// the request's own size class.
+TEST_F(CudaOps, GraphPoolReusesLargerBlocks) {
+  auto pool = DeviceAllocator::create(/*graph_pool=*/true);
+  void* big = nullptr;
+  {
+    std::shared_ptr<void> a = pool->allocate(1 << 20);
+    big = a.get();
+  }
+  EXPECT_EQ(pool->cached_bytes(), DeviceAllocator::size_class(1 << 20));
+  std::shared_ptr<void> small = pool->allocate(1000);
+  EXPECT_EQ(small.get(), big);  // the 1 MiB block, not a fresh 1 KiB one
+  EXPECT_EQ(pool->cached_bytes(), 0u);
+  small.reset();
+
+  auto eager = DeviceAllocator::create();
+  void* first = nullptr;
+  {
+    std::shared_ptr<void> a = eager->allocate(1 << 20);
+    first = a.get();
+  }
+  std::shared_ptr<void> other = eager->allocate(1000);
+  EXPECT_NE(other.get(), first);
+  EXPECT_EQ(eager->cached_bytes(), DeviceAllocator::size_class(1 << 20));
 }
 
 // ---- linear ---------------------------------------------------------------------------------

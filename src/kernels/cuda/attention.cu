@@ -73,13 +73,16 @@ __global__ void write_kv_kernel(const float* k, const float* v, T* k_cache, T* v
   }
 }
 
-// rotary_kernel's rotation (elementwise.cu) and write_kv_kernel's copy in one pass: thread
-// (token, head, pair i) rotates its pair; for a KV head it also writes the pair, v's elements
-// i, i + half, ... and k's unrotated ones (partial rotary) to the cache.
+// RoPE, and with a cache the KV write: one thread per (token, head, pair); blockIdx.x is the
+// token, blockIdx.y a range of its (head, pair) indices over q's heads then k's. Each thread
+// computes its own cos/sin (a decode step has one token: spreading its ~2,500 pairs over many
+// threads matters more than sharing them) and rotates its pair in place. Given a cache, a KV
+// head's thread also writes the pair, v's elements i, i + half, ... and k's unrotated ones
+// (partial rotary) to the token's slot, as write_kv_kernel would.
 template <typename T>
-__global__ void rope_write_kv_kernel(float* q, float* k, const float* v, T* k_cache, T* v_cache,
-                                     const int64_t* slot_mapping, RopeArgs rope, int num_heads,
-                                     int num_kv_heads, int head_size, int64_t block_size) {
+__global__ void rope_kernel(float* q, float* k, const float* v, T* k_cache, T* v_cache,
+                            const int64_t* slot_mapping, RopeArgs rope, int num_heads,
+                            int num_kv_heads, int head_size, int64_t block_size) {
   pdl_launch_dependents();
   const int64_t t = blockIdx.x;
   const int half = static_cast<int>(rope.rot_dim / 2);
@@ -92,7 +95,7 @@ __global__ void rope_write_kv_kernel(float* q, float* k, const float* v, T* k_ca
   // As the CPU reference: the angle is pos * inv_freq rounded to f32.
   const float angle = __fmul_rn(static_cast<float>(rope.positions[t]), rope.inv_freq[i]);
   const float c = cosf(angle) * rope.mscale, s = sinf(angle) * rope.mscale;
-  const int64_t slot = slot_mapping[t];
+  const int64_t slot = k_cache != nullptr ? slot_mapping[t] : -1;
   pdl_wait();  // the angle and slot needed only the step's metadata
   const bool is_k = head >= num_heads;
   const int64_t h = head - num_heads;
@@ -111,6 +114,13 @@ __global__ void rope_write_kv_kernel(float* q, float* k, const float* v, T* k_ca
   for (int64_t e = rope.rot_dim + i; e < head_size; e += half) k_cache[dst + e] = from_float<T>(x[e]);
   const float* vr = v + (t * num_kv_heads + h) * head_size;
   for (int64_t e = i; e < head_size; e += half) v_cache[dst + e] = from_float<T>(vr[e]);
+}
+
+constexpr unsigned kRopeThreads = 256;
+
+dim3 rope_grid(int64_t num_tokens, int64_t heads, int64_t half) {
+  return dim3(static_cast<unsigned>(num_tokens),
+              static_cast<unsigned>((heads * half + kRopeThreads - 1) / kRopeThreads));
 }
 
 // q . k over d dimensions, q in shared memory. 16-byte loads when the row allows them (K rows
@@ -308,23 +318,37 @@ __global__ void merge_pieces_kernel(float* out, AttentionWork work, int64_t num_
 
 }  // namespace
 
+void rotary(float* q, float* k, const int32_t* positions, int64_t num_tokens, int64_t num_heads,
+            int64_t num_kv_heads, int64_t head_size, int64_t rot_dim, const float* inv_freq,
+            bool neox, float mscale, cudaStream_t stream) {
+  if (num_tokens == 0 || rot_dim < 2) return;
+  RopeArgs rope;
+  rope.positions = positions;
+  rope.inv_freq = inv_freq;
+  rope.rot_dim = rot_dim;
+  rope.neox = neox;
+  rope.mscale = mscale;
+  launch_pdl(rope_kernel<float>, rope_grid(num_tokens, num_heads + num_kv_heads, rot_dim / 2),
+             kRopeThreads, 0, stream, q, k, static_cast<const float*>(nullptr),
+             static_cast<float*>(nullptr), static_cast<float*>(nullptr),
+             static_cast<const int64_t*>(nullptr), rope, static_cast<int>(num_heads),
+             static_cast<int>(num_kv_heads), static_cast<int>(head_size), int64_t{1});
+}
+
 void rope_write_kv_cache(float* q, float* k, const float* v, void* k_cache, void* v_cache,
                          const int64_t* slot_mapping, const RopeArgs& rope,
                          const PagedAttentionArgs& a, cudaStream_t stream) {
   const int64_t half = rope.rot_dim / 2;
   if (a.num_tokens == 0 || half == 0) return;
-  constexpr unsigned kRopeThreads = 256;
-  const int64_t pairs = (a.num_heads + a.num_kv_heads) * half;
-  const dim3 grid(static_cast<unsigned>(a.num_tokens),
-                  static_cast<unsigned>((pairs + kRopeThreads - 1) / kRopeThreads));
+  const dim3 grid = rope_grid(a.num_tokens, a.num_heads + a.num_kv_heads, half);
   const int heads = static_cast<int>(a.num_heads), kv_heads = static_cast<int>(a.num_kv_heads);
   const int d = static_cast<int>(a.head_size);
   if (a.cache_is_bf16) {
-    launch_pdl(rope_write_kv_kernel<bf16>, grid, kRopeThreads, 0, stream, q, k, v,
+    launch_pdl(rope_kernel<bf16>, grid, kRopeThreads, 0, stream, q, k, v,
                static_cast<bf16*>(k_cache), static_cast<bf16*>(v_cache), slot_mapping, rope, heads,
                kv_heads, d, a.block_size);
   } else {
-    launch_pdl(rope_write_kv_kernel<float>, grid, kRopeThreads, 0, stream, q, k, v,
+    launch_pdl(rope_kernel<float>, grid, kRopeThreads, 0, stream, q, k, v,
                static_cast<float*>(k_cache), static_cast<float*>(v_cache), slot_mapping, rope,
                heads, kv_heads, d, a.block_size);
   }

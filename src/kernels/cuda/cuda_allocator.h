@@ -29,8 +29,6 @@ class DeviceAllocator : public std::enable_shared_from_this<DeviceAllocator> {
   // At least `bytes` of device memory (256-byte aligned, contents undefined), returned to the cache
   // when the last copy of the pointer is released. bytes == 0 gives a null pointer.
   std::shared_ptr<void> allocate(size_t bytes);
-  // Frees every cached (unused) block.
-  void release_cached();
   size_t cached_bytes() const;
   size_t in_use_bytes() const;
   // The most in use at once since the last reset_peak() (or creation).
@@ -44,6 +42,9 @@ class DeviceAllocator : public std::enable_shared_from_this<DeviceAllocator> {
  private:
   explicit DeviceAllocator(bool graph_pool) : graph_pool_(graph_pool) {}
   void give_back(void* ptr, size_t size);
+  // Frees every cached (unused) block: on a failed allocation (not in a graph pool, whose cached
+  // blocks recorded graphs still point at) and at destruction.
+  void release_cached();
 
   const bool graph_pool_;
   mutable std::mutex mu_;

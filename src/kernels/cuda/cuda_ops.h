@@ -38,11 +38,6 @@ void rms_norm(const float* x, float* residual, const float* w, float* y, bf16* y
 // y = (x - mean) / sqrt(var + eps) * w + b (b may be null).  x, y: [num_rows, n]; w, b: [n]
 void layer_norm(const float* x, const float* w, const float* b, float* y, int64_t num_rows,
                 int64_t n, float eps, cudaStream_t stream);
-// Rotates the first rot_dim dimensions of each head in place.  q: [T, num_heads, head_size];
-// k: [T, num_kv_heads, head_size]; positions: [T]; inv_freq: [rot_dim / 2] (device)
-void rotary(float* q, float* k, const int32_t* positions, int64_t num_tokens, int64_t num_heads,
-            int64_t num_kv_heads, int64_t head_size, int64_t rot_dim, const float* inv_freq,
-            bool neox, float mscale, cudaStream_t stream);
 // out = act(gate) * up, element-wise over n (out may alias gate or up); out_bf16, when not null,
 // also receives bf16(out).
 void silu_mul(const float* gate, const float* up, float* out, bf16* out_bf16, int64_t n,
@@ -145,8 +140,13 @@ struct PagedAttentionArgs {
 void write_kv_cache(const float* k, const float* v, void* k_cache, void* v_cache,
                     const int64_t* slot_mapping, const PagedAttentionArgs& args,
                     cudaStream_t stream);
-// rotary() on q and k, then write_kv_cache(), in one launch with the same results (one thread per
-// (token, head, pair) of q's heads then k's; k's threads also write their rows to the cache).
+// Rotates the first rot_dim dimensions of each head in place.  q: [T, num_heads, head_size];
+// k: [T, num_kv_heads, head_size]; positions: [T]; inv_freq: [rot_dim / 2] (device)
+void rotary(float* q, float* k, const int32_t* positions, int64_t num_tokens, int64_t num_heads,
+            int64_t num_kv_heads, int64_t head_size, int64_t rot_dim, const float* inv_freq,
+            bool neox, float mscale, cudaStream_t stream);
+// rotary() on q and k, then write_kv_cache(), in one launch with the same results (the same
+// kernel; k's threads also write their rows to the cache).
 struct RopeArgs {
   const int32_t* positions = nullptr;  // [T]
   const float* inv_freq = nullptr;     // [rot_dim / 2] (device)

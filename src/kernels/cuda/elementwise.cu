@@ -174,34 +174,6 @@ __global__ void layer_norm_kernel(const float* x, const float* w, const float* b
   }
 }
 
-// One thread per (token, head, pair): blockIdx.x is the token, blockIdx.y a range of its
-// (head, pair) indices over q's heads then k's. Each thread computes its own cos/sin (a decode step
-// has one token: spreading its ~2,500 pairs over many threads matters more than sharing them).
-__global__ void rotary_kernel(float* q, float* k, const int32_t* positions, int num_heads,
-                              int num_kv_heads, int head_size, int rot_dim,
-                              const float* inv_freq, bool neox, float mscale) {
-  pdl_launch_dependents();
-  const int64_t t = blockIdx.x;
-  const int half = rot_dim / 2;
-  const int idx = blockIdx.y * blockDim.x + threadIdx.x;
-  if (idx >= (num_heads + num_kv_heads) * half) {
-    pdl_wait();  // (see pdl.cuh: every block waits)
-    return;
-  }
-  const int head = idx / half, i = idx % half;
-  // As the CPU reference: the angle is pos * inv_freq rounded to f32.
-  const float angle = __fmul_rn(static_cast<float>(positions[t]), inv_freq[i]);
-  const float c = cosf(angle) * mscale, s = sinf(angle) * mscale;
-  pdl_wait();  // the angle needed only the step's positions
-  float* x = head < num_heads ? q + (t * num_heads + head) * head_size
-                              : k + (t * num_kv_heads + (head - num_heads)) * head_size;
-  const int ia = neox ? i : 2 * i;
-  const int ib = neox ? i + half : 2 * i + 1;
-  const float a = x[ia], b = x[ib];
-  x[ia] = a * c - b * s;
-  x[ib] = b * c + a * s;
-}
-
 __global__ void silu_mul_kernel(const float* gate, const float* up, float* out, bf16* out_bf16,
                                 int64_t n) {
   GRID_STRIDE_LOOP(i, n) {
@@ -312,17 +284,6 @@ void layer_norm(const float* x, const float* w, const float* b, float* y, int64_
   layer_norm_kernel<<<static_cast<unsigned>(num_rows), row_threads(n), 0, stream>>>(x, w, b, y, n,
                                                                                     eps);
   CVLLM_CUDA_CHECK_LAUNCH();
-}
-
-void rotary(float* q, float* k, const int32_t* positions, int64_t num_tokens, int64_t num_heads,
-            int64_t num_kv_heads, int64_t head_size, int64_t rot_dim, const float* inv_freq,
-            bool neox, float mscale, cudaStream_t stream) {
-  if (num_tokens == 0 || rot_dim < 2) return;
-  const int64_t pairs = (num_heads + num_kv_heads) * (rot_dim / 2);
-  const dim3 grid(static_cast<unsigned>(num_tokens), static_cast<unsigned>((pairs + kThreads - 1) / kThreads));
-  launch_pdl(rotary_kernel, grid, kThreads, 0, stream, q, k, positions, static_cast<int>(num_heads),
-             static_cast<int>(num_kv_heads), static_cast<int>(head_size),
-             static_cast<int>(rot_dim), inv_freq, neox, mscale);
 }
 
 void silu_mul(const float* gate, const float* up, float* out, bf16* out_bf16, int64_t n,
