@@ -7,7 +7,7 @@
 #   bash scripts/device_test.sh --pack
 #       (on a machine with nvcc, no GPU needed) builds the binaries in $BUILD (default build-cuda)
 #       and gathers them, the shared libraries a bare machine may lack and gguf-py into
-#       build-devpack/ (ignored by git: carry it).
+#       build-devpack/ (ignored by git: carry it). XZ=1 compresses the binaries (unpacked on use).
 #   CVLLM_PREBUILT=build-devpack bash scripts/device_test.sh
 #       (on the GPU machine) runs the packed binaries.
 #   bash scripts/device_test.sh
@@ -15,7 +15,7 @@
 #
 # Results: $OUT/logs.tgz and $OUT/summary.txt (default ./build-device-logs); the last lines printed are
 # the summary. Knobs: SKIP_TESTS=1, SKIP_BENCH=1, BENCH_SHAPES="smollm2-135m llama-1b",
-# BENCH_EXTRA="in,out,batch,gemm ..." (gemm: per-n | invariant | per-n-glibc), PROFILE=1 (with
+# MICRO=1 (with MICRO_ARGS), BENCH_EXTRA="in,out,batch,gemm ..." (gemm: per-n | invariant | per-n-glibc), PROFILE=1 (with
 # PROFILE_BS, PROFILE_SKIP, PROFILE_COUNT, PROFILE_SHAPES: add llama3-8b, PROFILE_PREFILL=1), TARGETS=1 (issue 8's Llama-3-8B-shape targets;
 # TARGETS_ONLY="decode-bs1 ..." runs just those).
 set -uo pipefail
@@ -27,11 +27,12 @@ if [[ "${1:-}" == "--pack" ]]; then
   set -e
   BUILD=${BUILD:-build-cuda}
   cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCVLLM_CUDA=ON -DCVLLM_BUILD_EXAMPLES=OFF >/dev/null
-  cmake --build "$BUILD" --target cvllm $TEST_TARGETS -j"${JOBS:-2}"
+  cmake --build "$BUILD" --target cvllm $TEST_TARGETS bench_cuda_decode_step -j"${JOBS:-2}"
   rm -rf build-devpack
   mkdir -p build-devpack/bin build-devpack/lib build-devpack/py
   cp "$BUILD/cvllm" build-devpack/bin/
   for t in $TEST_TARGETS; do cp "$BUILD/tests/$t" build-devpack/bin/; done
+  cp "$BUILD/bench/bench_cuda_decode_step" build-devpack/bin/
   strip build-devpack/bin/*
   # Libraries of our dependencies that a CUDA image may not have (the CUDA ones it has).
   for lib in libcpp-httplib.so.0.11 libutf8proc.so.2 libpcre2-8.so.0 libbrotlicommon.so.1 \
@@ -44,6 +45,9 @@ if [[ "${1:-}" == "--pack" ]]; then
   find build-devpack/py -name __pycache__ -prune -exec rm -rf {} +
   echo "source root baked into the test binaries: $ROOT"
   echo "$ROOT" > build-devpack/source_root
+  if [[ "${XZ:-0}" == 1 ]]; then
+    tar cJf build-devpack/bin.tar.xz -C build-devpack bin && rm -rf build-devpack/bin
+  fi
   du -sh build-devpack
   exit 0
 fi
@@ -62,8 +66,12 @@ note() { echo "$*" | tee -a "$SUMMARY"; }
 note "machine: $(sed -n 3p "$OUT/machine.txt") ($(date -u +%Y-%m-%dT%H:%MZ))"
 
 if [[ -n "${CVLLM_PREBUILT:-}" ]]; then
+  # (--pack XZ=1 leaves the binaries as bin.tar.xz: the device tool carries at most 64 MiB.)
+  [[ -f $ROOT/$CVLLM_PREBUILT/bin.tar.xz && ! -d $ROOT/$CVLLM_PREBUILT/bin ]] &&
+    tar xJf "$ROOT/$CVLLM_PREBUILT/bin.tar.xz" -C "$ROOT/$CVLLM_PREBUILT"
   BIN=$ROOT/$CVLLM_PREBUILT/bin
   TEST_BIN=$BIN
+  MICRO_BIN=$BIN
   export LD_LIBRARY_PATH=$ROOT/$CVLLM_PREBUILT/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
   export PYTHONPATH=$ROOT/$CVLLM_PREBUILT/py:${PYTHONPATH:-}
   # The test binaries read fixtures under the source root they were built in.
@@ -75,11 +83,12 @@ else
   start=$(date +%s)
   cmake -S . -B build-device -DCMAKE_BUILD_TYPE=Release -DCVLLM_CUDA=ON -DCVLLM_BUILD_EXAMPLES=OFF \
     > "$OUT/configure.log" 2>&1 || { note "configure failed (see configure.log)"; tail -20 "$OUT/configure.log"; exit 1; }
-  cmake --build build-device --target cvllm $TEST_TARGETS -j16 > "$OUT/build.log" 2>&1 ||
+  cmake --build build-device --target cvllm $TEST_TARGETS bench_cuda_decode_step -j16 > "$OUT/build.log" 2>&1 ||
     { note "build failed (see build.log)"; grep -m20 error "$OUT/build.log"; exit 1; }
   note "build: $(( $(date +%s) - start )) s"
   BIN=$ROOT/build-device
   TEST_BIN=$ROOT/build-device/tests
+  MICRO_BIN=$ROOT/build-device/bench
 fi
 
 status=0
@@ -118,6 +127,22 @@ if command -v compute-sanitizer >/dev/null; then
   note "racecheck: rc=$? ($(grep -m1 'RACECHECK SUMMARY\|ERROR SUMMARY' "$OUT/racecheck.log"))"
 fi
 fi  # SKIP_TESTS
+
+# One batch-1 decode step of the 8B shape from the launchers alone (bench/bench_cuda_decode_step.cpp):
+# what each kernel kind adds to the step, and the matrix-vector kernels' bandwidth. MICRO=1.
+if [[ "${MICRO:-0}" == 1 ]]; then
+  for variant in default CVLLM_CUDA_PDL=0 CVLLM_CUDA_DECODE_CLUSTER=0; do
+    log=$OUT/micro-${variant//=/-}.json
+    env $([[ $variant != default ]] && echo "$variant") "$MICRO_BIN/bench_cuda_decode_step" ${MICRO_ARGS:-} > "$log" 2>&1
+    note "decode step microbenchmark ($variant):"
+    python3 -c "
+import json, sys
+for line in open('$log'):
+    try: d = json.loads(line)
+    except ValueError: print('  ' + line.rstrip()); continue
+    print('  %-28s %8.1f us  %6.3f TB/s' % (d['variant'], d['us_per_step'], d['weight_tb_per_s']))" | tee -a "$SUMMARY"
+  done
+fi
 
 # Benchmarks on random-weight models (f16 GGUF, no tokenizer: prompts are random token ids).
 if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
@@ -172,7 +197,9 @@ print(', '.join('%s %.4g' % (k, d[k]) for k in keys if k in d))" 2>/dev/null || 
   bench8b decode-bs1-eager -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024 --enforce-eager
   bench8b decode-bs1-no-pdl CVLLM_CUDA_PDL=0 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
   bench8b decode-bs1-old-attention CVLLM_CUDA_DECODE_ATTENTION=0 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
+  bench8b decode-bs1-global-merge CVLLM_CUDA_DECODE_CLUSTER=0 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
   bench8b decode-bs1-ctx4k -- $lat --input-len 4000 --output-len 128 --batch-size 1 --max-model-len 4200
+  bench8b decode-bs1-ctx4k-global-merge CVLLM_CUDA_DECODE_CLUSTER=0 -- $lat --input-len 4000 --output-len 128 --batch-size 1 --max-model-len 4200
   bench8b decode-bs1-ctx4k-old-attention CVLLM_CUDA_DECODE_ATTENTION=0 -- $lat --input-len 4000 --output-len 128 --batch-size 1 --max-model-len 4200
   bench8b decode-bs4 -- $lat --input-len 512 --output-len 128 --batch-size 4 --max-model-len 1024
   bench8b decode-bs4-eager -- $lat --input-len 512 --output-len 128 --batch-size 4 --max-model-len 1024 --enforce-eager

@@ -1354,6 +1354,32 @@ TEST_F(CudaOps, DecodeAttentionPieceLoopsMatchOneBlockPerPiece) {
   }
 }
 
+// Small decode batches merge a token's pieces inside a thread-block cluster (shared memory read
+// across the cluster); the global merge (partials in memory, the last block merges) must give the
+// same bits: a token's result may not depend on which merge its batch size picked. Covers one
+// piece, pieces split over the cluster's blocks one and two apiece, windows, and chunks beside
+// prefill tiles.
+TEST_F(CudaOps, DecodeAttentionClusterMergeMatchesGlobalMerge) {
+  setenv("CVLLM_CUDA_DECODE_CLUSTER", "0", 1);
+  CudaBackend global(0, 2, /*batch_invariant_gemm=*/true);
+  unsetenv("CVLLM_CUDA_DECODE_CLUSTER");
+  for (const AttnCase& c : {AttnCase{32, 8, 128, 16, 0.0f, -1, DType::kBF16},
+                            AttnCase{4, 1, 64, 16, 0.0f, 1000, DType::kBF16},
+                            AttnCase{5, 1, 256, 16, 20.0f, 40, DType::kBF16},
+                            AttnCase{4, 2, 16, 16, 0.0f, -1, DType::kBF16}}) {
+    SCOPED_TRACE(::testing::Message() << "heads " << c.num_heads << "/" << c.num_kv_heads << " d "
+                                      << c.head_size << " window " << c.window);
+    std::mt19937 rng_cluster(seed_), rng_global(seed_);
+    AttentionRunner cluster(gpu(), cpu_, c, 400, rng_cluster), merged(global, cpu_, c, 400, rng_global);
+    for (const std::vector<int64_t>& tokens :
+         {std::vector<int64_t>{1100, 3, 40}, {1, 1000, 2, 1}, {1, 1, 1, 1}, {1, 1, 1, 5}}) {
+      const auto [got, want] = cluster.step(tokens);
+      EXPECT_EQ(got, merged.step(tokens).first);
+      EXPECT_TRUE(rel_close(got, want, 1e-2));
+    }
+  }
+}
+
 TEST_F(CudaOps, PagedAttentionEmptyBatch) {
   AttnCase c{4, 2, 64, 16, 0.0f, -1, DType::kF32};
   AttentionRunner runner(gpu(), cpu_, c, 8, rng_);

@@ -166,6 +166,10 @@ CudaBackend::CudaBackend(int device_index, int num_host_threads,
   if (const char* stride_env = std::getenv("CVLLM_CUDA_DECODE_STRIDE")) {
     decode_piece_stride_ = std::max(0, std::atoi(stride_env));
   }
+  // Small decode batches merge attention pieces within thread-block clusters;
+  // CVLLM_CUDA_DECODE_CLUSTER=0 keeps the global merge (A/B runs; the same bits).
+  const char* cluster_env = std::getenv("CVLLM_CUDA_DECODE_CLUSTER");
+  decode_cluster_ = cluster_env == nullptr || std::string(cluster_env) != "0";
 }
 
 CudaBackend::~CudaBackend() {
@@ -881,6 +885,7 @@ void CudaBackend::attend(const Tensor& q, const Tensor& k, const Tensor& v, KVCa
       const int64_t per_token = (2048 + num_tokens * p.num_kv_heads - 1) / (num_tokens * p.num_kv_heads);
       work.piece_stride = std::clamp<int64_t>(per_token, 1, work.max_pieces);
     }
+    work.allow_cluster = decode_cluster_;
     if (flash) {  // the tokens outside the prefill tiles only
       work.tokens = s.rest_tokens;
       work.num_listed = s.num_rest_tokens;

@@ -143,6 +143,7 @@ class CudaBackend : public Backend {
   // decode_attention's blocks per (token, KV head): 0 picks (see attend()); CVLLM_CUDA_DECODE_STRIDE
   // sets it (tests, A/B runs).
   int64_t decode_piece_stride_ = 0;
+  bool decode_cluster_ = true;  // CVLLM_CUDA_DECODE_CLUSTER
   bool capturing_ = false;  // a pass is being recorded on stream_
   int64_t graph_replays_ = 0;
   CUstream_st* stream_ = nullptr;

@@ -231,6 +231,9 @@ struct DecodeAttentionWork {
   float* partial_out = nullptr;  // [tokens, max_pieces, num_heads, head_size]
   float* partial_ml = nullptr;   // [tokens, max_pieces, num_heads, 2]
   int* counters = nullptr;       // [tokens, num_kv_heads], zero before and after each launch
+  // Small batches merge a token's pieces within a thread-block cluster (no scratch used); false
+  // keeps every launch on the global merge (A/B runs and tests: both give the same bits).
+  bool allow_cluster = true;
 };
 bool decode_attention_supports(const PagedAttentionArgs& args);
 // out (and out_bf16 when not null) for the tokens taken: q, out: [T, num_heads, head_size] f32.
