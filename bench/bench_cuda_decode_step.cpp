@@ -149,6 +149,14 @@ struct Parts {
        down = true, lm_head = true;
 };
 
+// A product with one output: y = x w^T, w: [rows, k].
+void gemv_one(const bf16* w, float* y, int64_t rows, const bf16* x, int64_t k, cudaStream_t st) {
+  GemvOutputs g;
+  g.count = 1;
+  g.w[0] = w, g.y[0] = y, g.rows[0] = rows;
+  gemv_bf16(g, x, 1, k, st);
+}
+
 void launch_step(const Step& s, const Parts& p, cudaStream_t st) {
   for (const Layer& L : s.layers) {
     if (p.qkv) {
@@ -166,32 +174,17 @@ void launch_step(const Step& s, const Parts& p, cudaStream_t st) {
       decode_attention(s.q, L.k_cache, L.v_cache, s.attn, s.attn_bf16, s.token_to_req,
                        s.query_start_loc, s.seq_lens, s.block_table, s.work, s.args, st);
     }
-    if (p.o) {
-      GemvOutputs g;
-      g.count = 1;
-      g.w[0] = L.wo, g.y[0] = s.o, g.rows[0] = kHidden;
-      gemv_bf16(g, s.attn_bf16, 1, kHidden, st);
-    }
+    if (p.o) gemv_one(L.wo, s.o, kHidden, s.attn_bf16, kHidden, st);
     if (p.norms) rms_norm(s.o, s.residual, s.norm_w, s.y, s.x_bf16, 1, kHidden, 1e-5f, 0.0f, st);
     if (p.mlp_gated) {
       gemv_gated_bf16(L.wg, L.wu, GatedActivationKind::kSilu, s.x_bf16, 1, kFfn, kHidden, s.act,
                       s.act_bf16, st);
     }
-    if (p.down) {
-      GemvOutputs g;
-      g.count = 1;
-      g.w[0] = L.wd, g.y[0] = s.down, g.rows[0] = kHidden;
-      gemv_bf16(g, s.act_bf16, 1, kFfn, st);
-    }
+    if (p.down) gemv_one(L.wd, s.down, kHidden, s.act_bf16, kFfn, st);
     if (p.norms) rms_norm(s.down, s.residual, s.norm_w, s.y, s.x_bf16, 1, kHidden, 1e-5f, 0.0f, st);
   }
   if (p.norms) rms_norm(s.residual, nullptr, s.norm_w, s.y, s.x_bf16, 1, kHidden, 1e-5f, 0.0f, st);
-  if (p.lm_head) {
-    GemvOutputs g;
-    g.count = 1;
-    g.w[0] = s.lm_head, g.y[0] = s.logits, g.rows[0] = kVocab;
-    gemv_bf16(g, s.x_bf16, 1, kHidden, st);
-  }
+  if (p.lm_head) gemv_one(s.lm_head, s.logits, kVocab, s.x_bf16, kHidden, st);
 }
 
 double weight_bytes(const Parts& p, int layers) {

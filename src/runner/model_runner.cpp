@@ -280,8 +280,17 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
   const int64_t num_logits = static_cast<int64_t>(batch.logits_indices.size());
   Tensor logits;
   if (num_logits > 0) {
-    Tensor selected = backend_.alloc(DType::kF32, {num_logits, hidden.dim(1)});
-    backend_.gather_rows(hidden, batch.logits_indices, selected);
+    // Decode steps sample every token in order: the first rows as they are (no gather, no upload
+    // of row ids).
+    bool prefix = num_logits <= hidden.dim(0);
+    for (int64_t i = 0; prefix && i < num_logits; ++i) prefix = batch.logits_indices[i] == i;
+    Tensor selected;
+    if (prefix) {
+      selected = hidden.slice_rows(0, num_logits);
+    } else {
+      selected = backend_.alloc(DType::kF32, {num_logits, hidden.dim(1)});
+      backend_.gather_rows(hidden, batch.logits_indices, selected);
+    }
     logits = model_.compute_logits(backend_, selected);
   }
 

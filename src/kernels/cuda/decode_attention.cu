@@ -505,19 +505,6 @@ __global__ void __launch_bounds__(kThreads)
 #endif
 }
 
-bool device_has_clusters() {
-  static const bool has = [] {
-    int device = 0, major = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
-      cudaGetLastError();
-      return false;
-    }
-    return major >= 9;
-  }();
-  return has;
-}
-
 // How many clusters of `size` blocks of the cluster kernel can be resident at once (0: none, or
 // a size the device does not take). Sizes above the portable 8 must be asked for.
 template <int D, int G>
@@ -564,7 +551,7 @@ void launch(const float* q, const void* k_cache, const void* v_cache, float* out
   if constexpr (G * D <= kClusterMaxGroupDims) {
     const int size = static_cast<int>(work.max_pieces);
     if (work.allow_cluster && work.max_pieces > 1 && work.max_pieces <= kClusterBlocks &&
-        stride >= work.max_pieces && device_has_clusters() &&
+        stride >= work.max_pieces && device_is_sm90_or_newer() &&
         tokens * a.num_kv_heads <= resident_clusters<D, G>(size)) {
       launch_pdl_cluster(decode_attention_cluster_kernel<D, G>,
                          static_cast<unsigned>(tokens * a.num_kv_heads * size), kThreads,

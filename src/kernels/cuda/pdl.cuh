@@ -27,6 +27,10 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
+// Whether the current device is sm_90 or newer (programmatic dependent launch, thread-block
+// clusters); read once.
+bool device_is_sm90_or_newer();
+
 // Whether launches may carry the programmatic dependency: the device is sm_90 or newer and
 // CVLLM_CUDA_PDL is not "0" (read once).
 bool pdl_enabled();
