@@ -22,8 +22,9 @@
 // (a recorded step's grid covers any position, so a large batch takes few blocks per token that
 // loop instead of many empty ones).
 //
-// Launched with programmatic dependent launch: the step's metadata and the keys of earlier steps
-// (every position before the first one this step writes) are read before pdl_wait().
+// Launched with programmatic dependent launch: the step's metadata is read before pdl_wait(), and
+// in the cluster kernel also the first iterations of keys of earlier steps (every position before
+// the first one this step writes).
 #include <cooperative_groups.h>
 
 #include <algorithm>
