@@ -45,8 +45,8 @@ constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr int kClusterBlocks = 16;  // the largest (non-portable) cluster H100 takes
 constexpr int kPortableClusterBlocks = 8;
-// Iterations of its first piece a cluster kernel's block loads before the wait (a 64-key piece
-// of head size 128 at group 4 is two).
+// Iterations of its piece a cluster kernel's block loads before the wait (a 64-key piece of head
+// size 128 at group 4 is two), and the depth of its key loop's pipeline (piece_sums).
 constexpr int kClusterPrefetch = 2;
 constexpr int kClusterMaxGroupDims = 1024;  // group * D of the cluster kernel's shared sums
 
@@ -206,11 +206,13 @@ struct StreamSums {
 
 // The unnormalized sums of one piece over every head of the group: each stream's online softmax,
 // then the streams combined in stream order. emit(g, e, o, max, sum) receives element e of head g
-// (max and sum are the head's, the same for every e). `pre` holds the piece's first iteration
-// when `prefetched` (loaded before the wait, without the keys this step wrote).
+// (max and sum are the head's, the same for every e). With kPre == 2, `pre` holds the piece's
+// first two iterations, loaded before the wait without the keys this step wrote, and the loop
+// runs two deep: each iteration loads the one two ahead. Otherwise `pre` is unused and each
+// iteration loads its own keys. Either way the keys are attended in the same order.
 template <int D, int G, int kPre, typename Emit>
 __device__ __forceinline__ void piece_sums(const PieceReader<D, G>& reader, const TokenKeys& tk,
-                                           int piece, const float (&qv)[G][8], bool prefetched,
+                                           int piece, const float (&qv)[G][8],
                                            uint4 (&pre_k)[kPre][DecodeShape<D, G>::kUnroll],
                                            uint4 (&pre_v)[kPre][DecodeShape<D, G>::kUnroll], int group,
                                            StreamSums<D, G>& sums, const PagedAttentionArgs& a,
@@ -229,27 +231,36 @@ __device__ __forceinline__ void piece_sums(const PieceReader<D, G>& reader, cons
   // Every lane of a warp runs the same iterations (the shuffles need the whole warp); keys past
   // the piece are masked.
   int64_t first = reader.first_key(k_begin);
-  if (prefetched) {
-#pragma unroll
-    for (int it = 0; it < kPre; ++it) {
-      if (first - reader.lane / S::kLanesPerKey <= k_end) {
-        // The keys this step wrote were not ready before the wait.
+  const int lane_key = reader.lane / S::kLanesPerKey;
+  if constexpr (kPre == 2) {
+    // One copy of the key loop (not unrolled): a kernel that runs once per layer fetches its
+    // code cold, and three copies of it were most of the old kernel's 11k instructions.
+#pragma unroll 1
+    for (int it = 0; first - lane_key <= k_end; ++it, first += S::kIteration) {
+      if (it < 2) {  // loaded before the wait: the keys this step wrote were not ready then
 #pragma unroll
         for (int u = 0; u < S::kUnroll; ++u) {
           const int64_t p = first + u * S::kStreams;
-          if (p >= tk.first_new && p <= k_end) reader.load(p, pre_k[it][u], pre_v[it][u]);
+          if (p >= tk.first_new && p <= k_end) reader.load(p, pre_k[0][u], pre_v[0][u]);
         }
-        attend<D, G>(pre_k[it], pre_v[it], first, k_end, qv, m, l, acc, a);
-        first += S::kIteration;
       }
-    }
-  }
-  for (; first - reader.lane / S::kLanesPerKey <= k_end; first += S::kIteration) {
-    uint4 kr[S::kUnroll], vr[S::kUnroll];
+      attend<D, G>(pre_k[0], pre_v[0], first, k_end, qv, m, l, acc, a);
 #pragma unroll
-    for (int u = 0; u < S::kUnroll; ++u) kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
-    reader.load_iteration(first, k_end, INT64_MAX, kr, vr);
-    attend<D, G>(kr, vr, first, k_end, qv, m, l, acc, a);
+      for (int u = 0; u < S::kUnroll; ++u) {
+        pre_k[0][u] = pre_k[1][u];
+        pre_v[0][u] = pre_v[1][u];
+        pre_k[1][u] = pre_v[1][u] = make_uint4(0, 0, 0, 0);
+      }
+      reader.load_iteration(first + 2 * S::kIteration, k_end, INT64_MAX, pre_k[1], pre_v[1]);
+    }
+  } else {
+    for (; first - lane_key <= k_end; first += S::kIteration) {
+      uint4 kr[S::kUnroll], vr[S::kUnroll];
+#pragma unroll
+      for (int u = 0; u < S::kUnroll; ++u) kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
+      reader.load_iteration(first, k_end, INT64_MAX, kr, vr);
+      attend<D, G>(kr, vr, first, k_end, qv, m, l, acc, a);
+    }
   }
 
   const int stream = reader.warp * S::kKeysPerWarp + reader.lane / S::kLanesPerKey;
@@ -380,7 +391,7 @@ __global__ void __launch_bounds__(kThreads)
   load_q<D, G>(q, t, head0, group, start.reader.part, a, qv);
   const bool whole = tk.pieces == 1;
   for (int piece = first_piece; piece < tk.pieces; piece += static_cast<int>(stride)) {
-    piece_sums<D, G>(start.reader, tk, piece, qv, false, start.pre_k, start.pre_v,
+    piece_sums<D, G>(start.reader, tk, piece, qv, start.pre_k, start.pre_v,
                      group, sums, a, [&](int g, int e, float o, float max_m, float sum) {
                        if (whole) {
                          write_out(out, out_bf16, (t * a.num_heads + head0 + g) * D + e, o / sum);
@@ -465,7 +476,7 @@ __global__ void __launch_bounds__(kThreads)
   if (rank < tk.pieces) {
     float qv[G][8];
     load_q<D, G>(q, t, head0, group, start.reader.part, a, qv);
-    piece_sums<D, G>(start.reader, tk, rank, qv, true, start.pre_k, start.pre_v, group, sums, a,
+    piece_sums<D, G>(start.reader, tk, rank, qv, start.pre_k, start.pre_v, group, sums, a,
                      [&](int g, int e, float o, float max_m, float sum) {
                        if (whole) {
                          write_out(out, out_bf16, (t * a.num_heads + head0 + g) * D + e, o / sum);
