@@ -8,6 +8,7 @@
 // (CVLLM_CUDA_PDL=0 for plain launches; CVLLM_CUDA_DECODE_CLUSTER=0 for attention's global merge.)
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -227,21 +228,19 @@ int main(int argc, char** argv) {
   int layers = 32, replays = 20;
   int64_t context = 576;
   std::string only_variant;  // empty: all
+  bool bad_flag = argc % 2 == 0;  // flags come in pairs
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--layers")) layers = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--context")) context = std::atoll(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--replays")) replays = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--variant")) only_variant = argv[i + 1];
+    else bad_flag = true;
   }
-  if (layers < 1 || context < 1 || context > kMaxModelLen || replays < 1) {
+  if (bad_flag || layers < 1 || context < 1 || context > kMaxModelLen || replays < 1) {
     std::fprintf(stderr, "usage: bench_cuda_decode_step [--layers N] [--context 1..%lld] [--replays N] [--variant NAME]\n",
                  static_cast<long long>(kMaxModelLen));
     return 2;
   }
-  Step s = make_step(layers, context);
-  cudaStream_t st;
-  check(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "stream");
-
   const Parts full;
   const auto without = [&](bool Parts::*member) {
     Parts p;
@@ -270,6 +269,14 @@ int main(int argc, char** argv) {
       {"rms norms only", only({&Parts::norms})},
       {"full step (again)", full},
   };
+  if (!only_variant.empty() &&
+      std::none_of(variants.begin(), variants.end(), [&](const auto& v) { return v.first == only_variant; })) {
+    std::fprintf(stderr, "no variant named \"%s\"\n", only_variant.c_str());
+    return 2;
+  }
+  Step s = make_step(layers, context);  // ~15 GB of weights on the GPU
+  cudaStream_t st;
+  check(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "stream");
   for (const auto& [name, parts] : variants) {
     if (!only_variant.empty() && name != only_variant) continue;
     const double us = time_variant(s, parts, replays, st);

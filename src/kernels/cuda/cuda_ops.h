@@ -236,6 +236,9 @@ struct DecodeAttentionWork {
   bool allow_cluster = true;
 };
 bool decode_attention_supports(const PagedAttentionArgs& args);
+// How many decode_attention launches took the cluster merge so far in this process (tests check
+// that the path they compare actually ran).
+int64_t decode_attention_cluster_launches();
 // out (and out_bf16 when not null) for the tokens taken: q, out: [T, num_heads, head_size] f32.
 void decode_attention(const float* q, const void* k_cache, const void* v_cache, float* out,
                       bf16* out_bf16, const int32_t* token_to_req, const int32_t* query_start_loc,

@@ -30,7 +30,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cstdint>
-#include <mutex>
+#include <atomic>
 
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/cuda_util.h"
@@ -519,34 +519,30 @@ __global__ void __launch_bounds__(kThreads)
 
 // How many clusters of `size` blocks of the cluster kernel can be resident at once (0: none, or
 // a size the device does not take). Sizes above the portable 8 must be asked for.
+std::atomic<int64_t> cluster_launches{0};  // decode_attention_cluster_launches()
+
 template <int D, int G>
 int resident_clusters(int size) {
-  static int known[kClusterBlocks + 1] = {};  // + 1: not yet asked
-  static std::mutex mutex;
-  std::lock_guard<std::mutex> lock(mutex);
-  if (known[size] > 0) return known[size] - 1;
+  // Asked once per size (decode launches read it every layer): known[size] - 1, 0 = not asked.
+  static std::atomic<int> known[kClusterBlocks + 1];  // static: zero before first use
+  const int cached = known[size].load(std::memory_order_relaxed);
+  if (cached > 0) return cached - 1;
   auto kernel = decode_attention_cluster_kernel<D, G>;
   int clusters = 0;
   if (size > kPortableClusterBlocks &&
       cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
     cudaGetLastError();
   } else {
-    cudaLaunchAttribute attribute[1] = {};
-    attribute[0].id = cudaLaunchAttributeClusterDimension;
-    attribute[0].val.clusterDim.x = static_cast<unsigned>(size);
-    attribute[0].val.clusterDim.y = 1;
-    attribute[0].val.clusterDim.z = 1;
-    cudaLaunchConfig_t config = {};
-    config.gridDim = dim3(static_cast<unsigned>(size));
-    config.blockDim = dim3(kThreads);
-    config.attrs = attribute;
-    config.numAttrs = 1;
+    cudaLaunchAttribute attrs[2];
+    const cudaLaunchConfig_t config = launch_config(dim3(static_cast<unsigned>(size)), dim3(kThreads),
+                                                    0, nullptr, static_cast<unsigned>(size),
+                                                    /*pdl=*/false, attrs);
     if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
       cudaGetLastError();
       clusters = 0;
     }
   }
-  known[size] = clusters + 1;
+  known[size].store(clusters + 1, std::memory_order_relaxed);
   return clusters;
 }
 
@@ -570,6 +566,7 @@ void launch(const float* q, const void* k_cache, const void* v_cache, float* out
                          static_cast<unsigned>(size), stream, q, static_cast<const bf16*>(k_cache),
                          static_cast<const bf16*>(v_cache), out, out_bf16, token_to_req,
                          query_start_loc, seq_lens, block_table, work, a);
+      cluster_launches.fetch_add(1, std::memory_order_relaxed);
       return;
     }
   }
@@ -602,6 +599,10 @@ void launch_group(int group, const float* q, const void* k_cache, const void* v_
 }
 
 }  // namespace
+
+int64_t decode_attention_cluster_launches() {
+  return cluster_launches.load(std::memory_order_relaxed);
+}
 
 bool decode_attention_supports(const PagedAttentionArgs& a) {
   const bool head_ok = a.head_size == 16 || a.head_size == 32 || a.head_size == 64 ||

@@ -35,40 +35,52 @@ bool device_is_sm90_or_newer();
 // CVLLM_CUDA_PDL is not "0" (read once).
 bool pdl_enabled();
 
-template <typename... KernelArgs, typename... Args>
-void launch_pdl(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t shared_bytes,
-                cudaStream_t stream, Args... args) {
-  cudaLaunchAttribute attribute[1] = {};
-  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+// A launch configuration with programmatic serialization (when `pdl`) and, for cluster > 1,
+// thread-block clusters of `cluster` blocks along x (sm_90+; grid.x a multiple of it). attrs
+// holds the attributes the configuration points at.
+inline cudaLaunchConfig_t launch_config(dim3 grid, dim3 block, size_t shared_bytes,
+                                        cudaStream_t stream, unsigned cluster, bool pdl,
+                                        cudaLaunchAttribute (&attrs)[2]) {
   cudaLaunchConfig_t config = {};
   config.gridDim = grid;
   config.blockDim = block;
   config.dynamicSmemBytes = shared_bytes;
   config.stream = stream;
-  config.attrs = attribute;
-  config.numAttrs = pdl_enabled() ? 1 : 0;
+  config.attrs = attrs;
+  config.numAttrs = 0;
+  if (cluster > 1) {
+    attrs[config.numAttrs] = {};
+    attrs[config.numAttrs].id = cudaLaunchAttributeClusterDimension;
+    attrs[config.numAttrs].val.clusterDim.x = cluster;
+    attrs[config.numAttrs].val.clusterDim.y = 1;
+    attrs[config.numAttrs].val.clusterDim.z = 1;
+    ++config.numAttrs;
+  }
+  if (pdl) {
+    attrs[config.numAttrs] = {};
+    attrs[config.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attrs[config.numAttrs].val.programmaticStreamSerializationAllowed = 1;
+    ++config.numAttrs;
+  }
+  return config;
+}
+
+template <typename... KernelArgs, typename... Args>
+void launch_pdl(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t shared_bytes,
+                cudaStream_t stream, Args... args) {
+  cudaLaunchAttribute attrs[2];
+  const cudaLaunchConfig_t config =
+      launch_config(grid, block, shared_bytes, stream, 1, pdl_enabled(), attrs);
   CVLLM_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<KernelArgs>(args)...));
 }
 
-// launch_pdl with thread-block clusters of `cluster` blocks along x (sm_90+; grid.x a multiple
-// of it).
+// launch_pdl with thread-block clusters of `cluster` blocks along x.
 template <typename... KernelArgs, typename... Args>
 void launch_pdl_cluster(void (*kernel)(KernelArgs...), unsigned grid, unsigned block,
                         unsigned cluster, cudaStream_t stream, Args... args) {
-  cudaLaunchAttribute attribute[2] = {};
-  attribute[0].id = cudaLaunchAttributeClusterDimension;
-  attribute[0].val.clusterDim.x = cluster;
-  attribute[0].val.clusterDim.y = 1;
-  attribute[0].val.clusterDim.z = 1;
-  attribute[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute[1].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(grid);
-  config.blockDim = dim3(block);
-  config.stream = stream;
-  config.attrs = attribute;
-  config.numAttrs = pdl_enabled() ? 2 : 1;
+  cudaLaunchAttribute attrs[2];
+  const cudaLaunchConfig_t config =
+      launch_config(dim3(grid), dim3(block), 0, stream, cluster, pdl_enabled(), attrs);
   CVLLM_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<KernelArgs>(args)...));
 }
 
