@@ -194,6 +194,7 @@ print(', '.join('%s %.4g' % (k, d[k]) for k in keys if k in d))" 2>/dev/null || 
   }
   lat="bench latency --num-iters 3 --num-iters-warmup 1"
   bench8b decode-bs1 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
+  bench8b decode-bs1-sync -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024 --no-async-scheduling
   bench8b decode-bs1-eager -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024 --enforce-eager
   bench8b decode-bs1-no-pdl CVLLM_CUDA_PDL=0 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
   bench8b decode-bs1-old-attention CVLLM_CUDA_DECODE_ATTENTION=0 -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
@@ -202,13 +203,16 @@ print(', '.join('%s %.4g' % (k, d[k]) for k in keys if k in d))" 2>/dev/null || 
   bench8b decode-bs1-ctx4k-global-merge CVLLM_CUDA_DECODE_CLUSTER=0 -- $lat --input-len 4000 --output-len 128 --batch-size 1 --max-model-len 4200
   bench8b decode-bs1-ctx4k-old-attention CVLLM_CUDA_DECODE_ATTENTION=0 -- $lat --input-len 4000 --output-len 128 --batch-size 1 --max-model-len 4200
   bench8b decode-bs4 -- $lat --input-len 512 --output-len 128 --batch-size 4 --max-model-len 1024
+  bench8b decode-bs4-sync -- $lat --input-len 512 --output-len 128 --batch-size 4 --max-model-len 1024 --no-async-scheduling
   bench8b decode-bs4-eager -- $lat --input-len 512 --output-len 128 --batch-size 4 --max-model-len 1024 --enforce-eager
   bench8b decode-bs4-no-pdl CVLLM_CUDA_PDL=0 -- $lat --input-len 512 --output-len 128 --batch-size 4 --max-model-len 1024
   bench8b decode-bs1-again -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024
+  bench8b decode-bs1-sync-again -- $lat --input-len 512 --output-len 128 --batch-size 1 --max-model-len 1024 --no-async-scheduling
   bench8b decode-bs4-again -- $lat --input-len 512 --output-len 128 --batch-size 4 --max-model-len 1024
   bench8b prefill-8000 -- bench latency --num-iters 2 --num-iters-warmup 1 --input-len 8000 --output-len 1 --batch-size 1 --max-model-len 8192
   bench8b prefill-8000-wmma CVLLM_CUDA_FLASH_WMMA=1 -- bench latency --num-iters 2 --num-iters-warmup 1 --input-len 8000 --output-len 1 --batch-size 1 --max-model-len 8192
   bench8b throughput-1000x256 -- bench throughput --num-prompts 1000 --input-len 256 --output-len 256 --max-model-len 1024
+  bench8b throughput-1000x256-sync -- bench throughput --num-prompts 1000 --input-len 256 --output-len 256 --max-model-len 1024 --no-async-scheduling
   bench8b throughput-1000x256-eager -- bench throughput --num-prompts 1000 --input-len 256 --output-len 256 --max-model-len 1024 --enforce-eager
   bench8b throughput-1000x256-one-block-per-piece CVLLM_CUDA_DECODE_STRIDE=16 -- bench throughput --num-prompts 1000 --input-len 256 --output-len 256 --max-model-len 1024
 fi

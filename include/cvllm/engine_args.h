@@ -44,6 +44,9 @@ struct EngineArgs {
   // CUDA: run every step eagerly instead of replaying decode steps from CUDA graphs recorded at
   // load time (vLLM's enforce_eager).
   bool enforce_eager = false;
+  // Schedule and launch step N+1 while step N runs (vLLM's async_scheduling; default on). Off:
+  // every step is scheduled after the previous one's output is processed.
+  bool async_scheduling = true;
   bool disable_log_stats = true;
 };
 

@@ -11,7 +11,7 @@ std::set<std::string> engine_value_flags() {
 
 std::set<std::string> engine_bool_flags() {
   return {"enable-prefix-caching", "enable-chunked-prefill", "skip-tokenizer-init",
-          "enforce-eager"};
+          "enforce-eager", "async-scheduling"};
 }
 
 EngineArgs engine_args_from_flags(const Flags& f) {
@@ -38,6 +38,7 @@ EngineArgs engine_args_from_flags(const Flags& f) {
   a.enable_chunked_prefill = f.get_bool("enable-chunked-prefill", true);
   a.skip_tokenizer_init = f.get_bool("skip-tokenizer-init", false);
   a.enforce_eager = f.get_bool("enforce-eager", false);
+  a.async_scheduling = f.get_bool("async-scheduling", true);
   return a;
 }
 

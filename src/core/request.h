@@ -2,9 +2,9 @@
 // tensors here: the model runner keeps its own per-request state keyed by request_id.
 //
 // Invariant: all_token_ids == prompt_token_ids ++ output_token_ids, and
-// 0 <= num_computed_tokens <= num_tokens(). The scheduler advances num_computed_tokens when it
-// schedules tokens; a request "catches up" when num_computed_tokens == num_tokens(), and the model
-// then samples one more token for it.
+// 0 <= num_computed_tokens <= num_tokens() + num_output_placeholders. The scheduler advances
+// num_computed_tokens when it schedules tokens; a request "catches up" when num_computed_tokens ==
+// num_tokens() + num_output_placeholders, and the model then samples one more token for it.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +38,8 @@ struct Request {
           double arrival_time, int priority = 0, std::string cache_salt = "");
 
   int num_tokens() const { return static_cast<int>(all_token_ids.size()); }
+  // Tokens including those sampled by a step still running (async scheduling).
+  int num_tokens_with_placeholders() const { return num_tokens() + num_output_placeholders; }
   int num_prompt_tokens() const { return static_cast<int>(prompt_token_ids.size()); }
   int num_output_tokens() const { return static_cast<int>(output_token_ids.size()); }
   void append_output_token(int32_t token_id);
@@ -57,6 +59,9 @@ struct Request {
   int num_computed_tokens = 0;
   int num_cached_tokens = -1;  // prefix-cache hit at first scheduling; -1 until scheduled
   int num_preemptions = 0;
+  // Async scheduling: tokens a step in flight will sample for this request, not known yet. The
+  // next step may already compute them (the runner feeds the sampled id on the device).
+  int num_output_placeholders = 0;
   std::optional<int32_t> stop_token;  // the stop token id that finished it, if any
 
   // Hashes of the full blocks of all_token_ids, computed by the KV-cache manager as blocks fill.

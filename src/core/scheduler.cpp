@@ -36,15 +36,27 @@ std::shared_ptr<Request> Scheduler::pop_next_waiting() {
 }
 
 std::shared_ptr<Request> Scheduler::pick_preemption_victim() {
-  if (config_.policy == SchedulingPolicy::kFcfs) return running_.back();
-  // Lowest priority (largest value), latest arrival.
-  auto it = std::max_element(running_.begin(), running_.end(), [](const auto& a, const auto& b) {
-    return std::tie(a->priority, a->arrival_time) < std::tie(b->priority, b->arrival_time);
-  });
-  return *it;
+  std::shared_ptr<Request> victim;
+  for (const auto& r : running_) {
+    if (r->num_output_placeholders > 0) continue;
+    // FCFS: the last one. Priority: the lowest priority (largest value), latest arrival.
+    if (!victim || config_.policy == SchedulingPolicy::kFcfs ||
+        std::tie(r->priority, r->arrival_time) > std::tie(victim->priority, victim->arrival_time)) {
+      victim = r;
+    }
+  }
+  return victim;
+}
+
+bool Scheduler::placeholder_reaches_limit(const Request& request) const {
+  return request.num_output_placeholders > 0 &&
+         (request.num_tokens_with_placeholders() >= config_.max_model_len ||
+          request.num_output_tokens() + request.num_output_placeholders >= request.max_tokens);
 }
 
 void Scheduler::preempt(const std::shared_ptr<Request>& request) {
+  CVLLM_CHECK(request->num_output_placeholders == 0, "preempting ", request->request_id,
+              " while its token is in flight");
   running_.erase(std::find(running_.begin(), running_.end(), request));
   kv_.free(*request);
   num_blocks_sent_.erase(request->request_id);
@@ -66,7 +78,12 @@ bool Scheduler::schedule_running(SchedulerOutput& out, int& token_budget,
   while (index < running_.size() && token_budget > 0 &&
          static_cast<int>(scheduled_running.size()) < config_.max_num_seqs) {
     std::shared_ptr<Request> request = running_[index];
-    int num_new_tokens = request->num_tokens() - request->num_computed_tokens;
+    int num_new_tokens = request->num_tokens_with_placeholders() - request->num_computed_tokens;
+    // Its last token is in flight, or the token before the one in flight is not known yet (the
+    // runner feeds only the latest step's tokens).
+    if (placeholder_reaches_limit(*request) || request->num_output_placeholders > 1) {
+      num_new_tokens = 0;
+    }
     num_new_tokens = std::min(num_new_tokens, token_budget);
     if (num_new_tokens <= 0) {
       ++index;
@@ -75,6 +92,7 @@ bool Scheduler::schedule_running(SchedulerOutput& out, int& token_budget,
     std::optional<std::vector<int>> new_blocks;
     while (!(new_blocks = kv_.allocate_slots(*request, num_new_tokens))) {
       std::shared_ptr<Request> victim = pick_preemption_victim();
+      if (!victim) break;  // only requests with tokens in flight: retry after their step
       // A victim scheduled earlier in this step gives back its tokens too.
       auto sched_it = std::find(scheduled_running.begin(), scheduled_running.end(), victim);
       if (sched_it != scheduled_running.end()) {
@@ -87,7 +105,10 @@ bool Scheduler::schedule_running(SchedulerOutput& out, int& token_budget,
       preempted.push_back(victim);
       if (victim == request) break;
     }
-    if (!new_blocks) continue;  // the request preempted itself; the list shifted
+    if (!new_blocks) {
+      if (request->status == RequestStatus::kRunning) ++index;  // no victim: it waits a step
+      continue;  // else it preempted itself; the list shifted
+    }
     scheduled_running.push_back(request);
     out.num_scheduled_tokens[request->request_id] = num_new_tokens;
     token_budget -= num_new_tokens;
@@ -198,7 +219,15 @@ SchedulerOutput Scheduler::schedule() {
   blocks_to_copy_.clear();
 
   // Advance progress now: the next schedule() sees these tokens as computed.
-  for (const auto& [id, n] : out.num_scheduled_tokens) requests_.at(id)->num_computed_tokens += n;
+  for (const auto& [id, n] : out.num_scheduled_tokens) {
+    Request& request = *requests_.at(id);
+    request.num_computed_tokens += n;
+    // Caught up: the step samples its next token, which the next schedule() may already compute.
+    if (config_.async_scheduling && !request.tokens_from_engine &&
+        request.num_computed_tokens == request.num_tokens_with_placeholders()) {
+      ++request.num_output_placeholders;
+    }
+  }
 
   CVLLM_CHECK(out.total_num_scheduled_tokens <= config_.max_num_batched_tokens,
               "scheduled more tokens than the budget");
@@ -231,6 +260,7 @@ bool Scheduler::check_stop(Request& request) const {
 }
 
 void Scheduler::free_request(const std::shared_ptr<Request>& request) {
+  request->num_output_placeholders = 0;  // tokens still in flight for it are dropped
   kv_.free(*request);
   num_blocks_sent_.erase(request->request_id);
   finished_req_ids_.push_back(request->request_id);
@@ -252,6 +282,8 @@ std::vector<EngineCoreOutput> Scheduler::update_from_output(const SchedulerOutpu
     auto prompt_it = output.prompt_logprobs.find(request->request_id);
     if (prompt_it != output.prompt_logprobs.end()) core_out.new_prompt_logprobs = prompt_it->second;
     const std::vector<int32_t>& sampled = output.sampled_token_ids[i];
+    request->num_output_placeholders -=
+        std::min(request->num_output_placeholders, static_cast<int>(sampled.size()));
     if (request->tokens_from_engine) {
       // Beam search: report the step's logprobs; the engine appends the chosen token.
       if (!sampled.empty() && i < output.logprobs.size()) core_out.new_logprobs = output.logprobs[i];
@@ -378,7 +410,9 @@ void Scheduler::check_invariants() const {
   int bs = kv_.block_size();
   for (const auto& request : running_) {
     CVLLM_CHECK(request->status == RequestStatus::kRunning, "running queue holds a non-running request");
-    CVLLM_CHECK(request->num_computed_tokens <= request->num_tokens(), "computed past the end");
+    CVLLM_CHECK(request->num_computed_tokens <= request->num_tokens_with_placeholders(),
+                "computed past the end");
+    CVLLM_CHECK(request->num_output_placeholders <= 2, "more than two tokens in flight");
     size_t needed = static_cast<size_t>((request->num_computed_tokens + bs - 1) / bs);
     CVLLM_CHECK(kv_.get_block_ids(request->request_id).size() >= needed,
                 "request ", request->request_id, " has fewer blocks than computed tokens need");

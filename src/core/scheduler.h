@@ -31,6 +31,11 @@ struct SchedulerConfig {
   int max_model_len = 8192;
   bool enable_chunked_prefill = true;
   SchedulingPolicy policy = SchedulingPolicy::kFcfs;
+  // Schedule the next step while the current one runs (vLLM's async scheduling): each request
+  // that samples gets a placeholder for its token, so the next schedule() can already compute it.
+  // A request whose token is in flight is never preempted and never gets more tokens once that
+  // token reaches a length limit.
+  bool async_scheduling = false;
 };
 
 // What one step produced for one request, for the output processor.
@@ -95,7 +100,10 @@ class Scheduler {
                         std::vector<std::shared_ptr<Request>>& scheduled_new);
   // Running requests that occupy a seat of max_num_seqs (idle beams waiting for a token do not).
   int num_active_running() const;
+  // Null when every running request has a token in flight (those are not preempted).
   std::shared_ptr<Request> pick_preemption_victim();
+  // The token in flight ends the request by length (max_tokens or max_model_len).
+  bool placeholder_reaches_limit(const Request& request) const;
   void preempt(const std::shared_ptr<Request>& request);
   std::shared_ptr<Request> pop_next_waiting();
   const std::shared_ptr<Request>& peek_next_waiting() const;

@@ -11,13 +11,46 @@ void EngineCore::add_request(std::shared_ptr<Request> request) {
 
 void EngineCore::abort_requests(const std::vector<std::string>& request_ids, RequestStatus status) {
   scheduler_->finish_requests(request_ids, status);
+  drain_if_idle();
+}
+
+void EngineCore::drain_if_idle() {
+  if (!in_flight_ || scheduler_->has_unfinished_requests()) return;
+  SchedulerOutput done = std::move(*in_flight_);
+  in_flight_.reset();
+  ModelRunnerOutput output = runner_->collect();
+  scheduler_->update_from_output(done, output);  // its requests are gone: nothing comes out
 }
 
 std::vector<EngineCoreOutput> EngineCore::step() {
-  SchedulerOutput scheduled = scheduler_->schedule();
-  ModelRunnerOutput output = runner_->execute(scheduled);
+  if (!scheduler_->config().async_scheduling) {
+    SchedulerOutput scheduled = scheduler_->schedule();
+    ModelRunnerOutput output = runner_->execute(scheduled);
+    ++num_steps_;
+    return scheduler_->update_from_output(scheduled, output);
+  }
+  // The runner holds exactly the steps in in_flight_ and `next`, also when a call throws.
+  if (!in_flight_) {
+    SchedulerOutput first = scheduler_->schedule();
+    runner_->launch(first);
+    in_flight_ = std::move(first);
+  }
+  // The next step, while this one runs (the runner finished this one already when the host needs
+  // its tokens first).
+  std::optional<SchedulerOutput> next;
+  if (runner_->can_launch_ahead() && scheduler_->has_unfinished_requests()) {
+    SchedulerOutput scheduled = scheduler_->schedule();
+    runner_->launch(scheduled);
+    next = std::move(scheduled);
+    ++num_steps_launched_ahead_;
+  }
+  SchedulerOutput done = std::move(*in_flight_);
+  in_flight_ = std::move(next);
+  ModelRunnerOutput output = runner_->collect();
   ++num_steps_;
-  return scheduler_->update_from_output(scheduled, output);
+  std::vector<EngineCoreOutput> outputs = scheduler_->update_from_output(done, output);
+  drain_if_idle();
+  return outputs;
 }
 
 }  // namespace cvllm

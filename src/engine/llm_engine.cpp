@@ -104,8 +104,11 @@ int64_t device_kv_budget_bytes(Backend& backend, CausalLM& model, const EngineAr
       graphs = peak / std::max<int64_t>(tokens, 1) * graph_sizes.back() * 3 + decode_partials +
                rows * (c.hidden_size * 4 + table_width * 4 + 64);
     }
-    const int64_t activations =
-        (peak + decode_partials + graphs) * 5 / 4 + growth + (int64_t{512} << 20);
+    // Async scheduling: a step's logits stay until it is collected, after the next one launched.
+    const int64_t pending_logits =
+        args.async_scheduling ? int64_t{args.max_num_seqs} * c.vocab_size * 4 : 0;
+    const int64_t activations = (peak + decode_partials + graphs + pending_logits) * 5 / 4 +
+                                growth + (int64_t{512} << 20);
     const int64_t in_use = before.total_bytes - before.free_bytes - before.cached_bytes;
     const int64_t budget = static_cast<int64_t>(args.gpu_memory_utilization *
                                                 static_cast<double>(before.total_bytes)) -
@@ -298,6 +301,7 @@ LLMEngine::LLMEngine(const EngineArgs& args) : args_(args) {
   sched.max_num_batched_tokens = args.max_num_batched_tokens;
   sched.max_model_len = max_model_len_;
   sched.enable_chunked_prefill = args.enable_chunked_prefill;
+  sched.async_scheduling = args.async_scheduling;
   if (args.scheduling_policy == "priority") {
     sched.policy = SchedulingPolicy::kPriority;
   } else if (args.scheduling_policy != "fcfs") {

@@ -32,6 +32,11 @@ struct ForwardBatch {
   std::vector<int32_t> block_table;      // [num_reqs, max_blocks_per_req]
   int64_t max_blocks_per_req = 0;
   std::vector<int32_t> logits_indices;   // [num_logits] rows of the hidden states to project
+  // Async scheduling: tokens the previous step drew on the device, not known to the host yet.
+  // input_ids[fed_rows[i]] is a placeholder; before the pass the backend writes there the id of
+  // draw fed_draws[i] of `fed_from` (still pending). Only backends that sample on the device.
+  std::vector<int32_t> fed_rows, fed_draws;
+  const class PendingSamples* fed_from = nullptr;
 
   int64_t num_tokens() const { return static_cast<int64_t>(input_ids.size()); }
   int64_t num_reqs() const { return static_cast<int64_t>(seq_lens.size()); }
@@ -42,6 +47,13 @@ class StepMetadata {
  public:
   virtual ~StepMetadata() = default;
   const ForwardBatch* batch = nullptr;  // host copy, valid for the step
+};
+
+// Draws enqueued by Backend::begin_sample_on_device and not yet waited for. Opaque outside the
+// backend that made it.
+class PendingSamples {
+ public:
+  virtual ~PendingSamples() = default;
 };
 
 // A forward pass recorded once for one batch shape and replayed for later batches of that shape
@@ -237,10 +249,21 @@ class Backend {
   // sample per entry of `rows`; token_id -1 marks a row the device could not draw (more top-k /
   // top-p candidates than it sorts; never a row with logprobs): the caller samples that (already
   // processed) row on the host.
-  virtual std::vector<DeviceSample> sample_on_device(Tensor& logits,
-                                                     std::span<const DeviceSampleRow> rows) {
+  std::vector<DeviceSample> sample_on_device(Tensor& logits, std::span<const DeviceSampleRow> rows) {
+    std::unique_ptr<PendingSamples> pending = begin_sample_on_device(logits, rows);
+    return finish_sample_on_device(*pending);
+  }
+  // sample_on_device in two halves: begin enqueues the draws and their copy to the host and
+  // returns at once; finish waits for them. In between, the next step can read the drawn ids on
+  // the device (ForwardBatch::fed_from), which lets the host prepare it while this one runs.
+  virtual std::unique_ptr<PendingSamples> begin_sample_on_device(
+      Tensor& logits, std::span<const DeviceSampleRow> rows) {
     (void)logits;
     (void)rows;
+    throw Error(cat("the ", name(), " backend does not sample on the device"));
+  }
+  virtual std::vector<DeviceSample> finish_sample_on_device(PendingSamples& pending) {
+    (void)pending;
     throw Error(cat("the ", name(), " backend does not sample on the device"));
   }
   // Raw logprobs (Sampler::gather_logprobs's) of token tokens[i] under logits row rows[i], with

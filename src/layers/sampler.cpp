@@ -201,8 +201,22 @@ Sampler::Candidates Sampler::sampling_candidates(float* logits, int64_t n, const
 bool Sampler::device_can_draw(const SamplingState& s, int max_logprobs) {
   const SamplingParams& p = *s.params;
   if (!p.logprobs) return true;
-  const bool always_drawn = p.is_greedy() || (p.top_k <= 0 && p.top_p >= 1.0);
-  return *p.logprobs >= 0 && *p.logprobs <= max_logprobs && always_drawn;
+  return *p.logprobs >= 0 && *p.logprobs <= max_logprobs && device_always_draws(p);
+}
+
+bool Sampler::device_always_draws(const SamplingParams& p) {
+  return p.is_greedy() || (p.top_k <= 0 && p.top_p >= 1.0);
+}
+
+bool Sampler::next_draw_ignores_last_token(const SamplingState& s) {
+  const SamplingParams& p = *s.params;
+  if (p.repetition_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0) {
+    return false;
+  }
+  for (const auto& word : s.bad_words_token_ids) {
+    if (word.size() > 1) return false;
+  }
+  return static_cast<int>(s.output_token_ids.size()) >= p.min_tokens;
 }
 
 DeviceSampleRow Sampler::device_row(const SamplingState& s, int32_t row, DeviceRowLists& lists) {

@@ -68,6 +68,13 @@ class Sampler {
   // finishes (greedy, or no top-k / top-p), since a row handed back to the host no longer has its
   // raw logits there.
   static bool device_can_draw(const SamplingState& state, int max_logprobs);
+  // Whether the device finishes every draw with these parameters: greedy, or no top-k / top-p
+  // (those may leave more candidates than it sorts).
+  static bool device_always_draws(const SamplingParams& params);
+  // Whether this request's next draw is the same whatever token the current one gives: no
+  // penalties, no bad word longer than one token, min_tokens already reached. Async scheduling
+  // prepares the next draw before the host knows the current token.
+  static bool next_draw_ignores_last_token(const SamplingState& state);
   // The processors' inputs as the device takes them. banned: the bad words' last tokens whose
   // prefix the output ends with, and min_tokens' stop ids while it applies. seen: the sorted
   // unique prompt and output tokens (when a penalty applies), with their output counts.

@@ -160,7 +160,7 @@ CapturedForward* ModelRunner::graph_for(ForwardBatch& batch) {
 }
 
 void ModelRunner::add_request(const NewRequestData& data) {
-  auto state = std::make_unique<RequestState>();
+  auto state = std::make_shared<RequestState>();
   state->request_id = data.request_id;
   state->token_ids = data.prompt_token_ids;
   state->token_ids.insert(state->token_ids.end(), data.output_token_ids.begin(),
@@ -171,8 +171,13 @@ void ModelRunner::add_request(const NewRequestData& data) {
   state->params = data.sampling_params;
   state->tokens_from_engine = data.tokens_from_engine;
   const SamplingParams& p = *state->params;
-  uint64_t seed = p.seed && *p.seed != -1 ? static_cast<uint64_t>(*p.seed) : generator_();
-  state->generator = std::make_unique<std::mt19937_64>(seed);
+  if (auto parked = parked_generators_.find(data.request_id); parked != parked_generators_.end()) {
+    state->generator = std::move(parked->second);  // resumed after preemption: draws go on
+    parked_generators_.erase(parked);
+  } else {
+    uint64_t seed = p.seed && *p.seed != -1 ? static_cast<uint64_t>(*p.seed) : generator_();
+    state->generator = std::make_unique<std::mt19937_64>(seed);
+  }
   SamplingState& s = state->sampling;
   s.params = state->params.get();
   s.generator = state->generator.get();
@@ -183,8 +188,16 @@ void ModelRunner::add_request(const NewRequestData& data) {
 }
 
 void ModelRunner::update_states(const SchedulerOutput& scheduled) {
-  for (const std::string& id : scheduled.finished_req_ids) requests_.erase(id);
-  for (const std::string& id : scheduled.preempted_req_ids) requests_.erase(id);
+  for (const std::string& id : scheduled.finished_req_ids) {
+    requests_.erase(id);
+    parked_generators_.erase(id);
+  }
+  for (const std::string& id : scheduled.preempted_req_ids) {
+    auto it = requests_.find(id);
+    if (it == requests_.end()) continue;
+    parked_generators_[id] = std::move(it->second->generator);
+    requests_.erase(it);
+  }
   for (const NewRequestData& data : scheduled.scheduled_new_reqs) add_request(data);
   for (const CachedRequestData& data : scheduled.scheduled_cached_reqs) {
     auto it = requests_.find(data.request_id);
@@ -199,33 +212,46 @@ void ModelRunner::update_states(const SchedulerOutput& scheduled) {
   }
 }
 
-ForwardBatch ModelRunner::build_batch(const SchedulerOutput& scheduled,
-                                      std::vector<RequestState*>& order,
-                                      std::vector<int>& num_scheduled,
-                                      std::vector<int>& sample_rows,
-                                      std::vector<std::vector<int>>& prompt_logprob_rows) {
-  for (const NewRequestData& d : scheduled.scheduled_new_reqs) order.push_back(requests_.at(d.request_id).get());
-  for (const CachedRequestData& d : scheduled.scheduled_cached_reqs) order.push_back(requests_.at(d.request_id).get());
+ForwardBatch ModelRunner::build_batch(const SchedulerOutput& scheduled, PendingStep& step) {
+  for (const NewRequestData& d : scheduled.scheduled_new_reqs) step.order.push_back(requests_.at(d.request_id));
+  for (const CachedRequestData& d : scheduled.scheduled_cached_reqs) step.order.push_back(requests_.at(d.request_id));
+  // The step in flight, whose tokens this one may read on the device before the host has them.
+  const PendingStep* previous =
+      !in_flight_.empty() && !in_flight_.back().output ? &in_flight_.back() : nullptr;
 
   ForwardBatch batch;
   size_t max_blocks = 0;
-  for (RequestState* r : order) max_blocks = std::max(max_blocks, r->block_ids.size());
+  for (const auto& r : step.order) max_blocks = std::max(max_blocks, r->block_ids.size());
   batch.max_blocks_per_req = static_cast<int64_t>(max_blocks);
-  batch.block_table.assign(order.size() * max_blocks, 0);  // padding points at the null block
+  batch.block_table.assign(step.order.size() * max_blocks, 0);  // padding points at the null block
   batch.query_start_loc.push_back(0);
   const int bs = config_.block_size;
-  for (size_t i = 0; i < order.size(); ++i) {
-    RequestState& r = *order[i];
+  for (size_t i = 0; i < step.order.size(); ++i) {
+    RequestState& r = *step.order[i];
+    step.has_engine_tokens = step.has_engine_tokens || r.tokens_from_engine;
     int n = scheduled.num_scheduled_tokens.at(r.request_id);
-    num_scheduled.push_back(n);
     int start = r.num_computed_tokens;
-    CVLLM_CHECK(start + n <= static_cast<int>(r.token_ids.size()), "request ", r.request_id,
-                " scheduled past its known tokens");
+    step.first_position.push_back(start);
+    std::optional<int32_t> in_flight_draw;  // the token after token_ids, drawn by `previous`
+    if (previous != nullptr) {
+      auto it = previous->draw_of.find(&r);
+      if (it != previous->draw_of.end()) in_flight_draw = it->second;
+    }
+    const int num_tokens = static_cast<int>(r.token_ids.size()) + (in_flight_draw ? 1 : 0);
+    CVLLM_CHECK(start + n <= num_tokens, "request ", r.request_id, " scheduled past its known tokens");
     CVLLM_CHECK(static_cast<size_t>((start + n + bs - 1) / bs) <= r.block_ids.size(),
                 "request ", r.request_id, " lacks KV blocks for its scheduled tokens");
     for (int j = 0; j < n; ++j) {
       int pos = start + j;
-      batch.input_ids.push_back(r.token_ids[pos]);
+      if (pos < static_cast<int>(r.token_ids.size())) {
+        batch.input_ids.push_back(r.token_ids[pos]);
+      } else {  // the token in flight: the device writes it in
+        batch.fed_rows.push_back(static_cast<int32_t>(batch.input_ids.size()));
+        batch.fed_draws.push_back(*in_flight_draw);
+        batch.fed_from = previous->draws.get();
+        batch.input_ids.push_back(0);
+        ++num_fed_tokens_;
+      }
       batch.positions.push_back(pos);
       batch.slot_mapping.push_back(static_cast<int64_t>(r.block_ids[pos / bs]) * bs + pos % bs);
     }
@@ -244,90 +270,154 @@ ForwardBatch ModelRunner::build_batch(const SchedulerOutput& scheduled,
         batch.logits_indices.push_back(first_row + (pos - start));
       }
     }
-    prompt_logprob_rows.push_back(std::move(prompt_rows));
-    if (start + n == static_cast<int>(r.token_ids.size())) {
-      sample_rows.push_back(static_cast<int>(batch.logits_indices.size()));
+    step.prompt_logprob_rows.push_back(std::move(prompt_rows));
+    if (start + n == num_tokens) {
+      step.sample_rows.push_back(static_cast<int>(batch.logits_indices.size()));
       batch.logits_indices.push_back(first_row + n - 1);
     } else {
-      sample_rows.push_back(-1);
+      step.sample_rows.push_back(-1);
     }
+    r.num_computed_tokens = start + n;
   }
   return batch;
 }
 
-ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
-  update_states(scheduled);
-  ModelRunnerOutput out;
-  if (scheduled.empty()) return out;
+namespace {
 
-  std::vector<RequestState*> order;
-  std::vector<int> num_scheduled, sample_rows;
-  std::vector<std::vector<int>> prompt_logprob_rows;
-  ForwardBatch batch = build_batch(scheduled, order, num_scheduled, sample_rows, prompt_logprob_rows);
+// The request's sampling state over its tokens now (token_ids may have grown since the last call).
+void point_at_tokens(SamplingState& s, const std::vector<int32_t>& token_ids, int num_prompt) {
+  s.prompt_token_ids = std::span<const int32_t>(token_ids.data(), num_prompt);
+  s.output_token_ids =
+      std::span<const int32_t>(token_ids.data() + num_prompt, token_ids.size() - num_prompt);
+}
 
-  if (!scheduled.blocks_to_copy.empty()) backend_.copy_blocks(kv_caches_, scheduled.blocks_to_copy);
-  std::unique_ptr<StepMetadata> step;
-  Tensor hidden;
-  if (CapturedForward* graph = graph_for(batch)) {  // pads batch to the recorded shape
-    hidden = backend_.replay_forward(*graph, batch);
-    ++num_graph_steps_;
-  } else {
-    step = backend_.prepare_step(batch);
-    ForwardContext ctx{backend_, *step, kv_caches_, dump};
-    hidden = model_.forward(ctx);
-  }
-  const int64_t vocab = model_.config().vocab_size;
-  const int64_t num_logits = static_cast<int64_t>(batch.logits_indices.size());
-  Tensor logits;
-  if (num_logits > 0) {
-    // Decode steps sample every token in order: the first rows as they are (no gather, no upload
-    // of row ids).
-    bool prefix = num_logits <= hidden.dim(0);
-    for (int64_t i = 0; prefix && i < num_logits; ++i) prefix = batch.logits_indices[i] == i;
-    Tensor selected;
-    if (prefix) {
-      selected = hidden.slice_rows(0, num_logits);
-    } else {
-      selected = backend_.alloc(DType::kF32, {num_logits, hidden.dim(1)});
-      backend_.gather_rows(hidden, batch.logits_indices, selected);
+}  // namespace
+
+bool ModelRunner::can_feed_next(const PendingStep& step) const {
+  if (step.has_engine_tokens || step.device_rows.size() != step.device_row_req.size()) return false;
+  size_t num_draws = 0;
+  for (size_t i = 0; i < step.order.size(); ++i) {
+    if (!step.prompt_logprob_rows[i].empty()) return false;  // prompt logprobs: read on the host
+    if (step.sample_rows[i] < 0) continue;
+    const RequestState& r = *step.order[i];
+    if (!step.draw_of.count(&r) || !Sampler::device_always_draws(*r.params) ||
+        !Sampler::next_draw_ignores_last_token(r.sampling)) {
+      return false;
     }
-    logits = model_.compute_logits(backend_, selected);
+    ++num_draws;
   }
+  return num_draws == step.device_rows.size();
+}
 
-  // Rows drawn on the device when the backend can (Sampler::device_can_draw): only their token ids
-  // and requested logprobs come back. Every other logits row is copied to the host, and so is
-  // a device row the device gave back undrawn (-1), which then uses the uniform number already
-  // taken from its generator.
+void ModelRunner::launch(const SchedulerOutput& scheduled) {
+  CVLLM_CHECK(in_flight_.size() < 2, "launch: two steps are in flight already");
+  update_states(scheduled);
+  PendingStep& step = in_flight_.emplace_back();
+  if (scheduled.empty()) {
+    step.output.emplace();
+    return;
+  }
+  try {
+    ForwardBatch batch = build_batch(scheduled, step);
+    if (!scheduled.blocks_to_copy.empty()) backend_.copy_blocks(kv_caches_, scheduled.blocks_to_copy);
+    std::unique_ptr<StepMetadata> metadata;
+    Tensor hidden;
+    if (CapturedForward* graph = graph_for(batch)) {  // pads batch to the recorded shape
+      hidden = backend_.replay_forward(*graph, batch);
+      ++num_graph_steps_;
+    } else {
+      metadata = backend_.prepare_step(batch);
+      ForwardContext ctx{backend_, *metadata, kv_caches_, dump};
+      hidden = model_.forward(ctx);
+    }
+    step.logits_indices = batch.logits_indices;
+    const int64_t num_logits = static_cast<int64_t>(batch.logits_indices.size());
+    if (num_logits > 0) {
+      // Decode steps sample every token in order: the first rows as they are (no gather, no
+      // upload of row ids).
+      bool prefix = num_logits <= hidden.dim(0);
+      for (int64_t i = 0; prefix && i < num_logits; ++i) prefix = batch.logits_indices[i] == i;
+      Tensor selected;
+      if (prefix) {
+        selected = hidden.slice_rows(0, num_logits);
+      } else {
+        selected = backend_.alloc(DType::kF32, {num_logits, hidden.dim(1)});
+        backend_.gather_rows(hidden, batch.logits_indices, selected);
+      }
+      step.logits = model_.compute_logits(backend_, selected);
+    }
+
+    // Rows drawn on the device when the backend can (Sampler::device_can_draw): only their token
+    // ids and requested logprobs come back.
+    std::vector<Sampler::DeviceRowLists> lists(step.order.size());
+    for (size_t i = 0; i < step.order.size(); ++i) {
+      if (step.sample_rows[i] < 0) continue;
+      RequestState& r = *step.order[i];
+      point_at_tokens(r.sampling, r.token_ids, r.num_prompt_tokens);
+      if (!backend_.samples_on_device() ||
+          !Sampler::device_can_draw(r.sampling, backend_.max_device_logprobs())) {
+        continue;
+      }
+      DeviceSampleRow row = Sampler::device_row(r.sampling, step.sample_rows[i], lists[i]);
+      if (!row.greedy) row.u = Sampler::uniform_draw(*r.generator);  // as the host draw would
+      step.draw_of[&r] = static_cast<int32_t>(step.device_rows.size());
+      step.device_rows.push_back(row);
+      step.device_row_req.push_back(i);
+    }
+    if (!step.device_rows.empty()) {
+      step.draws = backend_.begin_sample_on_device(step.logits, step.device_rows);
+    }
+    // The rows' spans point into `lists`, which is gone after this (the draws copied them).
+    for (DeviceSampleRow& row : step.device_rows) {
+      row.allowed = row.banned = row.seen = row.seen_output_counts = {};
+      row.bias = {};
+    }
+    if (!can_feed_next(step)) finish(step);  // the host needs its tokens before the next step
+  } catch (...) {
+    in_flight_.pop_back();
+    throw;
+  }
+}
+
+ModelRunnerOutput ModelRunner::collect() {
+  CVLLM_CHECK(!in_flight_.empty(), "collect: no step in flight");
+  PendingStep step = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  if (!step.output) finish(step);
+  return std::move(*step.output);
+}
+
+bool ModelRunner::can_launch_ahead() const {
+  return in_flight_.size() == 1 && !in_flight_.front().has_engine_tokens;
+}
+
+void ModelRunner::finish(PendingStep& step) {
+  ModelRunnerOutput out;
+  const std::vector<std::shared_ptr<RequestState>>& order = step.order;
+  const int64_t vocab = model_.config().vocab_size;
+  const int64_t num_logits = static_cast<int64_t>(step.logits_indices.size());
+  const Tensor& logits = step.logits;
+
+  // A device row given back undrawn (-1) is drawn on the host from its logits row, already
+  // processed, with the uniform number already taken from its generator.
   std::vector<SamplingState*> states(order.size(), nullptr);
-  std::vector<DeviceSampleRow> device_rows;
-  std::vector<size_t> device_row_req;  // index into order of each device row
-  // The device rows' processor inputs (DeviceSampleRow holds spans of them).
-  std::vector<Sampler::DeviceRowLists> lists(order.size());
   std::vector<bool> on_device(order.size(), false);
   for (size_t i = 0; i < order.size(); ++i) {
-    if (sample_rows[i] < 0) continue;
+    if (step.sample_rows[i] < 0) continue;
     RequestState& r = *order[i];
-    r.sampling.prompt_token_ids = std::span<const int32_t>(r.token_ids.data(), r.num_prompt_tokens);
-    r.sampling.output_token_ids = std::span<const int32_t>(
-        r.token_ids.data() + r.num_prompt_tokens, r.token_ids.size() - r.num_prompt_tokens);
+    point_at_tokens(r.sampling, r.token_ids, r.num_prompt_tokens);
     states[i] = &r.sampling;
-    if (!backend_.samples_on_device() ||
-        !Sampler::device_can_draw(r.sampling, backend_.max_device_logprobs())) {
-      continue;
-    }
-    DeviceSampleRow row = Sampler::device_row(r.sampling, sample_rows[i], lists[i]);
-    if (!row.greedy) row.u = Sampler::uniform_draw(*r.generator);  // as the host draw would
-    device_rows.push_back(row);
-    device_row_req.push_back(i);
-    on_device[i] = true;
   }
+  for (size_t i : step.device_row_req) on_device[i] = true;
   std::vector<DeviceSample> device_samples;
-  if (!device_rows.empty()) device_samples = backend_.sample_on_device(logits, device_rows);
-  for (size_t d = 0; d < device_row_req.size(); ++d) {
+  if (step.draws) device_samples = backend_.finish_sample_on_device(*step.draws);
+  step.draws.reset();
+  for (size_t d = 0; d < step.device_row_req.size(); ++d) {
     if (device_samples[d].token_id >= 0) continue;
-    on_device[device_row_req[d]] = false;
-    states[device_row_req[d]]->preset_uniform = device_rows[d].u;
-    states[device_row_req[d]]->logits_processed = true;  // the device applied them in place
+    const size_t i = step.device_row_req[d];
+    on_device[i] = false;
+    states[i]->preset_uniform = step.device_rows[d].u;
+    states[i]->logits_processed = true;  // the device applied them in place
   }
   std::vector<int32_t> host_rows;               // logits rows the host needs, in copy order
   std::vector<int64_t> host_pos(num_logits, -1);  // logits row -> row of host_logits
@@ -345,9 +435,9 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
   };
   for (size_t i = 0; i < order.size(); ++i) {
     if (!prompt_on_device(*order[i])) {
-      for (int row : prompt_logprob_rows[i]) need_on_host(row);
+      for (int row : step.prompt_logprob_rows[i]) need_on_host(row);
     }
-    if (sample_rows[i] >= 0 && !on_device[i]) need_on_host(sample_rows[i]);
+    if (step.sample_rows[i] >= 0 && !on_device[i]) need_on_host(step.sample_rows[i]);
   }
   std::vector<float> host_logits;
   if (num_logits > 0 && static_cast<int64_t>(host_rows.size()) == num_logits) {
@@ -358,14 +448,14 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
   auto host_row = [&](int row) { return host_logits.data() + host_pos[row] * vocab; };
 
   // Prompt logprobs read the raw logits (their rows are never sampled rows, which the sampler
-  // modifies in place). Row j predicts prompt token num_computed_tokens + j + 1.
+  // modifies in place).
   for (size_t i = 0; i < order.size(); ++i) {
     RequestState& r = *order[i];
-    if (!r.params->prompt_logprobs) continue;
-    const std::vector<int>& rows = prompt_logprob_rows[i];
+    if (!r.params->prompt_logprobs) continue;  // Row j predicts prompt token first + j + 1.
+    const std::vector<int>& rows = step.prompt_logprob_rows[i];
     std::vector<int32_t> targets;
     for (size_t j = 0; j < rows.size(); ++j) {
-      targets.push_back(r.token_ids[r.num_computed_tokens + static_cast<int>(j) + 1]);
+      targets.push_back(r.token_ids[step.first_position[i] + static_cast<int>(j) + 1]);
     }
     std::vector<TokenLogprobs> entries;
     if (prompt_on_device(r)) {
@@ -384,30 +474,29 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
   std::vector<SamplingState*> host_states;
   std::vector<float> sample_logits;
   for (size_t i = 0; i < order.size(); ++i) {
-    if (sample_rows[i] < 0 || on_device[i]) continue;
+    if (step.sample_rows[i] < 0 || on_device[i]) continue;
     host_states.push_back(states[i]);
-    const float* row = host_row(sample_rows[i]);
+    const float* row = host_row(step.sample_rows[i]);
     sample_logits.insert(sample_logits.end(), row, row + vocab);
   }
   std::vector<SampleResult> host_samples =
       sampler_.sample(sample_logits.data(), host_states, backend_.host_pool());
   std::vector<SampleResult> samples(order.size());
-  for (size_t d = 0; d < device_row_req.size(); ++d) {
+  for (size_t d = 0; d < step.device_row_req.size(); ++d) {
     if (device_samples[d].token_id < 0) continue;
-    samples[device_row_req[d]].token_id = device_samples[d].token_id;
-    samples[device_row_req[d]].logprobs = std::move(device_samples[d].logprobs);
+    samples[step.device_row_req[d]].token_id = device_samples[d].token_id;
+    samples[step.device_row_req[d]].logprobs = std::move(device_samples[d].logprobs);
   }
   for (size_t i = 0, h = 0; i < order.size(); ++i) {
-    if (sample_rows[i] >= 0 && !on_device[i]) samples[i] = std::move(host_samples[h++]);
+    if (step.sample_rows[i] >= 0 && !on_device[i]) samples[i] = std::move(host_samples[h++]);
   }
 
   for (size_t i = 0; i < order.size(); ++i) {
     RequestState& r = *order[i];
-    r.num_computed_tokens += num_scheduled[i];
     out.req_ids.push_back(r.request_id);
     std::vector<int32_t> sampled;
     std::vector<TokenLogprobs> lps;
-    if (sample_rows[i] >= 0) {
+    if (step.sample_rows[i] >= 0) {
       SampleResult& res = samples[i];
       sampled.push_back(res.token_id);
       if (!r.tokens_from_engine) {
@@ -419,7 +508,8 @@ ModelRunnerOutput ModelRunner::execute(const SchedulerOutput& scheduled) {
     out.sampled_token_ids.push_back(std::move(sampled));
     out.logprobs.push_back(std::move(lps));
   }
-  return out;
+  step.output = std::move(out);
+  step.logits = Tensor();
 }
 
 }  // namespace cvllm

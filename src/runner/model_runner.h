@@ -6,6 +6,7 @@
 // layers/sampler, attention math in the backend, stop conditions in the scheduler.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <random>
@@ -45,7 +46,26 @@ class ModelRunner {
  public:
   ModelRunner(CausalLM& model, Backend& backend, const RunnerConfig& config);
 
-  ModelRunnerOutput execute(const SchedulerOutput& scheduled);
+  // A step in two halves, so the host can schedule and launch the next step while this one runs
+  // (async scheduling): launch() enqueues the forward pass and the device's draws; collect()
+  // waits for the oldest launched step and returns its output. execute() is both.
+  //
+  // A step whose draws all happen on the device, and whose requests' next draws do not depend on
+  // the tokens drawn, stays in flight: the next launch() feeds those tokens to the next pass on the
+  // device (ForwardBatch::fed_rows). Any other step is finished inside launch(), as the host
+  // needs its tokens (or its logits) first.
+  void launch(const SchedulerOutput& scheduled);
+  ModelRunnerOutput collect();
+  ModelRunnerOutput execute(const SchedulerOutput& scheduled) {
+    launch(scheduled);
+    return collect();
+  }
+  // Whether another step may be launched before collect(): one step is in flight and none of
+  // its requests waits for a token from the engine (beam search).
+  bool can_launch_ahead() const;
+  int num_in_flight() const { return static_cast<int>(in_flight_.size()); }
+  // Tokens that reached a forward pass on the device without the host knowing them (tests).
+  int64_t num_fed_tokens() const { return num_fed_tokens_; }
 
   // Bytes one KV block takes across all layers (K and V).
   static int64_t kv_block_bytes(const CausalLM& model, int block_size, DType kv_cache_dtype);
@@ -77,21 +97,47 @@ class ModelRunner {
     SamplingState sampling;
   };
 
+  // A launched step until collect(): what finish() needs to draw on the host and report.
+  struct PendingStep {
+    std::vector<std::shared_ptr<RequestState>> order;  // the step's requests, batch order
+    std::vector<int> first_position;  // per request: its first position in this step
+    std::vector<int> sample_rows;  // per request: its logits row to draw from, or -1
+    std::vector<std::vector<int>> prompt_logprob_rows;
+    Tensor logits;
+    std::vector<int32_t> logits_indices;
+    std::vector<DeviceSampleRow> device_rows;
+    std::vector<size_t> device_row_req;  // index into order of each device row
+    std::unique_ptr<PendingSamples> draws;  // device rows in flight
+    std::unordered_map<const RequestState*, int32_t> draw_of;  // request -> its device row
+    bool has_engine_tokens = false;  // a beam-search request is in it
+    std::optional<ModelRunnerOutput> output;  // once finished
+  };
+
   void capture_graphs();
   // The recorded pass for this step (null: run eagerly), after padding the batch to its shape.
   CapturedForward* graph_for(ForwardBatch& batch);
   void update_states(const SchedulerOutput& scheduled);
   void add_request(const NewRequestData& data);
-  ForwardBatch build_batch(const SchedulerOutput& scheduled, std::vector<RequestState*>& order,
-                           std::vector<int>& num_scheduled, std::vector<int>& sample_rows,
-                           std::vector<std::vector<int>>& prompt_logprob_rows);
+  // The step's batch; fills step.order, num_scheduled, sample_rows and prompt_logprob_rows. A
+  // token the step in flight draws is fed from there.
+  ForwardBatch build_batch(const SchedulerOutput& scheduled, PendingStep& step);
+  // The host half of a step: waits for its draws, draws the rest, sets step.output.
+  void finish(PendingStep& step);
+  // Whether `step` (launched, not finished) can leave its tokens on the device for the next one.
+  bool can_feed_next(const PendingStep& step) const;
 
   CausalLM& model_;
   Backend& backend_;
   RunnerConfig config_;
   Sampler sampler_;
   std::vector<KVCacheLayer> kv_caches_;
-  std::unordered_map<std::string, std::unique_ptr<RequestState>> requests_;
+  // Shared with the steps in flight, which outlive a request finished or preempted meanwhile.
+  std::unordered_map<std::string, std::shared_ptr<RequestState>> requests_;
+  std::deque<PendingStep> in_flight_;  // launched, not collected (at most two)
+  // The generators of preempted requests: a request resumes its random draws where it stopped,
+  // so its tokens do not depend on when it was preempted.
+  std::unordered_map<std::string, std::unique_ptr<std::mt19937_64>> parked_generators_;
+  int64_t num_fed_tokens_ = 0;
   std::mt19937_64 generator_;  // seeds unseeded requests; itself seeded from the engine seed
   std::map<int, std::unique_ptr<CapturedForward>> graphs_;  // by padded batch size
   int64_t graph_width_ = 0;  // block-table columns of the recorded passes

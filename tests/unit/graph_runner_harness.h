@@ -26,10 +26,12 @@ inline int graph_test_max_tokens(int i) { return 10 + 3 * i; }
 
 // Greedy continuations of five prompts of different lengths, run to the end on `backend`, with
 // decode steps recorded at `graph_sizes` (empty: eager). Returns each request's tokens; their
-// logprobs go to `logprobs` when given.
+// logprobs go to `logprobs` when given. With `fed_tokens`, the steps are scheduled asynchronously
+// and it receives the count of tokens the runner fed to a pass on the device.
 inline std::map<std::string, std::vector<int32_t>> run_graph_test(
     Backend& backend, std::vector<int> graph_sizes, int64_t* graph_steps,
-    DType kv_dtype = DType::kF32, std::map<std::string, std::vector<float>>* logprobs = nullptr) {
+    DType kv_dtype = DType::kF32, std::map<std::string, std::vector<float>>* logprobs = nullptr,
+    int64_t* fed_tokens = nullptr) {
   std::shared_ptr<GgufFile> file = GgufFile::open(tiny_model());
   ModelConfig config = model_config_from_gguf(*file);
   GgufWeightSource weights(file);
@@ -37,6 +39,7 @@ inline std::map<std::string, std::vector<int32_t>> run_graph_test(
   SchedulerConfig sched;
   sched.max_model_len = 128;
   sched.max_num_batched_tokens = 64;  // prompts are chunked beside the decode tokens
+  sched.async_scheduling = fed_tokens != nullptr;
   const int num_blocks = 64, block_size = 16;
   RunnerConfig rc;
   rc.block_size = block_size;
@@ -69,6 +72,7 @@ inline std::map<std::string, std::vector<int32_t>> run_graph_test(
   }
   EXPECT_FALSE(core.has_unfinished_requests());
   *graph_steps = core.runner().num_graph_steps();
+  if (fed_tokens != nullptr) *fed_tokens = core.runner().num_fed_tokens();
   return tokens;
 }
 

@@ -59,5 +59,29 @@ TEST(CudaGraphs, UnrecordablePassFallsBackToEager) {
   EXPECT_EQ(expect_graphs_match_eager(false, {1, 2, 4, 8}, DType::kF32), 0);
 }
 
+// Async scheduling: each decode step is launched before the previous one's tokens reach the host,
+// its input ids written on the device from the previous step's draws. The steps are the same as
+// scheduled synchronously, so tokens and logprobs are bit-identical, eager and replayed.
+TEST(CudaGraphs, AsyncSchedulingFeedsDrawnTokensOnTheDevice) {
+  if (!cuda::cuda_device_available()) GTEST_SKIP() << kNoGpu;
+  std::map<std::string, std::vector<float>> sync_lp;
+  int64_t sync_steps = 0;
+  cuda::CudaBackend sync_backend(0, 2, false);
+  auto sync = run_graph_test(sync_backend, {1, 2, 4}, &sync_steps, DType::kBF16, &sync_lp);
+  for (bool graphs : {false, true}) {
+    std::map<std::string, std::vector<float>> async_lp;
+    int64_t graph_steps = 0, fed = 0;
+    cuda::CudaBackend backend(0, 2, false);
+    auto async = run_graph_test(backend, graphs ? std::vector<int>{1, 2, 4} : std::vector<int>{},
+                                &graph_steps, DType::kBF16, &async_lp, &fed);
+    EXPECT_GT(fed, 0) << "graphs " << graphs;
+    if (graphs) EXPECT_GT(graph_steps, 0);
+    for (const auto& [id, toks] : sync) {
+      EXPECT_EQ(async[id], toks) << id << " graphs " << graphs;
+      EXPECT_EQ(async_lp[id], sync_lp[id]) << id << " graphs " << graphs;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace cvllm

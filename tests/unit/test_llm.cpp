@@ -100,6 +100,78 @@ TEST(LLM, BatchInvarianceAcross64MixedPrompts) {
   }
 }
 
+// Async scheduling (on by default) computes a step before the previous one's tokens are
+// processed; nothing a request sees may change: tokens, text, finish and stop reasons, logprobs,
+// under seeds, penalties, min_tokens, stop tokens and strings (a stop string ends a request the
+// next step already computed for), n > 1 and preemption.
+TEST(LLM, AsyncSchedulingGivesTheSameOutputsAsSyncScheduling) {
+  std::vector<SamplingParams> cases;
+  cases.push_back(greedy(24));
+  SamplingParams p;
+  p.temperature = 0.9;
+  p.top_p = 0.8;
+  p.top_k = 20;
+  p.seed = 3;
+  p.max_tokens = 20;
+  cases.push_back(p);
+  p = SamplingParams();
+  p.seed = 4;
+  p.repetition_penalty = 1.3;
+  p.frequency_penalty = 0.4;
+  p.presence_penalty = 0.2;
+  p.max_tokens = 20;
+  cases.push_back(p);
+  p = greedy(20);
+  p.ignore_eos = false;
+  p.min_tokens = 6;
+  p.stop_token_ids = {5, 9, 17};
+  p.logprobs = 2;
+  cases.push_back(p);
+  p = SamplingParams();
+  p.temperature = 0.7;
+  p.seed = 9;
+  p.n = 2;
+  p.max_tokens = 16;
+  p.stop = {"e"};
+  cases.push_back(p);
+  for (bool tight : {false, true}) {  // tight: blocks for just over one sequence (preemption)
+    EngineArgs sync_args = tiny_args();
+    if (tight) {
+      sync_args.max_model_len = 64;
+      // tiny_llama_q8_0: 2 layers x 2 KV heads x 64 dims x f32, K and V, 16 tokens per block.
+      sync_args.kv_cache_memory_bytes = 6 * 2 * 2 * 16 * 2 * 64 * 4;
+    }
+    EngineArgs async_args = sync_args;
+    sync_args.async_scheduling = false;
+    LLM sync(sync_args), async(async_args);
+    for (const SamplingParams& params : cases) {
+      std::vector<RequestOutput> want = sync.generate(varied_prompts(10), params, false);
+      std::vector<RequestOutput> got = async.generate(varied_prompts(10), params, false);
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(got[i].outputs.size(), want[i].outputs.size());
+        for (size_t j = 0; j < got[i].outputs.size(); ++j) {
+          const CompletionOutput &g = got[i].outputs[j], &w = want[i].outputs[j];
+          EXPECT_EQ(g.token_ids, w.token_ids) << "case " << (&params - cases.data()) << " tight "
+                                              << tight << " prompt " << i << " completion " << j;
+          EXPECT_EQ(g.text, w.text);
+          EXPECT_EQ(g.finish_reason, w.finish_reason);
+          EXPECT_EQ(g.stop_reason, w.stop_reason);
+          ASSERT_EQ(g.logprobs.has_value(), w.logprobs.has_value());
+          if (g.logprobs) {
+            ASSERT_EQ(g.logprobs->size(), w.logprobs->size());
+            EXPECT_EQ(g.cumulative_logprob, w.cumulative_logprob);
+          }
+        }
+      }
+    }
+    EXPECT_GT(async.engine().engine_core().num_steps_launched_ahead(), 0);
+    EXPECT_EQ(sync.engine().engine_core().num_steps_launched_ahead(), 0);
+    EXPECT_EQ(async.engine().engine_core().runner().num_in_flight(), 0);  // idle holds nothing
+    if (tight) EXPECT_GT(async.engine().scheduler_stats().num_preemptions, 0);
+  }
+}
+
 TEST(LLM, PreemptionUnderMemoryPressureGivesSameTokens) {
   std::vector<Prompt> prompts = varied_prompts(8);
   LLM roomy(tiny_args());

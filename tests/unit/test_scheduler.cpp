@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <random>
 
 #include "core/scheduler.h"
@@ -389,6 +390,198 @@ TEST(Scheduler, RandomWorkloadKeepsInvariants) {
       }
     }
     h.run_to_completion(2000);
+    EXPECT_EQ(h.scheduler.kv_cache_manager().block_pool().num_free_blocks(), num_blocks - 1);
+  }
+}
+
+// ---- async scheduling: one step in flight while the next is scheduled ------------------------
+
+// The fake model's token for a request: a function of the request and how far it got, so a run
+// gives the same tokens whatever the steps look like (and sometimes EOS).
+int32_t next_token(const Request& r) {
+  return static_cast<int32_t>((std::hash<std::string>{}(r.request_id) + 31u * r.num_output_tokens()) % 60 + 1);
+}
+
+// Plays EngineCore with async scheduling: step() schedules the next step before the output of the
+// one in flight comes back. The requests that sample in a step are those it gave a placeholder.
+struct AsyncHarness {
+  struct Launched {
+    SchedulerOutput out;
+    std::vector<std::string> samples;
+  };
+  Scheduler scheduler;
+  std::unordered_map<std::string, std::shared_ptr<Request>> reqs;
+  std::vector<EngineCoreOutput> finished;
+  std::optional<Launched> in_flight;
+  std::unordered_map<std::string, int> times_scheduled;
+
+  AsyncHarness(SchedulerConfig cfg, int num_blocks, int block_size = 4, bool caching = true)
+      : scheduler([&] { cfg.async_scheduling = true; return cfg; }(), num_blocks, block_size,
+                  caching) {}
+
+  void add(std::shared_ptr<Request> r) {
+    reqs[r->request_id] = r;
+    scheduler.add_request(r);
+  }
+  Launched launch() {
+    std::unordered_map<std::string, int> before;
+    for (const auto& [id, r] : reqs) before[id] = r->num_output_placeholders;
+    Launched l{scheduler.schedule(), {}};
+    scheduler.check_invariants();
+    for (const auto& [id, n] : l.out.num_scheduled_tokens) {
+      ++times_scheduled[id];
+      if (reqs.at(id)->num_output_placeholders > before[id]) l.samples.push_back(id);
+    }
+    return l;
+  }
+  void step() {
+    if (!in_flight) in_flight = launch();
+    std::optional<Launched> next;
+    if (scheduler.has_unfinished_requests()) next = launch();
+    ModelRunnerOutput result;
+    for (const std::string& id : in_flight->samples) {
+      result.req_ids.push_back(id);
+      result.sampled_token_ids.push_back({next_token(*reqs.at(id))});
+    }
+    for (const auto& o : scheduler.update_from_output(in_flight->out, result)) {
+      if (o.finished) finished.push_back(o);
+    }
+    scheduler.check_invariants();
+    in_flight = std::move(next);
+  }
+  void run_to_completion(int max_steps = 2000) {
+    for (int i = 0; i < max_steps && (scheduler.has_unfinished_requests() || in_flight); ++i) step();
+    for (const auto& [id, r] : reqs) {
+      if (!scheduler.has_request(id)) continue;
+      ADD_FAILURE() << id << " left: status " << static_cast<int>(r->status) << " computed "
+                    << r->num_computed_tokens << " of " << r->num_tokens() << " + "
+                    << r->num_output_placeholders << ", outputs " << r->num_output_tokens()
+                    << " of " << r->max_tokens;
+    }
+    ASSERT_FALSE(scheduler.has_unfinished_requests()) << "did not finish in " << max_steps << " steps";
+  }
+};
+
+TEST(AsyncScheduling, TheNextStepComputesTheTokenInFlight) {
+  AsyncHarness h(config(), 64);
+  h.add(make_request("a", 6, 4));
+  h.in_flight = h.launch();  // the prefill: samples token 1
+  EXPECT_EQ(h.reqs["a"]->num_output_placeholders, 1);
+  AsyncHarness::Launched next = h.launch();  // before token 1 is known: it computes it
+  EXPECT_EQ(next.out.num_scheduled_tokens.at("a"), 1);
+  EXPECT_EQ(h.reqs["a"]->num_output_placeholders, 2);
+  EXPECT_EQ(h.reqs["a"]->num_computed_tokens, 7);
+  EXPECT_EQ(h.reqs["a"]->num_tokens(), 6);
+  // Nothing more until a token comes back: two are in flight at most.
+  EXPECT_TRUE(h.scheduler.schedule().empty());
+  h.scheduler.check_invariants();
+}
+
+TEST(AsyncScheduling, TheLastTokenIsNeverComputedAhead) {
+  for (int max_tokens : {1, 2, 5}) {
+    AsyncHarness h(config(), 64);
+    h.add(make_request("a", 6, max_tokens));
+    h.run_to_completion();
+    ASSERT_EQ(h.finished.size(), 1u);
+    EXPECT_EQ(h.finished[0].status, RequestStatus::kFinishedLengthCapped);
+    EXPECT_EQ(h.reqs["a"]->num_output_tokens(), max_tokens);
+    // One prefill, then one step per further token: no step computes a token past the limit.
+    EXPECT_EQ(h.times_scheduled["a"], max_tokens) << "max_tokens " << max_tokens;
+    EXPECT_EQ(h.scheduler.kv_cache_manager().block_pool().num_free_blocks(), 63);
+  }
+}
+
+TEST(AsyncScheduling, ARequestWithATokenInFlightIsNotPreempted) {
+  // 4 usable blocks of 4 tokens: two requests of 7 prompt tokens fill them after one token each.
+  AsyncHarness h(config(), 5);
+  h.add(make_request("a", 7, 8, 100, 0, 1.0));
+  h.add(make_request("b", 7, 8, 200, 0, 2.0));
+  h.in_flight = h.launch();  // both prefill and sample
+  AsyncHarness::Launched next = h.launch();  // position 7 fits in their second blocks
+  EXPECT_EQ(next.out.num_scheduled_tokens.size(), 2u);
+  EXPECT_TRUE(next.out.preempted_req_ids.empty());
+  h.in_flight.reset();
+  h.scheduler.update_from_output(
+      SchedulerOutput{}, ModelRunnerOutput{{"a", "b"}, {{7}, {7}}, {}, {}});
+  // Position 8 needs a third block each: none is free, and both have a token in flight.
+  AsyncHarness::Launched third = h.launch();
+  EXPECT_TRUE(third.out.empty());
+  EXPECT_TRUE(third.out.preempted_req_ids.empty());
+  EXPECT_EQ(h.scheduler.stats().num_preemptions, 0);
+  // Once the tokens are back, the usual rule applies: the newest is preempted.
+  h.scheduler.update_from_output(
+      SchedulerOutput{}, ModelRunnerOutput{{"a", "b"}, {{7}, {7}}, {}, {}});
+  AsyncHarness::Launched fourth = h.launch();
+  EXPECT_EQ(fourth.out.preempted_req_ids, std::vector<std::string>{"b"});
+  EXPECT_EQ(fourth.out.num_scheduled_tokens.at("a"), 1);
+}
+
+// Same requests, same tokens, same endings as without async scheduling, under chunked prefill,
+// preemption, EOS and length limits.
+TEST(AsyncScheduling, GivesTheSameTokensAsSyncScheduling) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 20; ++trial) {
+    SchedulerConfig c = config(1 + rng() % 6, 8 + rng() % 40, 64);
+    const int block_size = 1 + rng() % 8;
+    const int num_blocks = 64 / block_size + 2 + rng() % 40;
+    const bool caching = rng() % 2;
+    std::vector<std::tuple<int, int, int>> plan;  // step to add at, prompt length, max_tokens
+    for (int i = 0; i < 12; ++i) plan.emplace_back(rng() % 40, 1 + rng() % 40, 1 + rng() % 20);
+    auto add_due = [&](auto& h, int step) {
+      for (size_t i = 0; i < plan.size(); ++i) {
+        auto [at, len, max_tokens] = plan[i];
+        if (at == step) h.add(make_request(cat("r", i), len, max_tokens, 100 + static_cast<int>(i % 3) * 5));
+      }
+    };
+    Harness sync(c, num_blocks, block_size, caching);
+    AsyncHarness async(c, num_blocks, block_size, caching);
+    for (int step = 0; step < 2000; ++step) {
+      add_due(sync, step);
+      if (sync.scheduler.has_unfinished_requests()) {
+        SchedulerOutput out = sync.scheduler.schedule();
+        ModelRunnerOutput result = fake_run(out, sync.reqs);
+        for (size_t i = 0; i < result.req_ids.size(); ++i) {
+          if (!result.sampled_token_ids[i].empty()) {
+            result.sampled_token_ids[i] = {next_token(*sync.reqs.at(result.req_ids[i]))};
+          }
+        }
+        sync.scheduler.update_from_output(out, result);
+        sync.scheduler.check_invariants();
+      }
+      add_due(async, step);
+      if (async.scheduler.has_unfinished_requests() || async.in_flight) async.step();
+    }
+    ASSERT_FALSE(sync.scheduler.has_unfinished_requests());
+    ASSERT_FALSE(async.scheduler.has_unfinished_requests());
+    for (size_t i = 0; i < plan.size(); ++i) {
+      const std::string id = cat("r", i);
+      EXPECT_EQ(async.reqs[id]->output_token_ids, sync.reqs[id]->output_token_ids) << id;
+      EXPECT_EQ(async.reqs[id]->status, sync.reqs[id]->status) << id;
+      EXPECT_EQ(async.reqs[id]->num_output_placeholders, 0) << id;
+    }
+    EXPECT_EQ(async.scheduler.kv_cache_manager().block_pool().num_free_blocks(), num_blocks - 1);
+  }
+}
+
+TEST(AsyncScheduling, AbortsAndStopsWithTokensInFlightFreeEverything) {
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 10; ++trial) {
+    const int num_blocks = 15 + rng() % 40;  // the longest request (50 tokens) fits alone
+    AsyncHarness h(config(1 + rng() % 8, 8 + rng() % 40, 128), num_blocks, 4, rng() % 2);
+    int next = 0;
+    for (int step = 0; step < 300; ++step) {
+      if (next < 30 && rng() % 3 == 0) {
+        h.add(make_request(cat("r", next++), 1 + rng() % 30, 1 + rng() % 20, 100 + rng() % 5 * 7));
+      }
+      if (h.scheduler.has_unfinished_requests() || h.in_flight) h.step();
+      if (rng() % 7 == 0 && next > 0) {  // an abort, or a stop string found by the frontend
+        h.scheduler.finish_requests(std::vector<std::string>{cat("r", rng() % next)},
+                                    rng() % 2 ? RequestStatus::kFinishedAborted
+                                              : RequestStatus::kFinishedStopped);
+        h.scheduler.check_invariants();
+      }
+    }
+    h.run_to_completion();
     EXPECT_EQ(h.scheduler.kv_cache_manager().block_pool().num_free_blocks(), num_blocks - 1);
   }
 }

@@ -36,6 +36,7 @@ Tensor CpuBackend::alloc(DType dtype, std::vector<int64_t> shape) {
 }
 
 std::unique_ptr<StepMetadata> CpuBackend::prepare_step(const ForwardBatch& batch) {
+  CVLLM_CHECK(batch.fed_rows.empty(), "the CPU backend draws no tokens on a device to feed");
   auto step = std::make_unique<StepMetadata>();
   step->batch = &batch;
   return step;

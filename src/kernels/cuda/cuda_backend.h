@@ -30,6 +30,40 @@ struct StepPart;
 // True when the CUDA runtime sees at least one usable device (never throws).
 bool cuda_device_available();
 
+// Argument checks shared by the backend's files: a CUDA tensor; an f32 CUDA tensor.
+void check_device(const Tensor& t, const char* what);
+void check_f32(const Tensor& t, const char* what);
+
+// Page-locked host memory (cudaHostAlloc): copies from and to it never wait for the stream.
+struct PinnedBuffer {
+  PinnedBuffer() = default;
+  explicit PinnedBuffer(size_t n);
+  ~PinnedBuffer();
+  PinnedBuffer(PinnedBuffer&& other) noexcept;
+  PinnedBuffer& operator=(PinnedBuffer&& other) noexcept;
+  void* data = nullptr;
+  size_t bytes = 0;
+};
+
+// Draws enqueued by begin_sample_on_device: their inputs and outputs on the device (`tokens`, the
+// drawn ids, is what a fed step reads), and the pinned host buffer the outputs are copied back
+// to, complete once `done` has passed.
+class CudaPendingSamples : public PendingSamples {
+ public:
+  ~CudaPendingSamples() override;
+  std::shared_ptr<void> device;
+  const int32_t* tokens = nullptr;  // [num_rows] on the device
+  int64_t num_rows = 0;
+  PinnedBuffer host;  // inputs, then at in_bytes the outputs' copy
+  size_t in_bytes = 0;
+  size_t at_tokens = 0, at_lp = 0, at_rank = 0, at_top_ids = 0, at_top_lp = 0;  // in the outputs
+  std::vector<int32_t> lp_samples;  // rows with logprobs, in output order
+  std::vector<int32_t> num_logprobs;  // per row (-1: none)
+  int lp_k = 0;  // logprobs per row in the outputs
+  CUevent_st* done = nullptr;
+  bool finished = false;
+};
+
 class CudaBackend : public Backend {
  public:
   // num_host_threads: threads for host-side work (sampling); <= 0 means one per core.
@@ -81,8 +115,9 @@ class CudaBackend : public Backend {
   std::vector<float> rows_to_host(const Tensor& t, const std::vector<int32_t>& rows) override;
   bool samples_on_device() const override { return sample_on_device_; }
   int max_device_logprobs() const override { return sample_on_device_ ? kMaxDeviceLogprobs : 0; }
-  std::vector<DeviceSample> sample_on_device(Tensor& logits,
-                                             std::span<const DeviceSampleRow> rows) override;
+  std::unique_ptr<PendingSamples> begin_sample_on_device(
+      Tensor& logits, std::span<const DeviceSampleRow> rows) override;
+  std::vector<DeviceSample> finish_sample_on_device(PendingSamples& pending) override;
   std::vector<TokenLogprobs> logprobs_on_device(const Tensor& logits, std::span<const int32_t> rows,
                                                 std::span<const int32_t> tokens, int k) override;
   void synchronize() override;
@@ -107,8 +142,14 @@ class CudaBackend : public Backend {
 
  private:
   std::unique_ptr<CudaStepMetadata> make_step(const ForwardBatch& batch, bool fixed_shape);
-  // Copies the step's arrays through the pinned staging buffer to `dev` (stream-ordered).
-  void upload_step(const std::vector<StepPart>& parts, size_t total, void* dev);
+  // Copies the step's arrays through the pinned staging buffer to `dev` (stream-ordered), then
+  // writes the ids of the step's fed tokens (ForwardBatch::fed_rows) into its input_ids there.
+  void upload_step(const ForwardBatch& batch, const std::vector<StepPart>& parts, size_t total,
+                   void* dev);
+  void feed_drawn_tokens(const ForwardBatch& batch, int32_t* input_ids);
+  // Pinned buffers for draws in flight, kept for reuse (cudaHostAlloc is slow).
+  PinnedBuffer take_pinned(size_t bytes);
+  void give_back_pinned(PinnedBuffer buffer);
   // attention(), with the RoPE rotation fused into the KV-cache write when rope is given.
   void attend(const Tensor& q, const Tensor& k, const Tensor& v, KVCacheLayer& cache,
               const StepMetadata& step, const AttentionParams& params, Tensor& out,
@@ -158,6 +199,7 @@ class CudaBackend : public Backend {
   void* staging_ = nullptr;
   size_t staging_bytes_ = 0;
   CUevent_st* staging_done_ = nullptr;
+  std::vector<PinnedBuffer> spare_pinned_;
   void* readback_ = nullptr;  // pinned host buffer for to_host
   size_t readback_bytes_ = 0;
   // Copies `bytes` of device memory to the host through readback_ and waits for it.

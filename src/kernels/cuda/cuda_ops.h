@@ -119,6 +119,17 @@ constexpr int kMaxDeviceLogprobs = 20;  // vLLM's default max_logprobs
 void gather_logprobs(const float* raw, int64_t vocab, int64_t num_rows, const int32_t* row_token,
                      const int32_t* tokens, int k, float* sampled_logprob, int32_t* sampled_rank,
                      int32_t* top_ids, float* top_logprobs, cudaStream_t stream);
+// Async scheduling: the next step reads the ids this step drew without the host knowing them.
+// input_ids[row[i]] = drawn[draw[i]] for i < count (an undrawn -1 becomes 0: never read as an id
+// out of range; the runner never feeds rows that can come back undrawn).
+constexpr int kMaxFedTokens = 128;
+struct FedTokens {
+  int32_t count = 0;
+  int32_t row[kMaxFedTokens];
+  int32_t draw[kMaxFedTokens];
+};
+void feed_tokens(int32_t* input_ids, const int32_t* drawn, const FedTokens& fed,
+                 cudaStream_t stream);
 
 // ---- attention.cu ---------------------------------------------------------------------------
 // KV cache layout (per layer, K and V alike): [num_blocks, num_kv_heads, block_size, head_size],

@@ -488,4 +488,20 @@ void sample_rows(const float* logits, int64_t vocab, const SampleRowParams* para
   }
 }
 
+namespace {
+
+__global__ void feed_tokens_kernel(int32_t* input_ids, const int32_t* drawn, FedTokens fed) {
+  const int i = static_cast<int>(threadIdx.x);
+  if (i < fed.count) input_ids[fed.row[i]] = max(drawn[fed.draw[i]], 0);
+}
+
+}  // namespace
+
+void feed_tokens(int32_t* input_ids, const int32_t* drawn, const FedTokens& fed,
+                 cudaStream_t stream) {
+  if (fed.count == 0) return;
+  feed_tokens_kernel<<<1, kMaxFedTokens, 0, stream>>>(input_ids, drawn, fed);
+  CVLLM_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace cvllm::cuda
