@@ -212,12 +212,10 @@ void ModelRunner::update_states(const SchedulerOutput& scheduled) {
   }
 }
 
-ForwardBatch ModelRunner::build_batch(const SchedulerOutput& scheduled, PendingStep& step) {
+ForwardBatch ModelRunner::build_batch(const SchedulerOutput& scheduled, PendingStep& step,
+                                      const PendingStep* previous) {
   for (const NewRequestData& d : scheduled.scheduled_new_reqs) step.order.push_back(requests_.at(d.request_id));
   for (const CachedRequestData& d : scheduled.scheduled_cached_reqs) step.order.push_back(requests_.at(d.request_id));
-  // The step in flight, whose tokens this one may read on the device before the host has them.
-  const PendingStep* previous =
-      !in_flight_.empty() && !in_flight_.back().output ? &in_flight_.back() : nullptr;
 
   ForwardBatch batch;
   size_t max_blocks = 0;
@@ -312,13 +310,17 @@ bool ModelRunner::can_feed_next(const PendingStep& step) const {
 void ModelRunner::launch(const SchedulerOutput& scheduled) {
   CVLLM_CHECK(in_flight_.size() < 2, "launch: two steps are in flight already");
   update_states(scheduled);
+  // The step in flight, whose tokens this one may read on the device before the host has them
+  // (a deque keeps references to its elements valid across emplace_back).
+  const PendingStep* previous =
+      !in_flight_.empty() && !in_flight_.back().output ? &in_flight_.back() : nullptr;
   PendingStep& step = in_flight_.emplace_back();
   if (scheduled.empty()) {
     step.output.emplace();
     return;
   }
   try {
-    ForwardBatch batch = build_batch(scheduled, step);
+    ForwardBatch batch = build_batch(scheduled, step, previous);
     if (!scheduled.blocks_to_copy.empty()) backend_.copy_blocks(kv_caches_, scheduled.blocks_to_copy);
     std::unique_ptr<StepMetadata> metadata;
     Tensor hidden;

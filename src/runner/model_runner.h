@@ -118,9 +118,10 @@ class ModelRunner {
   CapturedForward* graph_for(ForwardBatch& batch);
   void update_states(const SchedulerOutput& scheduled);
   void add_request(const NewRequestData& data);
-  // The step's batch; fills step.order, num_scheduled, sample_rows and prompt_logprob_rows. A
-  // token the step in flight draws is fed from there.
-  ForwardBatch build_batch(const SchedulerOutput& scheduled, PendingStep& step);
+  // The step's batch; fills step.order, first_position, sample_rows and prompt_logprob_rows. A
+  // token that `previous` (in flight, unfinished) draws is fed from there.
+  ForwardBatch build_batch(const SchedulerOutput& scheduled, PendingStep& step,
+                           const PendingStep* previous);
   // The host half of a step: waits for its draws, draws the rest, sets step.output.
   void finish(PendingStep& step);
   // Whether `step` (launched, not finished) can leave its tokens on the device for the next one.
