@@ -93,8 +93,9 @@ int64_t device_kv_budget_bytes(Backend& backend, CausalLM& model, const EngineAr
                                     (c.head_dim + 2) * 4;
     // Recorded decode steps keep their own temporaries (the largest batch's, shared by all:
     // three times the profiled pass's activations per token at the largest recorded batch), their
-    // outputs, and per batch size a step buffer whose block table spans max_model_len. For the
-    // Llama-3-8B shape (max_model_len 1,024): 366 MiB estimated before the 5/4 below, 307 measured.
+    // outputs (logits), and per batch size a step buffer whose block table spans max_model_len.
+    // For the Llama-3-8B shape (max_model_len 1,024), before the logits were recorded too: 366
+    // MiB estimated before the 5/4 below, 307 measured.
     const std::vector<int> graph_sizes = cuda_graph_batch_sizes(args);
     int64_t graphs = 0;
     if (!graph_sizes.empty()) {
@@ -102,7 +103,8 @@ int64_t device_kv_budget_bytes(Backend& backend, CausalLM& model, const EngineAr
       for (int n : graph_sizes) rows += n;
       const int64_t table_width = (max_model_len + args.block_size - 1) / args.block_size;
       graphs = peak / std::max<int64_t>(tokens, 1) * graph_sizes.back() * 3 + decode_partials +
-               rows * (c.hidden_size * 4 + table_width * 4 + 64);
+               rows * (c.hidden_size * 4 + table_width * 4 + 64) +
+               int64_t{graph_sizes.back()} * c.vocab_size * 4;  // the largest one's logits
     }
     // Async scheduling: a step's logits stay until it is collected, after the next one launched.
     const int64_t pending_logits =

@@ -128,7 +128,8 @@ void ModelRunner::capture_graphs() {
       std::unique_ptr<CapturedForward> captured =
           backend_.capture_forward(placeholder, [this](const StepMetadata& step) {
             ForwardContext ctx{backend_, step, kv_caches_, nullptr};
-            return model_.forward(ctx);
+            // The logits too: the projection then follows the last layer inside the recording.
+            return model_.compute_logits(backend_, model_.forward(ctx));
           });
       if (!captured) {  // this backend does not record
         graphs_.clear();
@@ -150,6 +151,11 @@ CapturedForward* ModelRunner::graph_for(ForwardBatch& batch) {
   if (graphs_.empty() || dump) return nullptr;
   const int64_t n = batch.num_reqs();
   if (n == 0 || batch.num_tokens() != n || batch.max_blocks_per_req > graph_width_) return nullptr;
+  // The recorded pass gives the logits of every row: each request must sample its token.
+  if (static_cast<int64_t>(batch.logits_indices.size()) != n) return nullptr;
+  for (int64_t i = 0; i < n; ++i) {
+    if (batch.logits_indices[i] != i) return nullptr;
+  }
   for (int32_t id : batch.input_ids) {  // out-of-range ids: the eager pass reports them
     if (id < 0 || id >= model_.config().vocab_size) return nullptr;
   }
@@ -322,31 +328,29 @@ void ModelRunner::launch(const SchedulerOutput& scheduled) {
   try {
     ForwardBatch batch = build_batch(scheduled, step, previous);
     if (!scheduled.blocks_to_copy.empty()) backend_.copy_blocks(kv_caches_, scheduled.blocks_to_copy);
-    std::unique_ptr<StepMetadata> metadata;
-    Tensor hidden;
-    if (CapturedForward* graph = graph_for(batch)) {  // pads batch to the recorded shape
-      hidden = backend_.replay_forward(*graph, batch);
-      ++num_graph_steps_;
-    } else {
-      metadata = backend_.prepare_step(batch);
-      ForwardContext ctx{backend_, *metadata, kv_caches_, dump};
-      hidden = model_.forward(ctx);
-    }
     step.logits_indices = batch.logits_indices;
     const int64_t num_logits = static_cast<int64_t>(batch.logits_indices.size());
-    if (num_logits > 0) {
-      // Decode steps sample every token in order: the first rows as they are (no gather, no
-      // upload of row ids).
-      bool prefix = num_logits <= hidden.dim(0);
-      for (int64_t i = 0; prefix && i < num_logits; ++i) prefix = batch.logits_indices[i] == i;
-      Tensor selected;
-      if (prefix) {
-        selected = hidden.slice_rows(0, num_logits);
-      } else {
-        selected = backend_.alloc(DType::kF32, {num_logits, hidden.dim(1)});
-        backend_.gather_rows(hidden, batch.logits_indices, selected);
+    if (CapturedForward* graph = graph_for(batch)) {  // pads batch to the recorded shape
+      step.logits = backend_.replay_forward(*graph, batch).slice_rows(0, num_logits);
+      ++num_graph_steps_;
+    } else {
+      std::unique_ptr<StepMetadata> metadata = backend_.prepare_step(batch);
+      ForwardContext ctx{backend_, *metadata, kv_caches_, dump};
+      Tensor hidden = model_.forward(ctx);
+      if (num_logits > 0) {
+        // Decode steps sample every token in order: the first rows as they are (no gather, no
+        // upload of row ids).
+        bool prefix = num_logits <= hidden.dim(0);
+        for (int64_t i = 0; prefix && i < num_logits; ++i) prefix = batch.logits_indices[i] == i;
+        Tensor selected;
+        if (prefix) {
+          selected = hidden.slice_rows(0, num_logits);
+        } else {
+          selected = backend_.alloc(DType::kF32, {num_logits, hidden.dim(1)});
+          backend_.gather_rows(hidden, batch.logits_indices, selected);
+        }
+        step.logits = model_.compute_logits(backend_, selected);
       }
-      step.logits = model_.compute_logits(backend_, selected);
     }
 
     // Rows drawn on the device when the backend can (Sampler::device_can_draw): only their token
