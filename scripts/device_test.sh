@@ -131,7 +131,7 @@ fi  # SKIP_TESTS
 # One batch-1 decode step of the 8B shape from the launchers alone (bench/bench_cuda_decode_step.cpp):
 # what each kernel kind adds to the step, and the matrix-vector kernels' bandwidth. MICRO=1.
 if [[ "${MICRO:-0}" == 1 ]]; then
-  for variant in default CVLLM_CUDA_PDL=0 CVLLM_CUDA_DECODE_CLUSTER=0; do
+  for variant in ${MICRO_VARIANTS:-default CVLLM_CUDA_PDL=0 CVLLM_CUDA_DECODE_CLUSTER=0}; do
     log=$OUT/micro-${variant//=/-}.json
     env $([[ $variant != default ]] && echo "$variant") "$MICRO_BIN/bench_cuda_decode_step" ${MICRO_ARGS:-} > "$log" 2>&1
     note "decode step microbenchmark ($variant):"

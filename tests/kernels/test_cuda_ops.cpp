@@ -439,7 +439,8 @@ TEST_F(CudaOps, LinearWithPerBatchSizeAlgorithms) {
 
 TEST_F(CudaOps, LinearDecodeSizedMatrixVector) {
   // 1..kGemvMaxTokens tokens take the matrix-vector kernel (per-batch-size backend), k % 8 != 0
-  // falls back to cuBLASLt; tall, wide, odd and tiny weights.
+  // falls back to cuBLASLt; tall, wide, odd and tiny weights. Rows of k >= 8192 are split over two
+  // warps (77 x 14336: a last block with one row; 9 x 8200: parts of unequal iterations).
   CudaBackend per_n(0, 1, /*batch_invariant_gemm=*/false);
   struct Shape {
     int64_t out, in;
@@ -448,7 +449,8 @@ TEST_F(CudaOps, LinearDecodeSizedMatrixVector) {
     int64_t out, in;
     DType dtype;
   };
-  for (Case s : {Case{4099, 4096, DType::kBF16}, Case{77, 14336, DType::kBF16}, Case{3, 8, DType::kBF16},
+  for (Case s : {Case{4099, 4096, DType::kBF16}, Case{77, 14336, DType::kBF16},
+                 Case{9, 8200, DType::kBF16}, Case{3, 8, DType::kBF16},
                  Case{130, 12, DType::kBF16}, Case{1, 264, DType::kBF16}, Case{300, 256, DType::kQ8_0},
                  Case{384, 256, DType::kQ4_1}, Case{256, 512, DType::kQ4_K}}) {
     std::vector<uint8_t> bytes = random_weight(s.dtype, s.out, s.in, rng_);

@@ -6,6 +6,8 @@
 // values) are re-read by every warp and stay cached. Launched with programmatic dependent launch:
 // each lane's first weight loads go out before the previous kernel has finished (weights never
 // change), the activations' after it.
+#include <cstdlib>
+
 #include "kernels/cuda/activations.cuh"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/cuda_util.h"
@@ -41,15 +43,21 @@ __device__ __forceinline__ float dot8(float acc, const uint4& w, const uint4& x)
 }
 
 // ys[o][t, row] = sum_k ws[o][row, k] x[t, k] for t < N over the outputs' rows laid end to end.
-// One warp per row; k % 8 == 0. The first kPrefetch iterations' weights are loaded before
-// pdl_wait(), while the previous kernel finishes (two rather than one: batch-4 decode of the 8B
-// shape 547 -> 587 tok/s, batch 2 311 -> 324, batch 1 unchanged).
-template <int N>
+// KS warps per row (1, 2 or 4), each over a contiguous KS-th of k, their sums added in warp order
+// through shared memory; k % 8 == 0. Splitting k gives a weight of few rows (4,096 of the 8B
+// shape's o and down projections: 512 blocks of one warp per row, 1.3 waves of the ~3 blocks an
+// H100 multiprocessor holds) enough blocks that the last wave's tail is short. The first
+// kPrefetch iterations' weights are loaded before pdl_wait(), while the previous kernel finishes
+// (two rather than one: batch-4 decode of the 8B shape 547 -> 587 tok/s, batch 2 311 -> 324,
+// batch 1 unchanged).
+template <int N, int KS>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemv_kernel(GemvOutputs outs, const bf16* __restrict__ x, int64_t k) {
+  static_assert(kWarpsPerBlock % KS == 0, "whole rows per block");
+  __shared__ float partial[KS > 1 ? kWarpsPerBlock : 1][N];
   pdl_launch_dependents();
-  int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, part = warp % KS;
+  int64_t row = static_cast<int64_t>(blockIdx.x) * (kWarpsPerBlock / KS) + warp / KS;
   // Which output the row falls in (unrolled: constant indices keep outs out of local memory).
   const bf16* w = outs.w[0];
   float* y = outs.y[0];
@@ -63,29 +71,34 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       m = outs.rows[o];
     }
   }
-  if (row >= m) {
+  const bool active = row < m;
+  if (KS == 1 && !active) {
     pdl_wait();  // (see pdl.cuh: every block waits)
     return;
   }
-  const uint4* w4 = reinterpret_cast<const uint4*>(w + row * k);
+  const uint4* w4 = reinterpret_cast<const uint4*>(w + (active ? row : 0) * k);
   const uint4* x4 = reinterpret_cast<const uint4*>(x);
   const int64_t chunks = k / 8;  // 16-byte chunks per row
+  // This warp's chunks: [begin, end) (empty for a warp past the last row). The parts start at
+  // whole iterations, so only the last one has a remainder for the slower one-load loop.
   constexpr int64_t kStep = 32 * kUnroll;  // chunks per iteration of the warp
+  auto part_begin = [&](int p) { return p == KS ? chunks : chunks * p / KS / kStep * kStep; };
+  const int64_t end = active ? part_begin(part + 1) : 0;
   float acc[N] = {};
   uint4 pre[kPrefetch][kUnroll];
+  int64_t c = part_begin(part) + lane;
 #pragma unroll
   for (int it = 0; it < kPrefetch; ++it) {
-    const int64_t c = lane + it * kStep;
-    if (c + 32 * (kUnroll - 1) < chunks) {
+    const int64_t ci = c + it * kStep;
+    if (ci + 32 * (kUnroll - 1) < end) {
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) pre[it][u] = load_streaming(w4 + c + 32 * u);
+      for (int u = 0; u < kUnroll; ++u) pre[it][u] = load_streaming(w4 + ci + 32 * u);
     }
   }
   pdl_wait();
-  int64_t c = lane;
 #pragma unroll
   for (int it = 0; it < kPrefetch; ++it) {  // the same sums, in the same order, as the loop below
-    if (c + 32 * (kUnroll - 1) < chunks) {
+    if (c + 32 * (kUnroll - 1) < end) {
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
 #pragma unroll
@@ -94,7 +107,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       c += kStep;
     }
   }
-  for (; c + 32 * (kUnroll - 1) < chunks; c += kStep) {
+  for (; c + 32 * (kUnroll - 1) < end; c += kStep) {
     uint4 wv[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) wv[u] = load_streaming(w4 + c + 32 * u);
@@ -104,7 +117,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       for (int t = 0; t < N; ++t) acc[t] = dot8(acc[t], wv[u], __ldg(x4 + t * chunks + c + 32 * u));
     }
   }
-  for (; c < chunks; c += 32) {
+  for (; c < end; c += 32) {
     const uint4 wv = load_streaming(w4 + c);
 #pragma unroll
     for (int t = 0; t < N; ++t) acc[t] = dot8(acc[t], wv, __ldg(x4 + t * chunks + c));
@@ -113,7 +126,23 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   for (int t = 0; t < N; ++t) {
     float v = acc[t];
     for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-    if (lane == 0) y[t * m + row] = v;
+    if (KS == 1) {
+      if (lane == 0) y[t * m + row] = v;
+    } else if (lane == 0) {
+      partial[warp][t] = v;
+    }
+  }
+  if constexpr (KS > 1) {
+    __syncthreads();
+    if (part == 0 && lane == 0 && active) {
+#pragma unroll
+      for (int t = 0; t < N; ++t) {
+        float v = partial[warp][t];
+#pragma unroll
+        for (int p = 1; p < KS; ++p) v += partial[warp + p][t];
+        y[t * m + row] = v;
+      }
+    }
   }
 }
 
@@ -212,12 +241,40 @@ void gated_for(const bf16* w_gate, const bf16* w_up, const bf16* x, int64_t n, i
   }
 }
 
+// Warps per row for a product of `rows` rows: a function of the weight's shape alone, never the
+// batch, so a row's sum is the same at every batch size. CVLLM_CUDA_GEMV_SPLIT=1|2|4 forces one
+// (A/B runs).
+int split_for(int64_t rows, int64_t k) {
+  static const int forced = [] {
+    const char* env = std::getenv("CVLLM_CUDA_GEMV_SPLIT");
+    const int v = env != nullptr ? std::atoi(env) : 0;
+    return v == 1 || v == 2 || v == 4 ? v : 0;
+  }();
+  if (forced > 0) return forced;
+  // Long rows of a weight with few of them: two warps per row. The 8B shape's down projection
+  // (4,096 rows of 14,336) went 1,363 -> 1,279 us per step alone; its q/k/v and o projections
+  // (rows of 4,096) got slower split, in two or four, and so did the down projection in four.
+  return k >= 8192 && rows <= 8192 ? 2 : 1;
+}
+
+template <int N, int KS>
+void launch_split(const GemvOutputs& outs, const bf16* x, int64_t k, int64_t total,
+                  cudaStream_t stream) {
+  constexpr int64_t kRowsPerBlock = kWarpsPerBlock / KS;
+  launch_pdl(gemv_kernel<N, KS>, static_cast<unsigned>((total + kRowsPerBlock - 1) / kRowsPerBlock),
+             kWarpsPerBlock * 32, 0, stream, outs, x, k);
+}
+
 template <int N>
 void launch(const GemvOutputs& outs, const bf16* x, int64_t k, cudaStream_t stream) {
   int64_t total = 0;
   for (int o = 0; o < outs.count; ++o) total += outs.rows[o];
   if (total == 0) return;
-  launch_pdl(gemv_kernel<N>, grid_for(total), kWarpsPerBlock * 32, 0, stream, outs, x, k);
+  switch (split_for(total, k)) {
+    case 2: return launch_split<N, 2>(outs, x, k, total, stream);
+    case 4: return launch_split<N, 4>(outs, x, k, total, stream);
+    default: return launch_split<N, 1>(outs, x, k, total, stream);
+  }
 }
 
 }  // namespace
