@@ -394,7 +394,10 @@ ModelRunnerOutput ModelRunner::collect() {
 }
 
 bool ModelRunner::can_launch_ahead() const {
-  return in_flight_.size() == 1 && !in_flight_.front().has_engine_tokens;
+  // A step finished at launch has its output ready: launching another first would only hold
+  // that output back by a step (on the CPU, every step that samples).
+  return in_flight_.size() == 1 && !in_flight_.front().output &&
+         !in_flight_.front().has_engine_tokens;
 }
 
 void ModelRunner::finish(PendingStep& step) {

@@ -60,8 +60,9 @@ class ModelRunner {
     launch(scheduled);
     return collect();
   }
-  // Whether another step may be launched before collect(): one step is in flight and none of
-  // its requests waits for a token from the engine (beam search).
+  // Whether another step should be launched before collect(): one step is in flight, still
+  // running (not finished at launch), and none of its requests waits for a token from the engine
+  // (beam search).
   bool can_launch_ahead() const;
   int num_in_flight() const { return static_cast<int>(in_flight_.size()); }
   // Tokens that reached a forward pass on the device without the host knowing them (tests).
