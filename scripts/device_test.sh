@@ -13,6 +13,12 @@
 #   bash scripts/device_test.sh
 #       (on a GPU machine with the build dependencies) configures and builds build-device first.
 #
+# The default model's GPU test needs the model (98 MB), which no call can carry beside the tree
+# and the binaries: cut it into ignored folders (build-dm1/part: 24 MB, build-dm2/part: 40 MB,
+# build-dm3/part: the rest), carry build-devpack with build-dm1 and then each further part in
+# calls back to back (the GPU machine keeps /tmp while it stays warm), each copying its part to
+# /tmp/dm/N, and in the last set DEFAULT_MODEL_PARTS="/tmp/dm/1 /tmp/dm/2 build-dm3/part".
+#
 # Results: $OUT/logs.tgz and $OUT/summary.txt (default ./build-device-logs); the last lines printed are
 # the summary. Knobs: SKIP_TESTS=1, SKIP_BENCH=1, BENCH_SHAPES="smollm2-135m llama-1b",
 # MICRO=1 (with MICRO_ARGS), BENCH_EXTRA="in,out,batch,gemm ..." (gemm: per-n | invariant | per-n-glibc), PROFILE=1 (with
@@ -21,7 +27,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-TEST_TARGETS="kernels_test_cuda_ops golden_test_cuda_tiny_llama golden_test_cuda_hf_models unit_test_cuda_model_runner_graphs"
+TEST_TARGETS="kernels_test_cuda_ops golden_test_cuda_tiny_llama golden_test_cuda_hf_models unit_test_cuda_model_runner_graphs golden_test_cuda_default_model"
 
 if [[ "${1:-}" == "--pack" ]]; then
   set -e
@@ -106,6 +112,14 @@ run_tests cuda_ops "$TEST_BIN/kernels_test_cuda_ops"
 run_tests cuda_tiny_llama "$TEST_BIN/golden_test_cuda_tiny_llama"
 run_tests cuda_hf_models "$TEST_BIN/golden_test_cuda_hf_models"
 run_tests cuda_graphs "$TEST_BIN/unit_test_cuda_model_runner_graphs"
+# The default model, put back together from DEFAULT_MODEL_PARTS (see the top); without it the
+# test skips.
+if [[ -n "${DEFAULT_MODEL_PARTS:-}" ]]; then
+  mkdir -p /tmp/cvllm-default-model
+  cat $DEFAULT_MODEL_PARTS > /tmp/cvllm-default-model/SmolLM2-135M-Instruct.Q4_1.gguf
+  export CVLLM_CACHE_DIR=/tmp/cvllm-default-model
+fi
+run_tests cuda_default_model "$TEST_BIN/golden_test_cuda_default_model"
 grep -h "\[ note \]" "$OUT/cuda_hf_models.log" | head -60 >> "$OUT/notes.txt"
 grep -h "\[ note \]" "$OUT/cuda_tiny_llama.log" | head -40 >> "$OUT/notes.txt"
 

@@ -97,10 +97,11 @@ inline bool expect_same_up_to_near_tie(const RequestOutput& output, const nlohma
   return false;
 }
 
-// The fast (quantized-activation) kernels' greedy run of every fixture case, each identical to
-// the reference up to a near tie within `margin` (expect_same_up_to_near_tie).
+// `llm`'s greedy run of every fixture case (the fast quantized-activation kernels, or the GPU),
+// each identical to the reference up to a near tie within `margin` (expect_same_up_to_near_tie).
 inline void expect_fast_kernels_agree(LLM& llm, const std::vector<Prompt>& prompts,
-                                      const nlohmann::json& cases, double margin) {
+                                      const nlohmann::json& cases, double margin,
+                                      const std::string& label = "fast kernels") {
   SamplingParams params = greedy_with_logprobs();
   params.prompt_logprobs.reset();
   std::vector<RequestOutput> outputs = llm.generate(prompts, params, false);
@@ -109,7 +110,7 @@ inline void expect_fast_kernels_agree(LLM& llm, const std::vector<Prompt>& promp
   for (size_t i = 0; i < outputs.size(); ++i) {
     diverged += expect_same_up_to_near_tie(outputs[i], cases[i], margin);
   }
-  std::cout << "[ note ] fast kernels: " << outputs.size() - diverged << "/" << outputs.size()
+  std::cout << "[ note ] " << label << ": " << outputs.size() - diverged << "/" << outputs.size()
             << " prompts identical to the reference for all " << params.max_tokens.value_or(0)
             << " tokens\n";
 }
