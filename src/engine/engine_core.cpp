@@ -35,8 +35,8 @@ std::vector<EngineCoreOutput> EngineCore::step() {
     runner_->launch(first);
     in_flight_ = std::move(first);
   }
-  // The next step, while this one runs (the runner finished this one already when the host needs
-  // its tokens first).
+  // The next step, while this one still runs on the device (not after a step the runner finished
+  // at launch: its output is ready, and would only wait).
   std::optional<SchedulerOutput> next;
   if (runner_->can_launch_ahead() && scheduler_->has_unfinished_requests()) {
     SchedulerOutput scheduled = scheduler_->schedule();
