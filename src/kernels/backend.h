@@ -21,6 +21,13 @@ namespace cvllm {
 
 class ThreadPool;
 
+// Draws enqueued by Backend::begin_sample_on_device and not yet waited for. Opaque outside the
+// backend that made it.
+class PendingSamples {
+ public:
+  virtual ~PendingSamples() = default;
+};
+
 // Per-step batch in host memory, built by the model runner: all scheduled tokens of all requests,
 // flat, no padding.
 struct ForwardBatch {
@@ -36,7 +43,7 @@ struct ForwardBatch {
   // input_ids[fed_rows[i]] is a placeholder; before the pass the backend writes there the id of
   // draw fed_draws[i] of `fed_from` (still pending). Only backends that sample on the device.
   std::vector<int32_t> fed_rows, fed_draws;
-  const class PendingSamples* fed_from = nullptr;
+  const PendingSamples* fed_from = nullptr;
 
   int64_t num_tokens() const { return static_cast<int64_t>(input_ids.size()); }
   int64_t num_reqs() const { return static_cast<int64_t>(seq_lens.size()); }
@@ -47,13 +54,6 @@ class StepMetadata {
  public:
   virtual ~StepMetadata() = default;
   const ForwardBatch* batch = nullptr;  // host copy, valid for the step
-};
-
-// Draws enqueued by Backend::begin_sample_on_device and not yet waited for. Opaque outside the
-// backend that made it.
-class PendingSamples {
- public:
-  virtual ~PendingSamples() = default;
 };
 
 // A forward pass recorded once for one batch shape and replayed for later batches of that shape

@@ -298,7 +298,7 @@ void point_at_tokens(SamplingState& s, const std::vector<int32_t>& token_ids, in
 }  // namespace
 
 bool ModelRunner::can_feed_next(const PendingStep& step) const {
-  if (step.has_engine_tokens || step.device_rows.size() != step.device_row_req.size()) return false;
+  if (step.has_engine_tokens) return false;
   size_t num_draws = 0;
   for (size_t i = 0; i < step.order.size(); ++i) {
     if (!step.prompt_logprob_rows[i].empty()) return false;  // prompt logprobs: read on the host

@@ -75,7 +75,9 @@ TEST(CudaGraphs, AsyncSchedulingFeedsDrawnTokensOnTheDevice) {
     auto async = run_graph_test(backend, graphs ? std::vector<int>{1, 2, 4} : std::vector<int>{},
                                 &graph_steps, DType::kBF16, &async_lp, &fed);
     EXPECT_GT(fed, 0) << "graphs " << graphs;
-    if (graphs) EXPECT_GT(graph_steps, 0);
+    if (graphs) {
+      EXPECT_GT(graph_steps, 0);
+    }
     for (const auto& [id, toks] : sync) {
       EXPECT_EQ(async[id], toks) << id << " graphs " << graphs;
       EXPECT_EQ(async_lp[id], sync_lp[id]) << id << " graphs " << graphs;

@@ -170,7 +170,9 @@ TEST(LLM, AsyncSchedulingGivesTheSameOutputsAsSyncScheduling) {
     }
     EXPECT_EQ(sync.engine().engine_core().num_steps_launched_ahead(), 0);
     EXPECT_EQ(async.engine().engine_core().runner().num_in_flight(), 0);  // idle holds nothing
-    if (tight) EXPECT_GT(async.engine().scheduler_stats().num_preemptions, 0);
+    if (tight) {
+      EXPECT_GT(async.engine().scheduler_stats().num_preemptions, 0);
+    }
   }
 }
 
@@ -190,6 +192,35 @@ TEST(LLM, PreemptionUnderMemoryPressureGivesSameTokens) {
   EXPECT_EQ(generate_tokens(squeezed, prompts, greedy(40)), expected);
   EXPECT_GT(squeezed.engine().scheduler_stats().num_preemptions, 0);
   EXPECT_DOUBLE_EQ(squeezed.engine().scheduler_stats().kv_cache_usage, 0.0);
+}
+
+// A preempted request keeps its random generator (vLLM's runner keeps a preempted request's
+// state too): seeded sampled tokens do not depend on whether or when the request was preempted.
+TEST(LLM, SeededSamplingIsTheSameUnderPreemption) {
+  std::vector<Prompt> prompts = varied_prompts(8);
+  SamplingParams p;
+  p.temperature = 1.0;
+  p.seed = 11;
+  p.max_tokens = 40;
+  p.ignore_eos = true;
+  LLM roomy(tiny_args());
+  std::vector<std::vector<int32_t>> expected = generate_tokens(roomy, prompts, p);
+  EngineArgs tight = tiny_args();  // as PreemptionUnderMemoryPressureGivesSameTokens
+  tight.max_model_len = 128;
+  tight.enable_prefix_caching = false;
+  tight.kv_cache_memory_bytes = 12 * (2 * 2 * 16 * 2 * 64 * 4);
+  LLM squeezed(tight);
+  EXPECT_EQ(generate_tokens(squeezed, prompts, p), expected);
+  EXPECT_GT(squeezed.engine().scheduler_stats().num_preemptions, 0);
+}
+
+// On the CPU a step that samples is finished inside its launch: launching the next one first
+// would only hold its tokens back by a step, so nothing goes ahead.
+TEST(LLM, StepsFinishedAtLaunchAreNotOvertaken) {
+  LLM llm(tiny_args());
+  llm.generate(Prompt(prompt_ids(5, 1)), greedy(8), false);
+  EXPECT_EQ(llm.engine().engine_core().num_steps_launched_ahead(), 0);
+  EXPECT_GT(llm.engine().engine_core().num_steps(), 0);
 }
 
 TEST(LLM, ValidationErrorsNameTheField) {

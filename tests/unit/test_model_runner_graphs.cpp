@@ -31,6 +31,12 @@ class RecordingBackend : public cpu::CpuBackend {
     EXPECT_EQ(batch.num_reqs(), recorded.shape.num_reqs());
     EXPECT_EQ(batch.num_tokens(), batch.num_reqs());
     EXPECT_EQ(batch.max_blocks_per_req, recorded.shape.max_blocks_per_req);
+    // The recorded pass's output is every row's logits (the LM head is recorded too): the runner
+    // replays only steps where each real row (padding writes no slot) samples, in order.
+    int64_t real_rows = 0;
+    for (int64_t slot : batch.slot_mapping) real_rows += slot >= 0 ? 1 : 0;
+    EXPECT_EQ(static_cast<int64_t>(batch.logits_indices.size()), real_rows);
+    for (size_t i = 0; i < batch.logits_indices.size(); ++i) EXPECT_EQ(batch.logits_indices[i], i);
     ++replays;
     std::unique_ptr<StepMetadata> step = prepare_step(batch);
     return recorded.forward(*step);
